@@ -1,1 +1,24 @@
-//! placeholder
+//! Typed client for the SuperOffice CRM REST API.
+//!
+//! The operations and types are generated at build time from SuperOffice's official OpenAPI
+//! description (see `spec/superoffice.toml`); the modules beside them are hand-written.
+
+mod datetime;
+mod hooks;
+pub mod lenient;
+pub mod runtime;
+
+#[allow(
+    missing_docs,
+    unused_qualifications,
+    missing_debug_implementations,
+    clippy::all
+)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/superoffice.rs"));
+}
+
+pub use datetime::{ParseDateTimeError, SoDateTime};
+pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder, prelude, types};
+/// The error type of the generated operations (progenitor's), before classification.
+pub use progenitor_client::Error as OperationError;
