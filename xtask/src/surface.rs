@@ -66,10 +66,10 @@ pub fn extract(code: &str, openapi: &Value) -> Result<Vec<Operation>> {
             let syn::TraitItem::Fn(f) = trait_item else {
                 continue;
             };
-            if let syn::ReturnType::Type(_, ty) = &f.sig.output {
-                if let Some(builder) = last_segment(ty) {
-                    calls.insert(builder, format!("{}::{}", t.ident, f.sig.ident));
-                }
+            if let syn::ReturnType::Type(_, ty) = &f.sig.output
+                && let Some(builder) = last_segment(ty)
+            {
+                calls.insert(builder, format!("{}::{}", t.ident, f.sig.ident));
             }
         }
     }

@@ -131,10 +131,10 @@ fn type_items(code: &str) -> BTreeMap<String, String> {
         }
     }
     for item in &file.items {
-        if let syn::Item::Mod(m) = item {
-            if m.ident == "types" {
-                collect(&m.content.as_ref().unwrap().1, "", &mut out);
-            }
+        if let syn::Item::Mod(m) = item
+            && m.ident == "types"
+        {
+            collect(&m.content.as_ref().unwrap().1, "", &mut out);
         }
     }
     out
