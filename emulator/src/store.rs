@@ -719,7 +719,14 @@ pub fn activity(
             let mut row = T::table(db).live(id).cloned();
             match row.as_mut() {
                 Some(r) => {
-                    r.mutate(&mut rng, &refs);
+                    // A random edit can hit the value a field already has; try again then.
+                    let before = r.db_columns();
+                    for _ in 0..8 {
+                        r.mutate(&mut rng, &refs);
+                        if r.db_columns() != before {
+                            break;
+                        }
+                    }
                     save::<T>(db, r.clone(), by, now, opts).ok().flatten()
                 }
                 None => None,
