@@ -3,8 +3,12 @@
 //! The operations and types are generated at build time from SuperOffice's official OpenAPI
 //! description (see `spec/superoffice.toml`); the modules beside them are hand-written.
 
+pub mod auth;
 mod datetime;
+mod environment;
+mod error;
 mod hooks;
+pub mod http;
 pub mod lenient;
 pub mod runtime;
 
@@ -19,6 +23,8 @@ mod generated {
 }
 
 pub use datetime::{ParseDateTimeError, SoDateTime};
+pub use environment::Environment;
+pub use error::{ApiError, Error, Result};
 pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder, prelude, types};
 /// The error type of the generated operations (progenitor's), before classification.
 pub use progenitor_client::Error as OperationError;

@@ -1,0 +1,313 @@
+//! [`Error`]: the one error type of this crate, with a variant per outcome a caller may want
+//! to match on.
+//!
+//! Generated operations return progenitor's error type ([`crate::OperationError`]);
+//! `Error::from` classifies it. Status and body survive even when the server sent HTML or
+//! nothing at all: the runtime turns such bodies into a `SoError` before the generated code
+//! sees them (see `hooks.rs`).
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::types::SoError;
+
+/// Header the runtime sets on responses it synthesises itself, naming the failure.
+pub(crate) const SDK_ERROR_HEADER: &str = "x-superoffice-sdk-error";
+/// Header carrying the tenant state on a synthesised "tenant not running" response.
+pub(crate) const SDK_STATE_HEADER: &str = "x-superoffice-sdk-state";
+/// Header carrying the context identifier on synthesised responses.
+pub(crate) const SDK_CONTEXT_HEADER: &str = "x-superoffice-sdk-context";
+/// `ErrorType` the runtime puts in a `SoError` made from a non-JSON error body.
+pub(crate) const NON_JSON_ERROR_TYPE: &str = "NonJsonErrorBody";
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to SuperOffice.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// 404: the record does not exist (or is not visible to this user).
+    #[error("not found: {0}")]
+    NotFound(Box<ApiError>),
+    /// 412: the record changed after the `If-Unmodified-Since` time.
+    #[error("precondition failed (the record changed since If-Unmodified-Since): {0}")]
+    PreconditionFailed(Box<ApiError>),
+    /// 409: a JSON Patch `test` operation failed, or another conflict.
+    #[error("conflict: {0}")]
+    Conflict(Box<ApiError>),
+    /// 304: unchanged since `If-Modified-Since`.
+    #[error("not modified since If-Modified-Since")]
+    NotModified,
+    /// 401 after the credential was refreshed once, or no credential could be obtained.
+    #[error("unauthorized: {0}")]
+    Unauthorized(Box<ApiError>),
+    /// 421: the tenant is served from another host, still after re-resolving it once.
+    #[error("misdirected request (the tenant moved): {0}")]
+    Misdirected(Box<ApiError>),
+    /// 429 (or 503 with `Retry-After`) after the retries were used up.
+    #[error("rate limited{}: {body}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    RateLimited {
+        /// How long the server asked to wait, if it said.
+        retry_after: Option<Duration>,
+        /// The response.
+        body: Box<ApiError>,
+    },
+    /// The State API says the tenant cannot serve requests now.
+    #[error("tenant {context} is not running (state: {state})")]
+    TenantNotRunning {
+        /// The context identifier (`Cust12345`).
+        context: String,
+        /// The state the State API reported (`Suspended`, `OfflineMaintenance`, …).
+        state: String,
+    },
+    /// Any other non-2xx answer.
+    #[error("{0}")]
+    Api(Box<ApiError>),
+    /// The request never got an answer (DNS, connect, TLS, reset, per-attempt timeout).
+    #[error("transport error: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The whole call (all attempts) took longer than the overall timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// A 2xx answer whose body is not what the spec says.
+    #[error("could not decode the response: {message}; body starts with {excerpt:?}")]
+    Decode {
+        /// The deserializer's message.
+        message: String,
+        /// The first bytes of the body.
+        excerpt: String,
+    },
+    /// Obtaining or refreshing a credential failed (token endpoint, system-user login, key).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The request could not be built (a parameter failed to convert, an invalid header …).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The client was configured inconsistently.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Reading or writing a token file failed.
+    #[error("token store {path}: {source}")]
+    TokenStore {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A non-2xx answer: the status, SuperOffice's error fields when it sent them, and the start
+/// of the body as received.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `ErrorType`, e.g. `SoNotFoundException`.
+    pub error_type: Option<String>,
+    /// `ErrorMessage`.
+    pub message: Option<String>,
+    /// `ErrorSource`.
+    pub source: Option<String>,
+    /// Whether the server sent a JSON error body (`false`: HTML, text or empty).
+    pub json_body: bool,
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status.as_u16())
+            .field("error_type", &self.error_type)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .field("json_body", &self.json_body)
+            .finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(kind) = &self.error_type {
+            write!(f, " {kind}")?;
+        }
+        match &self.message {
+            Some(message) if !message.is_empty() => write!(f, ": {message}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ApiError {
+    fn from_so_error(status: StatusCode, body: SoError) -> Self {
+        let json_body = body.error_type.as_deref() != Some(NON_JSON_ERROR_TYPE);
+        ApiError {
+            status,
+            error_type: body.error_type.filter(|t| t != NON_JSON_ERROR_TYPE),
+            message: body.error_message,
+            source: body.error_source,
+            json_body,
+        }
+    }
+
+    fn bare(status: StatusCode) -> Self {
+        ApiError { status, error_type: None, message: None, source: None, json_body: false }
+    }
+}
+
+impl Error {
+    /// The HTTP status behind this error, if there was a response.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::NotFound(e)
+            | Error::PreconditionFailed(e)
+            | Error::Conflict(e)
+            | Error::Unauthorized(e)
+            | Error::Misdirected(e)
+            | Error::Api(e)
+            | Error::RateLimited { body: e, .. } => Some(e.status),
+            Error::NotModified => Some(StatusCode::NOT_MODIFIED),
+            Error::Transport(e) => e.status(),
+            _ => None,
+        }
+    }
+
+    /// Classifies a status and error body.
+    pub(crate) fn from_status(status: StatusCode, api: ApiError, retry_after: Option<Duration>) -> Self {
+        let api = Box::new(api);
+        match status.as_u16() {
+            304 => Error::NotModified,
+            401 => Error::Unauthorized(api),
+            404 => Error::NotFound(api),
+            409 => Error::Conflict(api),
+            412 => Error::PreconditionFailed(api),
+            421 => Error::Misdirected(api),
+            429 => Error::RateLimited { retry_after, body: api },
+            503 if retry_after.is_some() => Error::RateLimited { retry_after, body: api },
+            _ => Error::Api(api),
+        }
+    }
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    const MAX: usize = 512;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
+    if bytes.len() > MAX { format!("{text}…") } else { text }
+}
+
+/// Parses `Retry-After` (seconds or an HTTP date) relative to now.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+impl From<progenitor_client::Error<SoError>> for Error {
+    fn from(error: progenitor_client::Error<SoError>) -> Self {
+        use progenitor_client::Error as E;
+        match error {
+            E::ErrorResponse(response) => {
+                let status = response.status();
+                let headers = response.headers().clone();
+                if let Some(kind) = headers.get(SDK_ERROR_HEADER).and_then(|v| v.to_str().ok()) {
+                    let body = response.into_inner();
+                    return synthesized(kind, &headers, body);
+                }
+                let retry = retry_after(&headers);
+                let api = ApiError::from_so_error(status, response.into_inner());
+                Error::from_status(status, api, retry)
+            }
+            E::UnexpectedResponse(response) => {
+                let status = response.status();
+                let retry = retry_after(response.headers());
+                Error::from_status(status, ApiError::bare(status), retry)
+            }
+            E::CommunicationError(e) | E::ResponseBodyError(e) | E::InvalidUpgrade(e) => Error::Transport(e),
+            E::InvalidResponsePayload(bytes, e) => Error::Decode { message: e.to_string(), excerpt: excerpt(&bytes) },
+            E::InvalidRequest(message) => Error::InvalidRequest(message),
+            E::Custom(message) => Error::InvalidRequest(message),
+        }
+    }
+}
+
+/// Rebuilds the typed error the runtime encoded in a response it synthesised.
+fn synthesized(kind: &str, headers: &reqwest::header::HeaderMap, body: SoError) -> Error {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let message = body.error_message.unwrap_or_default();
+    match kind {
+        "tenant-not-running" => Error::TenantNotRunning { context: header(SDK_CONTEXT_HEADER), state: header(SDK_STATE_HEADER) },
+        "auth" => Error::Auth(message),
+        "timeout" => Error::Timeout(Duration::from_millis(message.parse().unwrap_or_default())),
+        "config" => Error::Config(message),
+        _ => Error::InvalidRequest(message),
+    }
+}
+
+/// The `SoError` JSON the runtime substitutes for a non-JSON error body.
+pub(crate) fn non_json_error_body(status: StatusCode, body: &[u8]) -> Vec<u8> {
+    let text = excerpt(body);
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("").to_string() } else { text };
+    serde_json::to_vec(&serde_json::json!({
+        "Error": true,
+        "ErrorType": NON_JSON_ERROR_TYPE,
+        "ErrorMessage": message,
+        "ErrorSource": null,
+    }))
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn so_error(kind: &str, message: &str) -> SoError {
+        serde_json::from_value(serde_json::json!({ "Error": true, "ErrorType": kind, "ErrorMessage": message })).unwrap()
+    }
+
+    #[test]
+    fn statuses_map_to_variants() {
+        let api = |s: u16| ApiError::from_so_error(StatusCode::from_u16(s).unwrap(), so_error("X", "m"));
+        assert!(matches!(Error::from_status(StatusCode::NOT_FOUND, api(404), None), Error::NotFound(_)));
+        assert!(matches!(Error::from_status(StatusCode::PRECONDITION_FAILED, api(412), None), Error::PreconditionFailed(_)));
+        assert!(matches!(Error::from_status(StatusCode::CONFLICT, api(409), None), Error::Conflict(_)));
+        assert!(matches!(Error::from_status(StatusCode::UNAUTHORIZED, api(401), None), Error::Unauthorized(_)));
+        assert!(matches!(Error::from_status(StatusCode::MISDIRECTED_REQUEST, api(421), None), Error::Misdirected(_)));
+        assert!(matches!(
+            Error::from_status(StatusCode::TOO_MANY_REQUESTS, api(429), Some(Duration::from_secs(3))),
+            Error::RateLimited { retry_after: Some(_), .. }
+        ));
+        assert!(matches!(Error::from_status(StatusCode::INTERNAL_SERVER_ERROR, api(500), None), Error::Api(_)));
+        assert!(matches!(Error::from_status(StatusCode::NOT_MODIFIED, api(304), None), Error::NotModified));
+    }
+
+    #[test]
+    fn non_json_bodies_keep_status_and_text() {
+        let html = b"<html><body>Bad gateway</body></html>";
+        let body: SoError = serde_json::from_slice(&non_json_error_body(StatusCode::BAD_GATEWAY, html)).unwrap();
+        let api = ApiError::from_so_error(StatusCode::BAD_GATEWAY, body);
+        assert!(!api.json_body);
+        assert_eq!(api.error_type, None);
+        assert_eq!(api.message.as_deref(), Some("<html><body>Bad gateway</body></html>"));
+        let empty: SoError = serde_json::from_slice(&non_json_error_body(StatusCode::SERVICE_UNAVAILABLE, b"")).unwrap();
+        assert_eq!(empty.error_message.as_deref(), Some("Service Unavailable"));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        headers.insert(reqwest::header::RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let parsed = retry_after(&headers).unwrap();
+        assert!(parsed > Duration::from_secs(110) && parsed <= Duration::from_secs(120), "{parsed:?}");
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+}
