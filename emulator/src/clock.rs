@@ -107,7 +107,7 @@ impl Ts {
     pub fn parse_literal(s: &str) -> Option<(Ts, bool)> {
         let s = s.trim();
         if let Some((d, rest)) = split_dotted_date(s) {
-            return Some(parse_time_part(d, rest)?);
+            return parse_time_part(d, rest);
         }
         let (date, rest) = match s.find(['T', 't', ' ']) {
             Some(i) => (&s[..i], Some(&s[i + 1..])),

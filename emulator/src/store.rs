@@ -471,7 +471,8 @@ pub fn save<T: Stored>(
         }
     }
     let root_changed = !columns.is_empty();
-    if !root_changed && !(child_changed && opts.child_touches_root) {
+    let touches_root = root_changed || (child_changed && opts.child_touches_root);
+    if !touches_root {
         // Child rows (or nothing) changed: the root row and its timestamps stay as they were.
         *new.audit_mut() = *old.audit();
         T::table_mut(db).put(new);

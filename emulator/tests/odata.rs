@@ -124,33 +124,34 @@ async fn filters_match_a_client_side_model() {
 
     let name0 = all[4]["name"].as_str().unwrap().to_string();
     let first_word = name0.split(' ').next().unwrap().to_string();
-    let cases: Vec<(String, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Pred = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(String, Pred)> = vec![
         (
-            format!("contactId eq 5"),
+            "contactId eq 5".to_string(),
             Box::new(|r: &Value| r["contactId"] == 5),
         ),
         (
-            format!("contactId ne 5"),
+            "contactId ne 5".to_string(),
             Box::new(|r: &Value| r["contactId"] != 5),
         ),
         (
-            format!("contactId lt 10"),
+            "contactId lt 10".to_string(),
             Box::new(|r: &Value| r["contactId"].as_i64().unwrap() < 10),
         ),
         (
-            format!("contactId le 10"),
+            "contactId le 10".to_string(),
             Box::new(|r: &Value| r["contactId"].as_i64().unwrap() <= 10),
         ),
         (
-            format!("contactId gt 40"),
+            "contactId gt 40".to_string(),
             Box::new(|r: &Value| r["contactId"].as_i64().unwrap() > 40),
         ),
         (
-            format!("contactId ge 40"),
+            "contactId ge 40".to_string(),
             Box::new(|r: &Value| r["contactId"].as_i64().unwrap() >= 40),
         ),
         (
-            format!("contactId between (10, 20)"),
+            "contactId between (10, 20)".to_string(),
             Box::new(|r: &Value| (10..=20).contains(&r["contactId"].as_i64().unwrap())),
         ),
         (format!("name begins '{first_word}'"), {
@@ -158,27 +159,27 @@ async fn filters_match_a_client_side_model() {
             Box::new(move |r: &Value| r["name"].as_str().unwrap().to_lowercase().starts_with(&w))
         }),
         (
-            format!("name contains 'soft'"),
+            "name contains 'soft'".to_string(),
             Box::new(|r: &Value| r["name"].as_str().unwrap().to_lowercase().contains("soft")),
         ),
         (
-            format!("category oneOf (1, 3)"),
+            "category oneOf (1, 3)".to_string(),
             Box::new(|r: &Value| {
                 ["Customer", "Partner"].contains(&r["category"].as_str().unwrap())
             }),
         ),
         (
-            format!("countryId eq 578 and contactId gt 20"),
+            "countryId eq 578 and contactId gt 20".to_string(),
             Box::new(|r: &Value| r["countryId"] == 578 && r["contactId"].as_i64().unwrap() > 20),
         ),
         (
-            format!("registeredDate before '2023-06-01'"),
+            "registeredDate before '2023-06-01'".to_string(),
             Box::new(|r: &Value| {
                 ts(&r["registeredDate"]).day() < Ts::from_parts(2023, 6, 1, 0, 0, 0).day()
             }),
         ),
         (
-            format!("updatedDate between ('2023-01-01', '2024-12-31')"),
+            "updatedDate between ('2023-01-01', '2024-12-31')".to_string(),
             Box::new(|r: &Value| {
                 let d = ts(&r["updatedDate"]).day();
                 d >= Ts::from_parts(2023, 1, 1, 0, 0, 0).day()

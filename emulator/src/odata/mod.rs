@@ -308,10 +308,13 @@ impl Row for FkRow {
     }
 }
 
+/// Cached sorted keys: (source, query) → (table version, ids).
+type SortEntries = HashMap<(Source, String), (u64, std::sync::Arc<Vec<i32>>)>;
+
 /// Sorted-key cache for orderings other than the primary key.
 #[derive(Debug, Default)]
 pub struct SortCache {
-    entries: Mutex<HashMap<(Source, String), (u64, std::sync::Arc<Vec<i32>>)>>,
+    entries: Mutex<SortEntries>,
 }
 
 impl SortCache {

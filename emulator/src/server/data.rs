@@ -383,7 +383,8 @@ async fn entity_route<T: Stored>(s: Arc<Shared>, req: Req) -> Result<Response, S
                 _ => Err(method_not_allowed(&req)),
             }
         }
-        3 if req.seg(2, "ForeignKey") && m == Method::GET => {
+        // The spec has no `/Selection/{id}/ForeignKey`.
+        3 if req.seg(2, "ForeignKey") && m == Method::GET && T::TYPE != EntityType::Selection => {
             let id = parse_id(&req.rest[1]).ok_or_else(|| SoError::not_found("Bad id"))?;
             let db = s.read();
             T::table(&db).live(id).ok_or_else(|| not_found::<T>(id))?;
