@@ -4,13 +4,16 @@
 //! description (see `spec/superoffice.toml`); the modules beside them are hand-written.
 
 pub mod auth;
+mod client;
 mod datetime;
 mod environment;
 mod error;
 mod hooks;
 pub mod http;
 pub mod lenient;
+pub mod retry;
 pub mod runtime;
+pub mod tenant;
 
 #[allow(
     missing_docs,
@@ -22,6 +25,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/superoffice.rs"));
 }
 
+pub use client::{ClientBuilder, RawRequest};
 pub use datetime::{ParseDateTimeError, SoDateTime};
 pub use environment::Environment;
 pub use error::{ApiError, Error, Result};

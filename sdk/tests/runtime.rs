@@ -1,0 +1,562 @@
+//! The request pipeline: retries by class, Retry-After, idempotency, 401/421 handling, typed
+//! errors for JSON/HTML/empty bodies, tenant state, timeouts. Against a scripted server on
+//! 127.0.0.1 (exact sequences) and the in-process emulator (real behaviour).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use superoffice::prelude::*;
+use superoffice::retry::RetryPolicy;
+use superoffice::runtime::Observer;
+use superoffice::{Error, RawRequest};
+use support::{Scripted, Step, emulator_client};
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_attempts(4)
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+fn contact(id: i32) -> serde_json::Value {
+    json!({ "ContactId": id, "Name": "Amadeus AS" })
+}
+
+#[tokio::test]
+async fn every_retry_class_is_retried_for_gets() {
+    for failure in [
+        Step::Drop,
+        Step::json(429, json!({})),
+        Step::text(502, "text/html", "<h1>Bad gateway</h1>"),
+        Step::text(503, "text/plain", ""),
+        Step::json(504, json!({})),
+    ] {
+        let server = Scripted::start(vec![
+            failure.clone(),
+            failure.clone(),
+            Step::json(200, contact(5)),
+        ])
+        .await;
+        let client = server.client().retry(fast_retries()).build().unwrap();
+        let got = client
+            .contact_get()
+            .id(5)
+            .send()
+            .await
+            .map_err(Error::from)
+            .expect("recovers");
+        assert_eq!(got.contact_id, Some(5), "{failure:?}");
+        assert_eq!(
+            server.requests().len(),
+            3,
+            "{failure:?}: two failures, then success"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts_with_the_typed_error() {
+    let server = Scripted::start(vec![
+        Step::json(
+            503,
+            json!({ "Error": true, "ErrorType": "Busy", "ErrorMessage": "busy" })
+        );
+        10
+    ])
+    .await;
+    let client = server
+        .client()
+        .retry(fast_retries().with_max_attempts(3))
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert!(
+        matches!(&err, Error::Api(api) if api.error_type.as_deref() == Some("Busy")),
+        "{err:?}"
+    );
+    assert_eq!(server.requests().len(), 3);
+
+    let server = Scripted::start(vec![
+        Step::json(429, json!({}))
+            .with_header("retry-after", "0");
+        10
+    ])
+    .await;
+    let client = server
+        .client()
+        .retry(fast_retries().with_max_attempts(2))
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after: Some(d), .. } if d == Duration::ZERO),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn posts_and_patches_are_not_retried_unless_opted_in() {
+    let body: superoffice::types::ContactEntity = serde_json::from_value(contact(0)).unwrap();
+    let server = Scripted::start(vec![
+        Step::json(503, json!({})),
+        Step::json(200, contact(9)),
+    ])
+    .await;
+    let client = server.client().retry(fast_retries()).build().unwrap();
+    let err = client
+        .contact_post()
+        .body(body.clone())
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a POST is not retried by default"
+    );
+
+    let server = Scripted::start(vec![Step::Drop, Step::json(200, contact(9))]).await;
+    let client = server.client().retry(fast_retries()).build().unwrap();
+    assert!(
+        client
+            .contact_post()
+            .body(body.clone())
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    // Opted in for this operation only.
+    let mut policy = fast_retries();
+    policy
+        .non_idempotent_operations
+        .insert("contact_post".into());
+    let server = Scripted::start(vec![
+        Step::json(503, json!({})),
+        Step::json(200, contact(9)),
+    ])
+    .await;
+    let client = server.client().retry(policy).build().unwrap();
+    let created = client
+        .contact_post()
+        .body(body.clone())
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    assert_eq!(created.contact_id, Some(9));
+    assert_eq!(server.requests().len(), 2);
+
+    // Or for one call, through a derived client.
+    let server = Scripted::start(vec![
+        Step::json(502, json!({})),
+        Step::json(200, contact(9)),
+    ])
+    .await;
+    let client = server.client().retry(fast_retries()).build().unwrap();
+    let retrying = client.with_retry(fast_retries().retrying_non_idempotent());
+    retrying
+        .contact_post()
+        .body(body)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let server = Scripted::start(vec![
+        Step::json(503, json!({})).with_header("retry-after", "30"),
+        Step::json(429, json!({})).with_header(
+            "retry-after",
+            &httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600)),
+        ),
+        Step::json(200, contact(5)),
+    ])
+    .await;
+    let http = superoffice::http::client_builder().build().unwrap();
+    let mut policy = fast_retries();
+    policy.max_retry_after = Duration::from_secs(900);
+    let client = server
+        .client()
+        .http_client(http)
+        .attempt_timeout(None)
+        .retry(policy)
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(30 + 590), "waited {waited:?}");
+    assert!(waited < Duration::from_secs(30 + 601), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_is_not_waited_for() {
+    let server = Scripted::start(vec![
+        Step::json(503, json!({})).with_header("retry-after", "86400"),
+        Step::json(200, contact(5)),
+    ])
+    .await;
+    let client = server.client().retry(fast_retries()).build().unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(86400)),
+        "{err:?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn json_html_and_empty_error_bodies_keep_their_status() {
+    let server = Scripted::start(vec![
+        Step::json(404, json!({ "Error": true, "ErrorType": "SoNotFoundException", "ErrorMessage": "Contact id 99999 not found", "ErrorSource": "SuperOffice.Services" })),
+        Step::text(500, "text/html", "<html><body><h1>Server Error</h1></body></html>"),
+        Step::text(400, "text/plain", ""),
+        Step::json(412, json!({ "Error": true, "ErrorType": "SoPreconditionFailed", "ErrorMessage": "changed" })),
+        Step::json(409, json!({ "Error": true, "ErrorType": "JsonPatchTestFailed", "ErrorMessage": "test failed" })),
+        Step::text(304, "text/plain", ""),
+    ])
+    .await;
+    let client = server.client().retry(RetryPolicy::never()).build().unwrap();
+    let get = || async {
+        client
+            .contact_get()
+            .id(99999)
+            .send()
+            .await
+            .map_err(Error::from)
+            .unwrap_err()
+    };
+
+    match get().await {
+        Error::NotFound(api) => {
+            assert_eq!(api.status, StatusCode::NOT_FOUND);
+            assert_eq!(api.error_type.as_deref(), Some("SoNotFoundException"));
+            assert_eq!(api.message.as_deref(), Some("Contact id 99999 not found"));
+            assert!(api.json_body);
+        }
+        other => panic!("{other:?}"),
+    }
+    match get().await {
+        Error::Api(api) => {
+            assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!api.json_body);
+            assert!(
+                api.message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("Server Error"),
+                "{api:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match get().await {
+        Error::Api(api) => {
+            assert_eq!(api.status, StatusCode::BAD_REQUEST);
+            assert_eq!(api.message.as_deref(), Some("Bad Request"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(get().await, Error::PreconditionFailed(_)));
+    assert!(matches!(get().await, Error::Conflict(_)));
+    assert!(matches!(get().await, Error::NotModified));
+}
+
+#[tokio::test]
+async fn a_non_json_success_body_is_a_decode_error_with_an_excerpt() {
+    let server = Scripted::start(vec![Step::text(
+        200,
+        "text/html",
+        "<html>login page</html>",
+    )])
+    .await;
+    let client = server.client().build().unwrap();
+    match client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err()
+    {
+        Error::Decode { excerpt, .. } => assert!(excerpt.contains("login page")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn default_headers_and_credentials_are_sent_and_api_version_is_not() {
+    let server = Scripted::start(vec![Step::json(200, contact(5))]).await;
+    let client = server
+        .client()
+        .app_token("app-secret")
+        .language("en")
+        .culture("nb-NO")
+        .time_zone("UTC")
+        .user_agent("tests/1.0")
+        .build()
+        .unwrap();
+    client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    let seen = &server.requests()[0];
+    assert_eq!(seen.target, "/Cust1/api/v1/Contact/5");
+    assert_eq!(seen.header("authorization"), Some("Bearer token"));
+    assert_eq!(seen.header("so-apptoken"), Some("app-secret"));
+    assert_eq!(seen.header("so-language"), Some("en"));
+    assert_eq!(seen.header("accept-language"), Some("en"));
+    assert_eq!(seen.header("so-culture"), Some("nb-NO"));
+    assert_eq!(seen.header("so-timezone"), Some("UTC"));
+    assert_eq!(seen.header("user-agent"), Some("tests/1.0"));
+    assert_eq!(seen.header("api-version"), None);
+    assert!(
+        !format!("{client:?}").contains("app-secret"),
+        "secrets stay out of Debug"
+    );
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_then_is_unauthorized() {
+    let server = Scripted::start(vec![Step::json(401, json!({})); 3]).await;
+    let client = server.client().build().unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+    assert_eq!(server.requests().len(), 2, "one replay after refreshing");
+}
+
+#[tokio::test]
+async fn the_overall_timeout_covers_every_attempt() {
+    let server = Scripted::start(vec![Step::json(503, json!({})); 100]).await;
+    let policy = RetryPolicy::default()
+        .with_max_attempts(100)
+        .with_backoff(Duration::from_millis(50), Duration::from_millis(50));
+    let client = server
+        .client()
+        .retry(policy)
+        .overall_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    retries: Mutex<Vec<String>>,
+    attempts: Mutex<Vec<Option<u16>>>,
+}
+
+impl Observer for Recorder {
+    fn attempt(
+        &self,
+        _operation: &str,
+        status: Option<StatusCode>,
+        _attempt: u32,
+        _latency: Duration,
+    ) {
+        self.attempts
+            .lock()
+            .unwrap()
+            .push(status.map(|s| s.as_u16()));
+    }
+    fn retry(&self, operation: &str, reason: &str, _delay: Duration) {
+        self.retries
+            .lock()
+            .unwrap()
+            .push(format!("{operation}: {reason}"));
+    }
+}
+
+#[tokio::test]
+async fn the_emulator_serves_a_contact_through_the_state_api() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(20),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator_client(&emu).build().unwrap();
+    let contact = client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    assert_eq!(contact.contact_id, Some(1));
+    let state = client
+        .runtime()
+        .tenant()
+        .unwrap()
+        .last_known()
+        .await
+        .unwrap();
+    assert_eq!(state.endpoint, emu.tenant_url());
+    let missing = client
+        .contact_get()
+        .id(999_999)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(matches!(missing, Error::NotFound(_)), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_421_re_resolves_the_endpoint_once() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(5),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let client = emulator_client(&emu)
+        .observer(recorder.clone())
+        .build()
+        .unwrap();
+    client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    let before = emu.tenant_url();
+    emu.move_tenant();
+    assert_ne!(before, emu.tenant_url());
+    client
+        .contact_get()
+        .id(2)
+        .send()
+        .await
+        .map_err(Error::from)
+        .expect("follows the move");
+    assert_eq!(
+        recorder.retries.lock().unwrap().as_slice(),
+        ["contact_get: re-resolve"]
+    );
+    assert_eq!(
+        recorder.attempts.lock().unwrap().as_slice(),
+        [Some(200), Some(421), Some(200)]
+    );
+    let state = client
+        .runtime()
+        .tenant()
+        .unwrap()
+        .last_known()
+        .await
+        .unwrap();
+    assert_eq!(state.endpoint, emu.tenant_url());
+}
+
+#[tokio::test]
+async fn a_tenant_that_is_not_running_is_a_typed_error() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    emu.set_tenant_state(emulator::tenant::TenantState::Suspended);
+    let client = emulator_client(&emu).build().unwrap();
+    let err = client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    match err {
+        Error::TenantNotRunning { context, state } => {
+            assert_eq!(context, emu.context_identifier());
+            assert_eq!(state, "Suspended");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn raw_requests_use_the_same_pipeline() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator_client(&emu).build().unwrap();
+    let request = RawRequest::new(reqwest::Method::PATCH, "/api/v1/Contact/2")
+        .json(
+            "application/merge-patch+json",
+            &json!({ "Name": "Merged Name" }),
+        )
+        .unwrap();
+    let response = client
+        .send_raw("contact_merge_patch", request)
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["Name"], "Merged Name");
+    let err = client
+        .send_raw(
+            "contact_get",
+            RawRequest::new(reqwest::Method::GET, "/api/v1/Contact/424242"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
