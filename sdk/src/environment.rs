@@ -27,7 +27,8 @@ pub enum Environment {
 impl Environment {
     /// A custom login host (the emulator, a proxy).
     pub fn custom(base: &str) -> Result<Self> {
-        let url = Url::parse(base).map_err(|e| Error::Config(format!("environment URL {base:?}: {e}")))?;
+        let url = Url::parse(base)
+            .map_err(|e| Error::Config(format!("environment URL {base:?}: {e}")))?;
         Ok(Environment::Custom(url))
     }
 
@@ -112,7 +113,9 @@ impl FromStr for Environment {
             "sod" | "dev" | "development" => Ok(Environment::Sod),
             "qaonline" | "stage" | "qa" => Ok(Environment::Stage),
             "online" | "production" | "prod" => Ok(Environment::Online),
-            other if other.starts_with("http://") || other.starts_with("https://") => Environment::custom(s.trim()),
+            other if other.starts_with("http://") || other.starts_with("https://") => {
+                Environment::custom(s.trim())
+            }
             _ => Err(Error::Config(format!(
                 "unknown environment {s:?}: use sod, qaonline, online or a URL such as http://127.0.0.1:8080"
             ))),
@@ -127,12 +130,27 @@ mod tests {
     #[test]
     fn well_known_urls() {
         let online: Environment = "online".parse().unwrap();
-        assert_eq!(online.token_url().as_str(), "https://online.superoffice.com/login/common/oauth/tokens");
-        assert_eq!(online.state_url("Cust1").as_str(), "https://online.superoffice.com/api/state/Cust1");
+        assert_eq!(
+            online.token_url().as_str(),
+            "https://online.superoffice.com/login/common/oauth/tokens"
+        );
+        assert_eq!(
+            online.state_url("Cust1").as_str(),
+            "https://online.superoffice.com/api/state/Cust1"
+        );
         let stage: Environment = "stage".parse().unwrap();
         assert_eq!(stage.issuer(), "https://qaonline.superoffice.com");
         let local: Environment = "http://127.0.0.1:8080/".parse().unwrap();
-        assert_eq!(local.system_user_url().as_str(), "http://127.0.0.1:8080/Login/api/PartnerSystemUser/Authenticate");
-        assert!("moon".parse::<Environment>().unwrap_err().to_string().contains("unknown environment"));
+        assert_eq!(
+            local.system_user_url().as_str(),
+            "http://127.0.0.1:8080/Login/api/PartnerSystemUser/Authenticate"
+        );
+        assert!(
+            "moon"
+                .parse::<Environment>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown environment")
+        );
     }
 }

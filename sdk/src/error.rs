@@ -154,7 +154,13 @@ impl ApiError {
     }
 
     fn bare(status: StatusCode) -> Self {
-        ApiError { status, error_type: None, message: None, source: None, json_body: false }
+        ApiError {
+            status,
+            error_type: None,
+            message: None,
+            source: None,
+            json_body: false,
+        }
     }
 }
 
@@ -176,7 +182,11 @@ impl Error {
     }
 
     /// Classifies a status and error body.
-    pub(crate) fn from_status(status: StatusCode, api: ApiError, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn from_status(
+        status: StatusCode,
+        api: ApiError,
+        retry_after: Option<Duration>,
+    ) -> Self {
         let api = Box::new(api);
         match status.as_u16() {
             304 => Error::NotModified,
@@ -185,8 +195,14 @@ impl Error {
             409 => Error::Conflict(api),
             412 => Error::PreconditionFailed(api),
             421 => Error::Misdirected(api),
-            429 => Error::RateLimited { retry_after, body: api },
-            503 if retry_after.is_some() => Error::RateLimited { retry_after, body: api },
+            429 => Error::RateLimited {
+                retry_after,
+                body: api,
+            },
+            503 if retry_after.is_some() => Error::RateLimited {
+                retry_after,
+                body: api,
+            },
             _ => Error::Api(api),
         }
     }
@@ -195,17 +211,28 @@ impl Error {
 fn excerpt(bytes: &[u8]) -> String {
     const MAX: usize = 512;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
-    if bytes.len() > MAX { format!("{text}…") } else { text }
+    if bytes.len() > MAX {
+        format!("{text}…")
+    } else {
+        text
+    }
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date) relative to now.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 impl From<progenitor_client::Error<SoError>> for Error {
@@ -228,8 +255,13 @@ impl From<progenitor_client::Error<SoError>> for Error {
                 let retry = retry_after(response.headers());
                 Error::from_status(status, ApiError::bare(status), retry)
             }
-            E::CommunicationError(e) | E::ResponseBodyError(e) | E::InvalidUpgrade(e) => Error::Transport(e),
-            E::InvalidResponsePayload(bytes, e) => Error::Decode { message: e.to_string(), excerpt: excerpt(&bytes) },
+            E::CommunicationError(e) | E::ResponseBodyError(e) | E::InvalidUpgrade(e) => {
+                Error::Transport(e)
+            }
+            E::InvalidResponsePayload(bytes, e) => Error::Decode {
+                message: e.to_string(),
+                excerpt: excerpt(&bytes),
+            },
             E::InvalidRequest(message) => Error::InvalidRequest(message),
             E::Custom(message) => Error::InvalidRequest(message),
         }
@@ -238,10 +270,19 @@ impl From<progenitor_client::Error<SoError>> for Error {
 
 /// Rebuilds the typed error the runtime encoded in a response it synthesised.
 fn synthesized(kind: &str, headers: &reqwest::header::HeaderMap, body: SoError) -> Error {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
     let message = body.error_message.unwrap_or_default();
     match kind {
-        "tenant-not-running" => Error::TenantNotRunning { context: header(SDK_CONTEXT_HEADER), state: header(SDK_STATE_HEADER) },
+        "tenant-not-running" => Error::TenantNotRunning {
+            context: header(SDK_CONTEXT_HEADER),
+            state: header(SDK_STATE_HEADER),
+        },
         "auth" => Error::Auth(message),
         "timeout" => Error::Timeout(Duration::from_millis(message.parse().unwrap_or_default())),
         "config" => Error::Config(message),
@@ -252,7 +293,11 @@ fn synthesized(kind: &str, headers: &reqwest::header::HeaderMap, body: SoError) 
 /// The `SoError` JSON the runtime substitutes for a non-JSON error body.
 pub(crate) fn non_json_error_body(status: StatusCode, body: &[u8]) -> Vec<u8> {
     let text = excerpt(body);
-    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("").to_string() } else { text };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("").to_string()
+    } else {
+        text
+    };
     serde_json::to_vec(&serde_json::json!({
         "Error": true,
         "ErrorType": NON_JSON_ERROR_TYPE,
@@ -267,34 +312,72 @@ mod tests {
     use super::*;
 
     fn so_error(kind: &str, message: &str) -> SoError {
-        serde_json::from_value(serde_json::json!({ "Error": true, "ErrorType": kind, "ErrorMessage": message })).unwrap()
+        serde_json::from_value(
+            serde_json::json!({ "Error": true, "ErrorType": kind, "ErrorMessage": message }),
+        )
+        .unwrap()
     }
 
     #[test]
     fn statuses_map_to_variants() {
-        let api = |s: u16| ApiError::from_so_error(StatusCode::from_u16(s).unwrap(), so_error("X", "m"));
-        assert!(matches!(Error::from_status(StatusCode::NOT_FOUND, api(404), None), Error::NotFound(_)));
-        assert!(matches!(Error::from_status(StatusCode::PRECONDITION_FAILED, api(412), None), Error::PreconditionFailed(_)));
-        assert!(matches!(Error::from_status(StatusCode::CONFLICT, api(409), None), Error::Conflict(_)));
-        assert!(matches!(Error::from_status(StatusCode::UNAUTHORIZED, api(401), None), Error::Unauthorized(_)));
-        assert!(matches!(Error::from_status(StatusCode::MISDIRECTED_REQUEST, api(421), None), Error::Misdirected(_)));
+        let api =
+            |s: u16| ApiError::from_so_error(StatusCode::from_u16(s).unwrap(), so_error("X", "m"));
         assert!(matches!(
-            Error::from_status(StatusCode::TOO_MANY_REQUESTS, api(429), Some(Duration::from_secs(3))),
-            Error::RateLimited { retry_after: Some(_), .. }
+            Error::from_status(StatusCode::NOT_FOUND, api(404), None),
+            Error::NotFound(_)
         ));
-        assert!(matches!(Error::from_status(StatusCode::INTERNAL_SERVER_ERROR, api(500), None), Error::Api(_)));
-        assert!(matches!(Error::from_status(StatusCode::NOT_MODIFIED, api(304), None), Error::NotModified));
+        assert!(matches!(
+            Error::from_status(StatusCode::PRECONDITION_FAILED, api(412), None),
+            Error::PreconditionFailed(_)
+        ));
+        assert!(matches!(
+            Error::from_status(StatusCode::CONFLICT, api(409), None),
+            Error::Conflict(_)
+        ));
+        assert!(matches!(
+            Error::from_status(StatusCode::UNAUTHORIZED, api(401), None),
+            Error::Unauthorized(_)
+        ));
+        assert!(matches!(
+            Error::from_status(StatusCode::MISDIRECTED_REQUEST, api(421), None),
+            Error::Misdirected(_)
+        ));
+        assert!(matches!(
+            Error::from_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                api(429),
+                Some(Duration::from_secs(3))
+            ),
+            Error::RateLimited {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            Error::from_status(StatusCode::INTERNAL_SERVER_ERROR, api(500), None),
+            Error::Api(_)
+        ));
+        assert!(matches!(
+            Error::from_status(StatusCode::NOT_MODIFIED, api(304), None),
+            Error::NotModified
+        ));
     }
 
     #[test]
     fn non_json_bodies_keep_status_and_text() {
         let html = b"<html><body>Bad gateway</body></html>";
-        let body: SoError = serde_json::from_slice(&non_json_error_body(StatusCode::BAD_GATEWAY, html)).unwrap();
+        let body: SoError =
+            serde_json::from_slice(&non_json_error_body(StatusCode::BAD_GATEWAY, html)).unwrap();
         let api = ApiError::from_so_error(StatusCode::BAD_GATEWAY, body);
         assert!(!api.json_body);
         assert_eq!(api.error_type, None);
-        assert_eq!(api.message.as_deref(), Some("<html><body>Bad gateway</body></html>"));
-        let empty: SoError = serde_json::from_slice(&non_json_error_body(StatusCode::SERVICE_UNAVAILABLE, b"")).unwrap();
+        assert_eq!(
+            api.message.as_deref(),
+            Some("<html><body>Bad gateway</body></html>")
+        );
+        let empty: SoError =
+            serde_json::from_slice(&non_json_error_body(StatusCode::SERVICE_UNAVAILABLE, b""))
+                .unwrap();
         assert_eq!(empty.error_message.as_deref(), Some("Service Unavailable"));
     }
 
@@ -304,9 +387,15 @@ mod tests {
         headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
         let later = std::time::SystemTime::now() + Duration::from_secs(120);
-        headers.insert(reqwest::header::RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
         let parsed = retry_after(&headers).unwrap();
-        assert!(parsed > Duration::from_secs(110) && parsed <= Duration::from_secs(120), "{parsed:?}");
+        assert!(
+            parsed > Duration::from_secs(110) && parsed <= Duration::from_secs(120),
+            "{parsed:?}"
+        );
         headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
     }

@@ -22,6 +22,8 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 mod tests {
     #[test]
     fn a_client_with_tls_builds() {
-        super::client_builder().build().expect("TLS backend initialises");
+        super::client_builder()
+            .build()
+            .expect("TLS backend initialises");
     }
 }
