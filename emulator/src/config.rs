@@ -261,6 +261,10 @@ pub struct Config {
     pub child_only_change_touches_root: bool,
     /// Append `Z` to entity and archive timestamps. The real server sends none; default false.
     pub utc_suffix: bool,
+    /// Whether a newly created row gets `UpdatedDate`/`UpdatedBy` at once. FACTS §3.1 shows
+    /// never-edited rows with `updated` = `0001-01-01T00:00:00`; default false (new rows carry
+    /// that minimum date until their first edit). Tickets always set `LastChanged`.
+    pub created_rows_have_updated: bool,
 }
 
 impl Default for Config {
@@ -278,6 +282,7 @@ impl Default for Config {
             purge_after_days: 14,
             child_only_change_touches_root: false,
             utc_suffix: false,
+            created_rows_have_updated: false,
         }
     }
 }

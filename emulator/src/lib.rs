@@ -79,7 +79,8 @@
 //! whether `after 'D'` includes day D (exclusive), the precision of `afterTime`/`beforeTime` on
 //! date columns (day), `odata.nextLink` (null), whether child-only saves touch the root row
 //! ([`Config::child_only_change_touches_root`], false), timestamps with a `Z`
-//! ([`Config::utc_suffix`], false), the system-user clock skew (300 s) and whether its JWT carries
+//! ([`Config::utc_suffix`], false), whether new rows get an `UpdatedDate` at once
+//! ([`Config::created_rows_have_updated`], false), the system-user clock skew (300 s) and whether its JWT carries
 //! `webapi_url` (yes), whether document changes also fire `activity.*` (yes), plain-http
 //! webhook targets (allowed) and the webhook receiver timeout (5 s).
 //!

@@ -566,3 +566,21 @@ async fn current_principal_and_case_insensitive_routes() {
         404
     );
 }
+
+#[tokio::test]
+async fn created_rows_can_carry_an_updated_date() {
+    let mut config = common::config();
+    config.created_rows_have_updated = true;
+    let env = Env::start(config).await;
+    let c: Value = env
+        .post("Contact")
+        .json(&json!({"Name": "Fresh AS"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["UpdatedDate"], c["CreatedDate"]);
+    assert_eq!(c["UpdatedBy"]["AssociateId"], 1);
+}

@@ -716,7 +716,7 @@ async fn webhooks(s: Arc<Shared>, req: Req) -> Result<Response, SoError> {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(hook);
             s.spawn_queue(id, rx);
-            webhook_response(&s, &req, id, links(id))
+            webhook_response(&s, id, links(id))
         }
         2 if req.seg(1, "default") && m == Method::GET => {
             let db = s.read();
@@ -748,7 +748,7 @@ async fn webhooks(s: Arc<Shared>, req: Req) -> Result<Response, SoError> {
                 .cloned()
                 .ok_or_else(|| SoError::not_found(format!("Webhook id {id} not found")))?;
             match m {
-                Method::GET => webhook_response(&s, &req, id, links(id)),
+                Method::GET => webhook_response(&s, id, links(id)),
                 Method::PUT | Method::PATCH => {
                     let mut hook = if m == Method::PUT {
                         // PUT replaces every settable property; missing ones get their defaults.
@@ -802,7 +802,7 @@ async fn webhooks(s: Arc<Shared>, req: Req) -> Result<Response, SoError> {
                         }
                         reg.put(hook);
                     }
-                    webhook_response(&s, &req, id, links(id))
+                    webhook_response(&s, id, links(id))
                 }
                 Method::DELETE => {
                     s.webhooks
@@ -869,12 +869,7 @@ const SETTABLE: &[&str] = &[
     "NotifyWhen",
 ];
 
-fn webhook_response(
-    s: &Shared,
-    _req: &Req,
-    id: i32,
-    links: Option<String>,
-) -> Result<Response, SoError> {
+fn webhook_response(s: &Shared, id: i32, links: Option<String>) -> Result<Response, SoError> {
     let db = s.read();
     let reg = s.webhooks.lock().unwrap_or_else(|e| e.into_inner());
     let hook = reg

@@ -149,7 +149,7 @@ impl Shared {
     pub fn write_options(&self) -> WriteOptions {
         WriteOptions {
             child_touches_root: self.config.child_only_change_touches_root,
-            new_rows_set_updated: false,
+            new_rows_set_updated: self.config.created_rows_have_updated,
         }
     }
 
