@@ -84,6 +84,25 @@
 //! `webapi_url` (yes), whether document changes also fire `activity.*` (yes), plain-http
 //! webhook targets (allowed) and the webhook receiver timeout (5 s).
 //!
+//! # Choices and simplifications
+//!
+//! - Archive rows show list columns (`category`, `saleStatus`, …) by label and associate columns
+//!   (`associateId`, `updatedBy`) by login name; filters accept ids or labels. Dates are ISO
+//!   strings, `0001-01-01T00:00:00` when never set. Unknown columns answer 400.
+//! - Only `$mode=Slim` and JSON; no aggregates (`Count(x):Footer`) and no relative date
+//!   operators besides `today`, `beforeToday` and `afterToday`.
+//! - Without `$orderBy` rows come in primary-key order; every ordering ends with the key.
+//! - `ContactEntity.Persons` is always empty and nothing models document content; phones,
+//!   e-mails, addresses and user-defined fields start empty and round-trip what clients set.
+//! - Data calls on an unknown context answer 404; so does a State API call for one.
+//! - A failed system-user exchange answers 200 with `IsSuccessful: false`.
+//! - Webhook `Events` match exactly, or by `entity.*` / `*`.
+//!
+//! # Benchmark
+//!
+//! `cargo bench -p emulator --bench throughput` seeds 1M contacts, prints the resident memory,
+//! then the slim-row rate of keyset paging over loopback and the in-process create rate.
+//!
 //! # Layout
 //!
 //! [`config`] settings; [`clock`] time; [`model`] entities and their JSON, archive columns and
