@@ -6,11 +6,14 @@
 pub mod auth;
 mod client;
 mod datetime;
+pub mod entity;
 mod environment;
 mod error;
 mod hooks;
 pub mod http;
 pub mod lenient;
+pub mod odata;
+pub mod paginate;
 pub mod retry;
 pub mod runtime;
 pub mod tenant;
