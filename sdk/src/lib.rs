@@ -17,6 +17,7 @@ pub mod paginate;
 pub mod retry;
 pub mod runtime;
 pub mod tenant;
+pub mod upload;
 
 #[allow(
     missing_docs,

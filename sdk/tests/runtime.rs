@@ -560,3 +560,37 @@ async fn raw_requests_use_the_same_pipeline() {
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn image_uploads_are_multipart_puts() {
+    let server = Scripted::start(vec![
+        Step::json(503, json!({})),
+        Step::Respond {
+            status: 200,
+            headers: vec![],
+            body: "42".into(),
+        },
+    ])
+    .await;
+    let client = server.client().retry(fast_retries()).build().unwrap();
+    let blob = superoffice::upload::save_image(
+        &client,
+        superoffice::upload::ImageOwner::Person,
+        7,
+        bytes::Bytes::from_static(b"GIF89a"),
+        "image/gif",
+    )
+    .await
+    .unwrap();
+    assert_eq!(blob, 42);
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2, "a PUT is retried");
+    assert_eq!(seen[1].method, "PUT");
+    assert_eq!(seen[1].target, "/Cust1/api/v1/Person/7/Image");
+    assert!(
+        seen[1]
+            .header("content-type")
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
+}
