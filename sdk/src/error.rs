@@ -83,6 +83,12 @@ pub enum Error {
     /// Obtaining or refreshing a credential failed (token endpoint, system-user login, key).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The OAuth redirect carried a `state` other than the one sent with the authorize request
+    /// (a stale or forged sign-in response); it was refused and no code was exchanged.
+    #[error(
+        "authentication failed: the sign-in redirect carries the wrong state (stale or forged response); sign in again"
+    )]
+    StateMismatch,
     /// The request could not be built (a parameter failed to convert, an invalid header …).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

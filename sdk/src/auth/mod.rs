@@ -9,6 +9,20 @@
 //!
 //! Secrets are [`Secret`]s: redacted in `Debug` and `Display`, never logged.
 
+pub mod jwt;
+pub mod loopback;
+pub mod oauth;
+pub mod store;
+pub mod system_user;
+
+pub use jwt::{Claims, VerifiedJwt};
+pub use loopback::{AuthorizationResponse, LoopbackListener};
+pub use oauth::{AuthorizeRequest, OAuth, OAuthConfig, pkce_challenge};
+pub use store::{FileTokenStore, MemoryTokenStore, StoredTokens, TokenStore};
+pub use system_user::{
+    SystemUser, SystemUserConfig, SystemUserKey, sign_system_token, system_token_timestamp,
+};
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -79,10 +93,13 @@ impl Credential {
     /// Sets `Authorization` (and `SO-AppToken` for tickets) on a request's headers, marked
     /// sensitive so they never show up in debug output.
     pub fn apply(&self, headers: &mut HeaderMap) -> Result<()> {
-        let invalid = |_| crate::Error::Auth("credential contains characters not allowed in a header".into());
+        let invalid =
+            |_| crate::Error::Auth("credential contains characters not allowed in a header".into());
         let (authorization, app_token) = match self {
             Credential::Bearer(token) => (format!("Bearer {}", token.expose()), None),
-            Credential::Ticket { ticket, app_token } => (format!("SOTicket {}", ticket.expose()), Some(app_token)),
+            Credential::Ticket { ticket, app_token } => {
+                (format!("SOTicket {}", ticket.expose()), Some(app_token))
+            }
         };
         let mut value = HeaderValue::from_str(&authorization).map_err(invalid)?;
         value.set_sensitive(true);
@@ -120,12 +137,19 @@ pub struct StaticAuth {
 impl StaticAuth {
     /// `Authorization: Bearer <token>`.
     pub fn bearer(token: impl Into<Secret>) -> Self {
-        StaticAuth { credential: Credential::Bearer(token.into()) }
+        StaticAuth {
+            credential: Credential::Bearer(token.into()),
+        }
     }
 
     /// `Authorization: SOTicket <ticket>` and `SO-AppToken: <app_token>`.
     pub fn ticket(ticket: impl Into<Secret>, app_token: impl Into<Secret>) -> Self {
-        StaticAuth { credential: Credential::Ticket { ticket: ticket.into(), app_token: app_token.into() } }
+        StaticAuth {
+            credential: Credential::Ticket {
+                ticket: ticket.into(),
+                app_token: app_token.into(),
+            },
+        }
     }
 }
 
@@ -150,14 +174,22 @@ mod tests {
         let secret = Secret::new("8A:Cust1.sekrit");
         assert!(!format!("{secret:?}").contains("sekrit"));
         assert!(!format!("{secret}").contains("sekrit"));
-        let credential = Credential::Ticket { ticket: "7T:abc".into(), app_token: "app".into() };
+        let credential = Credential::Ticket {
+            ticket: "7T:abc".into(),
+            app_token: "app".into(),
+        };
         assert!(!format!("{credential:?}").contains("7T:abc"));
     }
 
     #[test]
     fn credentials_set_sensitive_headers() {
         let mut headers = HeaderMap::new();
-        Credential::Ticket { ticket: "7T:abc".into(), app_token: "app".into() }.apply(&mut headers).unwrap();
+        Credential::Ticket {
+            ticket: "7T:abc".into(),
+            app_token: "app".into(),
+        }
+        .apply(&mut headers)
+        .unwrap();
         assert_eq!(headers[AUTHORIZATION], "SOTicket 7T:abc");
         assert!(headers[AUTHORIZATION].is_sensitive());
         assert_eq!(headers["SO-AppToken"], "app");
