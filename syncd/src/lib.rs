@@ -1,1 +1,259 @@
-//! placeholder
+//! `syncd`: syncs SuperOffice entities into SQLite with a local change feed, and publishes
+//! changes back through a durable, idempotent outbox.
+//!
+//! Layout (shaped like mini-redis: a thin `main.rs`, the daemon as a library):
+//! - [`config`]: TOML + `SYNCD_*` overrides, validated offline.
+//! - [`store`]: the only module that opens SQLite; migrations, pragmas, blocking work off the
+//!   async workers.
+//! - [`clients`]: one SDK client per tenant (the SDK runtime does auth, retries, tenant moves).
+//! - [`sync`]: subscriptions: initial load, incremental polls, deletes, reconcile, webhooks.
+//! - [`outbox`]: publishes: intake (CLI, HTTP, outbox table), delivery, the task ledger.
+//! - [`control`]: the control plane (`/healthz`, `/readyz`, `/metrics`, webhook receiver,
+//!   `/publish`).
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], [`demo`].
+//!
+//! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
+
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod outbox;
+pub mod store;
+pub mod sync;
+pub mod systemd;
+pub mod transform;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use clients::Clients;
+pub use config::Config;
+pub use store::Store;
+
+/// How long shutdown waits for tasks to finish their current page or task.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Everything that can go wrong in syncd.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; the message names the key (and line).
+    #[error("config: {0}")]
+    Config(String),
+    /// The database could not be opened, migrated, read or written.
+    #[error("store: {0}")]
+    Store(String),
+    /// A SuperOffice call failed.
+    #[error("SuperOffice: {0}")]
+    Api(#[from] superoffice::Error),
+    /// Input (a payload, a webhook body, a command argument) is invalid; names the field.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// A subscription stopped itself (mass-delete breaker).
+    #[error("subscription {subscription} is degraded: {reason}")]
+    Degraded {
+        /// The subscription.
+        subscription: String,
+        /// Why.
+        reason: String,
+    },
+    /// Local I/O (binding the control plane, reading files).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result alias for syncd.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every part of the running daemon shares.
+#[derive(Debug)]
+pub struct Services {
+    /// The configuration in force.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// SDK clients by tenant.
+    pub clients: Clients,
+    /// Metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
+    /// systemd notifications.
+    pub notifier: Arc<systemd::Notifier>,
+    /// Subscription state shared with the control plane (webhook queue).
+    pub sync: sync::SyncShared,
+    /// Outbox state shared with the control plane.
+    pub outbox: outbox::OutboxShared,
+    /// Readiness facts for `/readyz`.
+    pub health: control::Health,
+    /// The control plane's bound address (for `public_url = "auto"`).
+    pub control_addr: SocketAddr,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    services: Arc<Services>,
+    control_addr: SocketAddr,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    /// Starts everything: registers the subscriptions, verifies each tenant's credentials,
+    /// binds the control plane, starts one task per subscription and the outbox worker, then
+    /// sends `READY=1`. Returns once running; [`Daemon::wait`] waits for shutdown.
+    pub async fn start(
+        config: Config,
+        store: Store,
+        clients: Clients,
+        notifier: Arc<systemd::Notifier>,
+        shutdown: CancellationToken,
+    ) -> Result<Daemon> {
+        let metrics = clients.metrics().clone();
+        let listener = tokio::net::TcpListener::bind(config.control.listen)
+            .await
+            .map_err(|e| {
+                Error::Io(format!(
+                    "binding the control plane on {}: {e}",
+                    config.control.listen
+                ))
+            })?;
+        let control_addr = listener
+            .local_addr()
+            .map_err(|e| Error::Io(e.to_string()))?;
+        let services = Arc::new(Services {
+            sync: sync::SyncShared::new(&config),
+            outbox: outbox::OutboxShared::new(&config),
+            health: control::Health::default(),
+            control_addr,
+            config,
+            store,
+            clients,
+            metrics,
+            notifier,
+        });
+
+        notifier_status(&services, "verifying credentials");
+        verify_tenants(&services).await?;
+        sync::prepare(&services).await?;
+        outbox::prepare(&services).await?;
+
+        let tracker = TaskTracker::new();
+        let server_shutdown = shutdown.clone();
+        let router = control::router(services.clone());
+        tracker.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(server_shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "control plane stopped");
+            }
+        });
+        for subscription in &services.config.subscriptions {
+            let services = services.clone();
+            let name = subscription.name.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) = sync::run_subscription(services, &name, shutdown).await {
+                    tracing::error!(subscription = %name, %error, "subscription stopped");
+                }
+            });
+        }
+        {
+            let services = services.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) = outbox::run(services, shutdown).await {
+                    tracing::error!(%error, "outbox worker stopped");
+                }
+            });
+        }
+        tracker.close();
+        services.health.set_started();
+        services.notifier.ready();
+        notifier_status(
+            &services,
+            &format!(
+                "running {} subscriptions",
+                services.config.subscriptions.len()
+            ),
+        );
+        tracing::info!(control = %control_addr, subscriptions = services.config.subscriptions.len(), "syncd is running");
+        Ok(Daemon {
+            services,
+            control_addr,
+            tracker,
+            shutdown,
+        })
+    }
+
+    /// The control plane's bound address.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// The shared services (tests, the demo's progress display).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Waits until the shutdown token is cancelled, then for every task to finish (at most
+    /// [`SHUTDOWN_GRACE`]; a page transaction that has not committed by then is rolled back).
+    pub async fn wait(self) -> Result<()> {
+        self.shutdown.cancelled().await;
+        self.services.notifier.stopping();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "tasks did not stop within {:?}; exiting anyway (uncommitted pages roll back)",
+                SHUTDOWN_GRACE
+            );
+        }
+        Ok(())
+    }
+}
+
+fn notifier_status(services: &Services, status: &str) {
+    services.notifier.status(status);
+}
+
+/// Gets a credential and makes one cheap authenticated call per tenant.
+async fn verify_tenants(services: &Services) -> Result<()> {
+    for (name, client) in services.clients.iter() {
+        let request =
+            superoffice::RawRequest::new(reqwest::Method::GET, "/api/v1/User/currentPrincipal");
+        match client.send_raw("user_current_principal", request).await {
+            Ok(_) => services.health.set_auth(name, true),
+            Err(error) => {
+                services.health.set_auth(name, false);
+                return Err(Error::Config(format!(
+                    "tenant {name:?}: verifying credentials failed: {error}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    store: Store,
+    clients: Clients,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let notifier = Arc::new(systemd::Notifier::from_env());
+    Daemon::start(config, store, clients, notifier, shutdown)
+        .await?
+        .wait()
+        .await
+}

@@ -1,0 +1,557 @@
+//! The command line: `syncd run`, `auth`, `status`, `changes`, `resync`, `reconcile`,
+//! `webhooks`, `publish`, `tasks`, `config check`, `demo`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthMode, Config};
+use crate::logging::LogFormat;
+use crate::store::{self, sql};
+use crate::{Clients, Error, Result};
+
+/// syncd: SuperOffice → SQLite sync with a change feed, and idempotent publishes back.
+#[derive(Debug, Parser)]
+#[command(name = "syncd", version, about)]
+pub struct Cli {
+    /// Config file (default: $CONFIGURATION_DIRECTORY/syncd.toml under systemd, else ./syncd.toml).
+    #[arg(long, global = true, env = "SYNCD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (systemd `Type=notify`).
+    Run,
+    /// Sign in (OAuth) or check the system user.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// One line per subscription: state, rows, last sync, lag, errors.
+    Status,
+    /// Print the change feed as JSON lines.
+    Changes {
+        /// Print changes after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// Keep printing new changes.
+        #[arg(long)]
+        follow: bool,
+        /// Only this subscription.
+        #[arg(long)]
+        subscription: Option<String>,
+    },
+    /// Start a subscription over from scratch (the next pass is a full load; unchanged records
+    /// emit nothing).
+    Resync {
+        /// The subscription.
+        subscription: String,
+    },
+    /// Reconcile deletes of a subscription on its next pass.
+    Reconcile {
+        /// The subscription.
+        subscription: String,
+    },
+    /// Manage the tenant's webhooks.
+    #[command(subcommand)]
+    Webhooks(crate::sync::cli::WebhooksCommand),
+    /// Queue a publish (create, update, patch, delete, upsert).
+    Publish(crate::outbox::cli::PublishArgs),
+    /// The publish task ledger.
+    #[command(subcommand)]
+    Tasks(crate::outbox::cli::TasksCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start the built-in emulator with data and live activity, sync it, and show progress.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Sign in with the OAuth code flow + PKCE: prints the URL to open, waits for the redirect
+    /// on the loopback URI, stores the tokens (mode 0600).
+    Login {
+        /// The tenant (default: the only one).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Seconds to wait for the browser.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Check the system-user login with a private key (PEM or RSA-XML).
+    SystemUser {
+        /// The private key file (default: the tenant's `private_key`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The tenant (default: the only one).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration without network access.
+    Check,
+}
+
+/// What every command gets.
+#[derive(Debug)]
+pub struct Context {
+    /// The config file path (may not exist for `demo`).
+    pub config_path: PathBuf,
+    /// The log format chosen.
+    pub log_format: LogFormat,
+}
+
+impl Context {
+    /// Loads and validates the config file.
+    pub fn config(&self) -> Result<Config> {
+        Config::load(&self.config_path)
+    }
+}
+
+fn default_config_path() -> PathBuf {
+    match std::env::var_os("CONFIGURATION_DIRECTORY") {
+        Some(dirs) => {
+            let first = dirs
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or(".")
+                .to_string();
+            PathBuf::from(first).join("syncd.toml")
+        }
+        None => PathBuf::from("syncd.toml"),
+    }
+}
+
+/// Entry point of the `syncd` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let context = Context {
+        config_path: cli.config.clone().unwrap_or_else(default_config_path),
+        log_format: cli.log_format,
+    };
+    let quiet = matches!(
+        cli.command,
+        Command::Changes { .. } | Command::Status | Command::Config(_)
+    );
+    if !quiet {
+        crate::logging::init(cli.log_format);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(&context, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(context: &Context, command: Command) -> Result<()> {
+    match command {
+        Command::Run => run(context).await,
+        Command::Auth(AuthCommand::Login { tenant, timeout }) => {
+            auth_login(context, tenant, timeout).await
+        }
+        Command::Auth(AuthCommand::SystemUser { key, tenant }) => {
+            auth_system_user(context, key, tenant).await
+        }
+        Command::Status => status(context).await,
+        Command::Changes {
+            since,
+            follow,
+            subscription,
+        } => changes(context, since, follow, subscription).await,
+        Command::Resync { subscription } => {
+            request(context, &subscription, "resync_requested").await
+        }
+        Command::Reconcile { subscription } => {
+            request(context, &subscription, "reconcile_requested").await
+        }
+        Command::Webhooks(command) => crate::sync::cli::webhooks(context, command).await,
+        Command::Publish(args) => crate::outbox::cli::publish(context, args).await,
+        Command::Tasks(command) => crate::outbox::cli::tasks(context, command).await,
+        Command::Config(ConfigCommand::Check) => config_check(context),
+        Command::Demo(args) => crate::demo::run(context, args).await,
+    }
+}
+
+/// `syncd run`: until SIGTERM/SIGINT; SIGHUP reloads the config (a config that fails to load
+/// keeps the running one).
+async fn run(context: &Context) -> Result<()> {
+    let mut config = context.config()?;
+    loop {
+        let store = store::open(&config.store)?;
+        let clients = Clients::build(&config)?;
+        let shutdown = CancellationToken::new();
+        let notifier = Arc::new(crate::systemd::Notifier::from_env());
+        let daemon =
+            crate::Daemon::start(config.clone(), store, clients, notifier, shutdown.clone())
+                .await?;
+        let reload = wait_for_signal(&shutdown).await?;
+        daemon.wait().await?;
+        if !reload {
+            tracing::info!("stopped");
+            return Ok(());
+        }
+        match context.config() {
+            Ok(new) => {
+                tracing::info!("configuration reloaded");
+                config = new;
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload failed; keeping the previous configuration")
+            }
+        }
+    }
+}
+
+/// Waits for SIGTERM/SIGINT (returns false) or SIGHUP (returns true); cancels `shutdown`.
+async fn wait_for_signal(shutdown: &CancellationToken) -> Result<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let io = |e: std::io::Error| Error::Io(format!("installing signal handlers: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io)?;
+    let reload = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
+        _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
+        _ = hup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); true }
+        _ = shutdown.cancelled() => false,
+    };
+    shutdown.cancel();
+    Ok(reload)
+}
+
+fn pick_tenant<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a crate::config::Tenant> {
+    match name {
+        Some(name) => config
+            .tenant(name)
+            .ok_or_else(|| Error::Invalid(format!("--tenant: no tenant named {name:?}"))),
+        None if config.tenants.len() == 1 => Ok(&config.tenants[0]),
+        None => Err(Error::Invalid(
+            "--tenant is required when several tenants are configured".into(),
+        )),
+    }
+}
+
+async fn auth_login(context: &Context, tenant: Option<String>, timeout: u64) -> Result<()> {
+    let config = context.config()?;
+    let tenant = pick_tenant(&config, tenant.as_deref())?;
+    let AuthMode::OAuth {
+        token_file,
+        redirect_uri,
+    } = &tenant.auth
+    else {
+        return Err(Error::Invalid(format!(
+            "tenant {:?} does not use auth = \"oauth\"",
+            tenant.name
+        )));
+    };
+    let oauth = superoffice::auth::OAuth::new(crate::clients::oauth_config(
+        tenant,
+        token_file,
+        redirect_uri,
+    )?)?;
+    let claims = oauth
+        .login_with_loopback(Duration::from_secs(timeout), |url| {
+            println!("Open this URL in a browser to grant access:\n\n  {url}\n");
+            let _ = std::io::stdout().flush();
+        })
+        .await?;
+    println!(
+        "Signed in; tokens stored in {} (mode 0600).",
+        token_file.display()
+    );
+    if let Some(context) = oauth.context_identifier() {
+        println!("Tenant: {context}");
+    }
+    if claims.is_some_and(|c| !c.verified) {
+        println!("Note: the ID token's signature could not be verified (JWKS unreachable).");
+    }
+    Ok(())
+}
+
+async fn auth_system_user(
+    context: &Context,
+    key: Option<PathBuf>,
+    tenant: Option<String>,
+) -> Result<()> {
+    let mut config = context.config()?;
+    let name = pick_tenant(&config, tenant.as_deref())?.name.clone();
+    let tenant = config
+        .tenants
+        .iter_mut()
+        .find(|t| t.name == name)
+        .expect("picked above");
+    let AuthMode::SystemUser { private_key, .. } = &mut tenant.auth else {
+        return Err(Error::Invalid(format!(
+            "tenant {:?} does not use auth = \"system-user\"",
+            tenant.name
+        )));
+    };
+    if let Some(key) = key {
+        *private_key = key;
+    }
+    let auth = crate::clients::auth_for(tenant)?;
+    auth.credential().await?;
+    println!(
+        "System user login for {} works: a ticket was issued.",
+        tenant.customer_id
+    );
+    Ok(())
+}
+
+fn config_check(context: &Context) -> Result<()> {
+    let config = context.config()?;
+    let notes = config.check()?;
+    println!(
+        "{}: ok ({} tenants, {} subscriptions, store {})",
+        context.config_path.display(),
+        config.tenants.len(),
+        config.subscriptions.len(),
+        config.store.display()
+    );
+    for note in notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// One row of `syncd status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    /// Subscription.
+    pub subscription: String,
+    /// `active` or `degraded` (with the reason).
+    pub state: String,
+    /// Live records.
+    pub rows: i64,
+    /// Last successful pass (UTC).
+    pub last_sync: Option<String>,
+    /// Seconds between now and the newest committed source change.
+    pub lag_seconds: Option<i64>,
+    /// Failed passes in the last 24 hours.
+    pub errors: i64,
+}
+
+/// Reads the status of every subscription from the store.
+pub fn status_rows(store: &store::Store) -> Result<Vec<StatusRow>> {
+    store.read_blocking(|conn| {
+        let mut statement = conn
+            .prepare(
+                "SELECT s.name, s.state, COALESCE(s.state_reason, ''),
+                        (SELECT count(*) FROM records r WHERE r.subscription = s.name AND r.deleted_at IS NULL),
+                        c.last_success, c.watermark,
+                        (SELECT count(*) FROM runs u WHERE u.subscription = s.name AND u.status = 'failed'
+                            AND u.started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day'))
+                 FROM subscriptions s LEFT JOIN cursors c ON c.subscription = s.name ORDER BY s.name",
+            )
+            .map_err(sql)?;
+        let now = chrono::Utc::now();
+        let rows = statement
+            .query_map([], |row| {
+                let state: String = row.get(1)?;
+                let reason: String = row.get(2)?;
+                let watermark: Option<String> = row.get(5)?;
+                let lag = watermark
+                    .as_deref()
+                    .and_then(|w| w.parse::<superoffice::SoDateTime>().ok())
+                    .map(|w| (now - w.to_utc()).num_seconds().max(0));
+                Ok(StatusRow {
+                    subscription: row.get(0)?,
+                    state: if reason.is_empty() { state } else { format!("{state} ({reason})") },
+                    rows: row.get(3)?,
+                    last_sync: row.get(4)?,
+                    lag_seconds: lag,
+                    errors: row.get(6)?,
+                })
+            })
+            .map_err(sql)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(rows)
+    })
+}
+
+async fn status(context: &Context) -> Result<()> {
+    let config = context.config()?;
+    let store = store::open_existing(&config.store)?;
+    let rows = tokio::task::spawn_blocking(move || status_rows(&store))
+        .await
+        .map_err(|e| Error::Io(e.to_string()))??;
+    println!(
+        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>6}",
+        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "ERRORS"
+    );
+    for row in rows {
+        let lag = row
+            .lag_seconds
+            .map(human_seconds)
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>6}",
+            row.subscription,
+            row.state,
+            row.rows,
+            row.last_sync.unwrap_or_else(|| "never".into()),
+            lag,
+            row.errors
+        );
+    }
+    Ok(())
+}
+
+fn human_seconds(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// One change of the feed, as printed by `syncd changes`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// Sequence number.
+    pub seq: i64,
+    /// Subscription.
+    pub subscription: String,
+    /// Entity (`contact`).
+    pub entity: String,
+    /// Record id.
+    pub id: i64,
+    /// `insert`, `update` or `delete`.
+    pub op: String,
+    /// When it was recorded (UTC).
+    pub at: String,
+    /// Content hash after the change (`null` for deletes).
+    pub hash: Option<String>,
+}
+
+/// Changes after `since`, oldest first (at most `limit`).
+pub fn changes_after(
+    store: &store::Store,
+    since: i64,
+    subscription: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Change>> {
+    let subscription = subscription.map(str::to_string);
+    store.read_blocking(move |conn| {
+        let mut statement = conn
+            .prepare_cached(
+                "SELECT seq, subscription, entity, id, op, at, hash FROM change_feed
+                 WHERE seq > ?1 AND (?2 IS NULL OR subscription = ?2) ORDER BY seq LIMIT ?3",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(rusqlite::params![since, subscription, limit], |row| {
+                Ok(Change {
+                    seq: row.get(0)?,
+                    subscription: row.get(1)?,
+                    entity: row.get(2)?,
+                    id: row.get(3)?,
+                    op: row.get(4)?,
+                    at: row.get(5)?,
+                    hash: row.get(6)?,
+                })
+            })
+            .map_err(sql)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(sql)?;
+        Ok(rows)
+    })
+}
+
+async fn changes(
+    context: &Context,
+    since: i64,
+    follow: bool,
+    subscription: Option<String>,
+) -> Result<()> {
+    let config = context.config()?;
+    let store = store::open_existing(&config.store)?;
+    let mut last = since;
+    loop {
+        let batch = {
+            let store = store.clone();
+            let subscription = subscription.clone();
+            tokio::task::spawn_blocking(move || {
+                changes_after(&store, last, subscription.as_deref(), 10_000)
+            })
+            .await
+            .map_err(|e| Error::Io(e.to_string()))??
+        };
+        let mut out = std::io::stdout().lock();
+        for change in &batch {
+            let line = serde_json::to_string(change).map_err(|e| Error::Io(e.to_string()))?;
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // the reader went away (e.g. `| head`)
+            }
+            last = change.seq;
+        }
+        let _ = out.flush();
+        drop(out);
+        if batch.len() < 10_000 {
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Sets a request flag the subscription's loop picks up on its next pass.
+async fn request(context: &Context, subscription: &str, flag: &'static str) -> Result<()> {
+    let config = context.config()?;
+    if !config.subscriptions.iter().any(|s| s.name == subscription) {
+        return Err(Error::Invalid(format!(
+            "no subscription named {subscription:?} in {}",
+            context.config_path.display()
+        )));
+    }
+    let store = store::open(&config.store)?;
+    let name = subscription.to_string();
+    let updated = store
+        .write(move |tx| {
+            tx.execute(
+                &format!("UPDATE cursors SET {flag} = 1 WHERE subscription = ?1"),
+                [&name],
+            )
+            .map_err(sql)
+        })
+        .await?;
+    if updated == 0 {
+        return Err(Error::Invalid(format!(
+            "subscription {subscription:?} has not run yet"
+        )));
+    }
+    println!(
+        "{subscription}: {} requested; the running daemon picks it up on its next pass.",
+        flag.trim_end_matches("_requested")
+    );
+    Ok(())
+}

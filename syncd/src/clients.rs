@@ -1,0 +1,135 @@
+//! One SDK client per configured tenant, with its credential provider.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use superoffice::Client;
+use superoffice::auth::{
+    Auth, FileTokenStore, OAuth, OAuthConfig, StaticAuth, SystemUser, SystemUserConfig,
+    SystemUserKey,
+};
+
+use crate::config::{AuthMode, Config, Tenant};
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// The SDK clients by tenant name, and the metrics registry their requests count into.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    clients: BTreeMap<String, Client>,
+    metrics: Arc<Metrics>,
+}
+
+impl Clients {
+    /// Builds a client for every tenant of `config` (reads key and token files; no network).
+    pub fn build(config: &Config) -> Result<Clients> {
+        let metrics = Metrics::new();
+        let mut clients = BTreeMap::new();
+        for tenant in &config.tenants {
+            clients.insert(tenant.name.clone(), build_one(tenant, &metrics)?);
+        }
+        Ok(Clients { clients, metrics })
+    }
+
+    /// Clients built elsewhere (tests), counting into `metrics` if they were built with
+    /// [`Metrics::observer`].
+    pub fn from_map(clients: BTreeMap<String, Client>, metrics: Arc<Metrics>) -> Clients {
+        Clients { clients, metrics }
+    }
+
+    /// The client of a tenant.
+    pub fn get(&self, tenant: &str) -> Result<&Client> {
+        self.clients
+            .get(tenant)
+            .ok_or_else(|| Error::Config(format!("no client for tenant {tenant:?}")))
+    }
+
+    /// All clients by tenant name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Client)> {
+        self.clients.iter()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+/// The credential provider a tenant's config asks for.
+pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
+    let sdk = |e: superoffice::Error| Error::Config(format!("tenant {:?}: {e}", tenant.name));
+    Ok(match &tenant.auth {
+        AuthMode::Static { token } => Arc::new(StaticAuth::bearer(token.clone())),
+        AuthMode::SystemUser {
+            system_token,
+            private_key,
+        } => {
+            let key = SystemUserKey::from_file(private_key).map_err(sdk)?;
+            let app_token = tenant.client_secret.clone().ok_or_else(|| {
+                Error::Config(format!(
+                    "tenant {:?}: the system user needs client_secret",
+                    tenant.name
+                ))
+            })?;
+            let config = SystemUserConfig::new(
+                tenant.environment.clone(),
+                tenant.customer_id.clone(),
+                system_token.clone(),
+                app_token,
+                key,
+            );
+            Arc::new(SystemUser::new(config).map_err(sdk)?)
+        }
+        AuthMode::OAuth {
+            token_file,
+            redirect_uri,
+        } => Arc::new(
+            OAuth::from_store(oauth_config(tenant, token_file, redirect_uri)?).map_err(sdk)?,
+        ),
+    })
+}
+
+/// The OAuth settings of a tenant (also used by `syncd auth login`).
+pub fn oauth_config(
+    tenant: &Tenant,
+    token_file: &std::path::Path,
+    redirect_uri: &str,
+) -> Result<OAuthConfig> {
+    let redirect = url::Url::parse(redirect_uri).map_err(|e| {
+        Error::Config(format!(
+            "tenant {:?}: redirect_uri {redirect_uri:?}: {e}",
+            tenant.name
+        ))
+    })?;
+    let mut config = OAuthConfig::new(
+        tenant.environment.clone(),
+        tenant.client_id.clone(),
+        redirect,
+    )
+    .with_tenant(tenant.customer_id.clone())
+    .with_store(Arc::new(FileTokenStore::new(token_file)));
+    if let Some(secret) = &tenant.client_secret {
+        config = config.with_client_secret(secret.clone());
+    }
+    Ok(config)
+}
+
+fn build_one(tenant: &Tenant, metrics: &Arc<Metrics>) -> Result<Client> {
+    let mut builder = Client::builder()
+        .auth_arc(auth_for(tenant)?)
+        .max_concurrency(tenant.max_concurrency)
+        .observer(metrics.observer(&tenant.name))
+        .user_agent(format!("syncd/{}", env!("CARGO_PKG_VERSION")));
+    builder = match &tenant.base_url {
+        Some(base) => builder.base_url(base.clone()),
+        None => builder
+            .environment(tenant.environment.clone())
+            .customer_id(tenant.customer_id.clone()),
+    };
+    if let Some(language) = &tenant.language {
+        builder = builder.language(language.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("tenant {:?}: {e}", tenant.name)))
+}

@@ -1,0 +1,391 @@
+//! `syncd demo`: the whole product on one machine. Starts the built-in SuperOffice emulator
+//! with seed data and live activity ("other users" editing, creating and deleting), runs the
+//! daemon against it with webhooks, shows progress, and stops by itself after `--duration`
+//! with a summary that compares the local copy with the emulator's ground truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emulator::{EntityType, SeedCounts};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Context;
+use crate::config::{Config, parse_duration};
+use crate::store::{self, sql};
+use crate::{Clients, Daemon, Error, Result};
+
+/// `syncd demo` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How long to run before stopping by itself (e.g. `30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Contacts to seed (persons: 2×, sales and appointments: ½×, tickets: ¼×).
+    #[arg(long, default_value_t = 5_000)]
+    pub contacts: u32,
+    /// Emulator seed (the data is deterministic for a seed).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Changes per second made by "other users" while the demo runs.
+    #[arg(long, default_value_t = 20)]
+    pub activity: u32,
+    /// Poll interval of the subscriptions.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Keep the database here instead of a temporary directory.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+const SUBSCRIPTIONS: [(&str, &str, EntityType); 4] = [
+    ("contacts", "contact", EntityType::Contact),
+    ("persons", "person", EntityType::Person),
+    ("sales", "sale", EntityType::Sale),
+    ("tickets", "ticket", EntityType::Ticket),
+];
+
+/// What the demo ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Per subscription: (records stored, live records in the emulator, ids that differ).
+    pub subscriptions: BTreeMap<String, (usize, usize, usize)>,
+    /// Changes in the feed by op.
+    pub changes: BTreeMap<String, i64>,
+    /// Changes the emulator made while the demo ran.
+    pub activity: usize,
+}
+
+impl Summary {
+    /// Whether every subscription matches the emulator exactly.
+    pub fn in_sync(&self) -> bool {
+        self.subscriptions
+            .values()
+            .all(|(_, _, differing)| *differing == 0)
+    }
+}
+
+/// Runs the demo; the config file is not used.
+pub async fn run(_context: &Context, args: DemoArgs) -> Result<()> {
+    let summary = run_demo(&args, std::io::stderr().is_terminal()).await?;
+    println!(
+        "\nsummary after {:?} ({} changes made by other users):",
+        args.duration, summary.activity
+    );
+    println!(
+        "  {:<10} {:>8} {:>10} {:>9}",
+        "subscription", "stored", "emulator", "differing"
+    );
+    for (name, (stored, live, differing)) in &summary.subscriptions {
+        println!("  {name:<10} {stored:>8} {live:>10} {differing:>9}");
+    }
+    let ops: Vec<String> = summary
+        .changes
+        .iter()
+        .map(|(op, n)| format!("{n} {op}"))
+        .collect();
+    println!(
+        "  change feed: {}",
+        if ops.is_empty() {
+            "empty".into()
+        } else {
+            ops.join(", ")
+        }
+    );
+    println!(
+        "  {}",
+        if summary.in_sync() {
+            "local copy equals the emulator's ground truth"
+        } else {
+            "local copy still differs (increase --duration)"
+        }
+    );
+    Ok(())
+}
+
+/// The demo without printing the summary (the integration test runs this).
+pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
+    let emu_err = |e: emulator::Error| Error::Io(format!("emulator: {e}"));
+    let counts = SeedCounts {
+        contacts: args.contacts,
+        persons: args.contacts * 2,
+        sales: args.contacts / 2,
+        appointments: args.contacts / 2,
+        tickets: args.contacts / 4,
+        ..SeedCounts::NONE
+    };
+    let mut emulator_config = emulator::Config {
+        seed: args.seed,
+        counts,
+        ..emulator::Config::default()
+    };
+    emulator_config.webhooks.retry_scale = 0.05;
+    let emu = Arc::new(
+        emulator::Emulator::start(emulator_config)
+            .await
+            .map_err(emu_err)?,
+    );
+
+    let workdir = tempfile_dir()?;
+    let key_file = workdir.join("system-user.pem");
+    std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM)
+        .map_err(|e| Error::Io(e.to_string()))?;
+    let store_path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| workdir.join("syncd.db"));
+    let mut text = format!(
+        r#"
+store = {store:?}
+
+[control]
+listen = "127.0.0.1:0"
+webhook_secret = {{ value = "demo-webhook-secret" }}
+
+[[tenant]]
+name = "demo"
+environment = {env:?}
+customer_id = {ctx:?}
+client_id = {client_id:?}
+client_secret = {{ value = {secret:?} }}
+auth = "system-user"
+system_token = {token:?}
+private_key = {key:?}
+"#,
+        store = store_path.display().to_string(),
+        env = emu.base_url(),
+        ctx = emu.context_identifier(),
+        client_id = emu.config().auth.client_id,
+        secret = emu.config().auth.client_secret,
+        token = emu.config().auth.system_token,
+        key = key_file.display().to_string(),
+    );
+    for (name, entity, _) in SUBSCRIPTIONS {
+        text.push_str(&format!(
+            "\n[[subscription]]\nname = {name:?}\nentity = {entity:?}\npoll_interval = \"{}ms\"\nreconcile_interval = \"20s\"\n",
+            args.poll_interval.as_millis()
+        ));
+    }
+    let config = Config::parse(&text, "demo", &BTreeMap::new())?;
+
+    let store = store::open(&config.store)?;
+    let clients = Clients::build(&config)?;
+    let shutdown = CancellationToken::new();
+    let notifier = Arc::new(crate::systemd::Notifier::disabled());
+    let daemon = Daemon::start(
+        config.clone(),
+        store.clone(),
+        clients,
+        notifier,
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(emulator = %emu.base_url(), control = %daemon.control_addr(), "demo running");
+
+    // Live activity by "other users".
+    let activity = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let activity_stop = CancellationToken::new();
+    let activity_task = {
+        let emu_handle = emu.clone();
+        let activity = activity.clone();
+        let stop = activity_stop.clone();
+        let per_tick = (args.activity / 4).max(1);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(250));
+            while !stop.is_cancelled() {
+                ticker.tick().await;
+                let creates = per_tick / 4 + 1;
+                let deletes = u32::from(per_tick >= 8);
+                let report = emu_handle.activity(creates, per_tick, deletes, None);
+                activity.fetch_add(
+                    report.created.len() + report.updated.len() + report.deleted.len(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let progress = Progress::new(fancy);
+    while started.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows = crate::cli::status_rows(&store)?;
+        let changes = change_counts(&store)?;
+        progress.update(&rows, &changes, &emu, started.elapsed(), args.duration);
+    }
+    activity_stop.cancel();
+    let _ = activity_task.await;
+
+    // Let the last changes arrive: a few poll intervals without activity.
+    let settle = Instant::now();
+    let mut summary = summarize(
+        &store,
+        &emu,
+        activity.load(std::sync::atomic::Ordering::Relaxed),
+    )?;
+    while !summary.in_sync() && settle.elapsed() < args.poll_interval * 6 + Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        summary = summarize(
+            &store,
+            &emu,
+            activity.load(std::sync::atomic::Ordering::Relaxed),
+        )?;
+    }
+    progress.finish();
+    shutdown.cancel();
+    daemon.wait().await?;
+    Ok(summary)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "syncd-demo-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+fn change_counts(store: &store::Store) -> Result<BTreeMap<String, i64>> {
+    store.read_blocking(|conn| {
+        let mut statement = conn
+            .prepare("SELECT op, count(*) FROM changes GROUP BY op")
+            .map_err(sql)?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql)?
+            .collect::<std::result::Result<BTreeMap<_, _>, _>>()
+            .map_err(sql)?;
+        Ok(rows)
+    })
+}
+
+fn stored_ids(store: &store::Store, subscription: &str) -> Result<BTreeSet<i64>> {
+    let subscription = subscription.to_string();
+    store.read_blocking(move |conn| {
+        let mut statement = conn
+            .prepare("SELECT id FROM records WHERE subscription = ?1 AND deleted_at IS NULL")
+            .map_err(sql)?;
+        let ids = statement
+            .query_map([&subscription], |r| r.get::<_, i64>(0))
+            .map_err(sql)?
+            .collect::<std::result::Result<BTreeSet<_>, _>>()
+            .map_err(sql)?;
+        Ok(ids)
+    })
+}
+
+fn summarize(store: &store::Store, emu: &emulator::Emulator, activity: usize) -> Result<Summary> {
+    let mut subscriptions = BTreeMap::new();
+    for (name, _, entity) in SUBSCRIPTIONS {
+        let stored = stored_ids(store, name)?;
+        let live: BTreeSet<i64> = emu
+            .truth(entity)
+            .into_iter()
+            .filter(|t| !t.deleted)
+            .map(|t| i64::from(t.id))
+            .collect();
+        let differing = stored.symmetric_difference(&live).count();
+        subscriptions.insert(name.to_string(), (stored.len(), live.len(), differing));
+    }
+    Ok(Summary {
+        subscriptions,
+        changes: change_counts(store)?,
+        activity,
+    })
+}
+
+/// Progress bars on a terminal, plain lines every few seconds otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+    last_line: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(fancy: bool) -> Progress {
+        let bars = fancy.then(|| {
+            let multi = MultiProgress::new();
+            let style =
+                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos:>7}/{len:7} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+            let bars = SUBSCRIPTIONS
+                .iter()
+                .map(|(name, _, _)| {
+                    let bar = multi.add(ProgressBar::new(1));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(name.to_string());
+                    (name.to_string(), bar)
+                })
+                .collect();
+            (multi, bars)
+        });
+        Progress {
+            bars,
+            last_line: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn update(
+        &self,
+        rows: &[crate::cli::StatusRow],
+        changes: &BTreeMap<String, i64>,
+        emu: &emulator::Emulator,
+        elapsed: Duration,
+        total: Duration,
+    ) {
+        let live =
+            |entity: EntityType| emu.truth(entity).iter().filter(|t| !t.deleted).count() as u64;
+        match &self.bars {
+            Some((_, bars)) => {
+                for (name, _, entity) in SUBSCRIPTIONS {
+                    if let (Some(bar), Some(row)) =
+                        (bars.get(name), rows.iter().find(|r| r.subscription == name))
+                    {
+                        bar.set_length(live(entity).max(1));
+                        bar.set_position(row.rows as u64);
+                        bar.set_message(format!(
+                            "{} lag {}",
+                            row.state,
+                            row.lag_seconds
+                                .map(|s| format!("{s}s"))
+                                .unwrap_or_else(|| "-".into())
+                        ));
+                    }
+                }
+            }
+            None => {
+                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= Duration::from_secs(3) {
+                    *last = Instant::now();
+                    let parts: Vec<String> = rows
+                        .iter()
+                        .map(|r| format!("{}={}", r.subscription, r.rows))
+                        .collect();
+                    let ops: Vec<String> =
+                        changes.iter().map(|(op, n)| format!("{op}={n}")).collect();
+                    println!(
+                        "[{:>3}s/{}s] rows {} | changes {}",
+                        elapsed.as_secs(),
+                        total.as_secs(),
+                        parts.join(" "),
+                        ops.join(" ")
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.values() {
+                bar.finish();
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+-- syncd schema, version 1. Migrations are append-only: never edit a released migration;
+-- add 0002_….sql and list it in store/mod.rs.
+
+-- One row per configured subscription (created on first run).
+CREATE TABLE subscriptions (
+    name            TEXT PRIMARY KEY,
+    entity          TEXT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'degraded')),
+    state_reason    TEXT,
+    created_at      TEXT NOT NULL
+);
+
+-- The synced records: the latest copy of each, with its content hash.
+CREATE TABLE records (
+    subscription    TEXT NOT NULL REFERENCES subscriptions (name) ON DELETE CASCADE,
+    id              INTEGER NOT NULL,
+    json            TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    source_modified TEXT,            -- max(registered, updated) as SuperOffice reports it (UTC)
+    first_seen      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,   -- when we last stored a change
+    deleted_at      TEXT,            -- tombstone: confirmed deleted at
+    PRIMARY KEY (subscription, id)
+) WITHOUT ROWID;
+
+-- Where each subscription is: committed in the same transaction as the page it describes.
+CREATE TABLE cursors (
+    subscription        TEXT PRIMARY KEY REFERENCES subscriptions (name) ON DELETE CASCADE,
+    phase               TEXT NOT NULL DEFAULT 'initial' CHECK (phase IN ('initial', 'incremental')),
+    watermark           TEXT,        -- highest source_modified committed (UTC ISO)
+    resume              TEXT,        -- JSON: position inside the current pass (e.g. last primary key)
+    last_success        TEXT,
+    last_reconcile      TEXT,
+    resync_requested    INTEGER NOT NULL DEFAULT 0,
+    reconcile_requested INTEGER NOT NULL DEFAULT 0
+);
+
+-- The local change feed. `seq` only grows; consumers remember the last one they processed.
+CREATE TABLE changes (
+    seq             INTEGER PRIMARY KEY,
+    subscription    TEXT NOT NULL,
+    entity          TEXT NOT NULL,
+    id              INTEGER NOT NULL,
+    op              TEXT NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    at              TEXT NOT NULL,
+    hash            TEXT
+);
+CREATE INDEX changes_by_subscription ON changes (subscription, seq);
+
+-- The documented interface for local consumers.
+CREATE VIEW change_feed AS
+    SELECT seq, subscription, entity, id, op, at, hash FROM changes;
+
+-- Webhook events received (EventId deduplicates redeliveries).
+CREATE TABLE webhook_events (
+    event_id        TEXT PRIMARY KEY,
+    received_at     TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    entity          TEXT,
+    primary_key     INTEGER,
+    body            TEXT NOT NULL,
+    processed_at    TEXT,
+    outcome         TEXT
+);
+CREATE INDEX webhook_events_pending ON webhook_events (processed_at) WHERE processed_at IS NULL;
+
+-- One row per sync pass.
+CREATE TABLE runs (
+    id              INTEGER PRIMARY KEY,
+    subscription    TEXT NOT NULL,
+    kind            TEXT NOT NULL,   -- initial | poll | reconcile | webhook | resync
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'aborted', 'degraded')),
+    fetched         INTEGER NOT NULL DEFAULT 0,
+    inserts         INTEGER NOT NULL DEFAULT 0,
+    updates         INTEGER NOT NULL DEFAULT 0,
+    deletes         INTEGER NOT NULL DEFAULT 0,
+    error           TEXT
+);
+CREATE INDEX runs_by_subscription ON runs (subscription, id);
+
+-- Publish ledger: one row per idempotency key.
+CREATE TABLE tasks (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT NOT NULL UNIQUE,
+    tenant          TEXT NOT NULL,
+    action          TEXT NOT NULL CHECK (action IN ('create', 'update', 'patch', 'delete', 'upsert')),
+    entity          TEXT NOT NULL,
+    record_id       INTEGER,
+    path            TEXT NOT NULL DEFAULT '{}',   -- JSON object
+    query           TEXT NOT NULL DEFAULT '{}',   -- JSON object
+    payload         TEXT,                         -- JSON
+    payload_hash    TEXT NOT NULL,
+    if_unmodified_since TEXT,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'in_flight', 'done', 'failed', 'conflict', 'dead', 'skipped')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    result_id       INTEGER,
+    result          TEXT,                         -- JSON answer (or both versions on conflict)
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE INDEX tasks_due ON tasks (state, next_attempt_at);
+
+-- Transactional outbox: other local processes INSERT here (in their own transaction); syncd
+-- moves each row into `tasks` and deletes it. See syncd/README.md.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT,
+    action          TEXT NOT NULL,
+    entity          TEXT NOT NULL,
+    record_id       INTEGER,
+    path            TEXT,
+    query           TEXT,
+    payload         TEXT,
+    if_unmodified_since TEXT,
+    created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- Echo suppression: what our own publishes left on a record, so the subscriptions do not report
+-- it as an external change. Written by the outbox after a successful write, consumed by sync.
+CREATE TABLE echoes (
+    entity          TEXT NOT NULL,
+    id              INTEGER NOT NULL,
+    entity_hash     TEXT,            -- sha256 of the canonical JSON the write answered (without _Links)
+    published_at    TEXT NOT NULL,
+    task_id         INTEGER,
+    PRIMARY KEY (entity, id)
+);

@@ -1,0 +1,276 @@
+//! The SQLite store: the only module that opens the database.
+//!
+//! [`open`] sets the pragmas outside any transaction (WAL, `synchronous=NORMAL`, foreign keys,
+//! busy timeout), then applies the append-only migrations keyed on `user_version` in one
+//! IMMEDIATE transaction, and refuses a database written by a newer syncd. The returned
+//! [`Store`] owns one writer connection (behind a mutex) and opens reader connections on
+//! demand, so readers never block the writer; every call runs on tokio's blocking pool, never
+//! on the async workers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// Migrations, in order. Append only: never edit or reorder a released entry.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Store(format!("{}: {e}", path.display()))
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| db_error(path, e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| db_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| db_error(path, e))?;
+    Ok(())
+}
+
+/// Opens (creating if needed) and migrates the database at `path`.
+pub fn open(path: &Path) -> Result<Store> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Store(format!("creating {}: {e}", parent.display())))?;
+    }
+    let mut conn = Connection::open(path).map_err(|e| db_error(path, e))?;
+    // Pragmas first, outside any transaction (journal_mode is ignored inside one).
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| db_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Store(format!(
+            "{}: could not switch to WAL (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    configure(&conn, path)?;
+    migrate(&mut conn, path)?;
+    Ok(Store {
+        path: path.to_path_buf(),
+        writer: Arc::new(Mutex::new(conn)),
+        readers: Arc::new(Mutex::new(Vec::new())),
+    })
+}
+
+/// Opens an existing database read-only for CLI commands (`status`, `changes`, `tasks`); it
+/// must exist and have this binary's schema version or an older one that needs no change.
+pub fn open_existing(path: &Path) -> Result<Store> {
+    if !path.is_file() {
+        return Err(Error::Store(format!(
+            "{}: no database (has the daemon run?)",
+            path.display()
+        )));
+    }
+    open(path)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| db_error(path, e))?;
+    let version: u32 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| db_error(path, e))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Store(format!(
+            "{}: schema version {version} is newer than this syncd understands ({SCHEMA_VERSION}); \
+             refusing to touch it (upgrade syncd)",
+            path.display()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            Error::Store(format!(
+                "{}: migration {} failed: {e}",
+                path.display(),
+                index + 1
+            ))
+        })?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| db_error(path, e))?;
+    tx.commit().map_err(|e| db_error(path, e))
+}
+
+impl Store {
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one IMMEDIATE write transaction on the blocking pool; commits when `f`
+    /// returns `Ok`, rolls back otherwise (also when the task is dropped mid-way).
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| db_error(&path, e))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| db_error(&path, e))?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool (WAL: never blocks the writer).
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| Error::Store(format!("store task failed: {e}")))?
+    }
+
+    /// [`Store::read`] for code already on a blocking thread (CLI commands).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| db_error(&self.path, e))?;
+                configure(&conn, &self.path)?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if readers.len() < 4 {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// [`Store::write`] for code already on a blocking thread (CLI commands).
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&self.path, e))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(|e| db_error(&self.path, e))?;
+        Ok(value)
+    }
+}
+
+/// Maps a rusqlite error from inside a transaction closure.
+pub fn sql(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_migrates_sets_wal_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/syncd.db");
+        let store = open(&path).unwrap();
+        let (mode, fk, version): (String, i64, u32) = store
+            .read_blocking(|c| {
+                let mode = c
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(sql)?;
+                let fk = c
+                    .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                    .map_err(sql)?;
+                let v = c
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok((mode, fk, v))
+            })
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(fk, 1);
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(store);
+        open(&path).expect("reopening an up-to-date database is a no-op");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syncd.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION + 1);
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("syncd.db")).unwrap();
+        let result: Result<()> = store.write_blocking(|tx| {
+            tx.execute("INSERT INTO subscriptions (name, entity, created_at) VALUES ('s', 'contact', 'now')", [])
+                .map_err(sql)?;
+            Err(Error::Store("boom".into()))
+        });
+        assert!(result.is_err());
+        let count: i64 = store
+            .read_blocking(|c| {
+                c.query_row("SELECT count(*) FROM subscriptions", [], |r| r.get(0))
+                    .map_err(sql)
+            })
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syncd.db");
+        std::fs::write(&path, "this is not sqlite, and nothing here must be lost").unwrap();
+        let err = open(&path).unwrap_err().to_string();
+        assert!(err.contains("syncd.db"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "this is not sqlite, and nothing here must be lost"
+        );
+    }
+}
