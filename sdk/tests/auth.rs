@@ -500,6 +500,60 @@ async fn concurrent_callers_near_expiry_share_exactly_one_refresh() {
 }
 
 #[tokio::test]
+async fn failed_refreshes_keep_a_still_valid_token_and_report_typed_errors() {
+    // 1st and 2nd refresh: 503 (login host down); then 400 invalid_grant (consent revoked).
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let base = serve(axum::Router::new().route(
+        "/login/common/oauth/tokens",
+        post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    let body = serde_json::json!({"error": "invalid_grant", "error_description": "Unknown or revoked refresh token"});
+                    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+                }
+            }
+        }),
+    ))
+    .await;
+    let current = Credential::Bearer(Secret::new("access-0"));
+    let store = Arc::new(MemoryTokenStore::with_tokens(StoredTokens {
+        access_token: Secret::new("access-0"),
+        refresh_token: Some(Secret::new("refresh-0")),
+        expires_at: Some(Utc::now() + chrono::Duration::seconds(30)),
+        context_identifier: None,
+        webapi_url: None,
+        system_token: None,
+    }));
+    let config = OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri()).with_store(store.clone());
+    let oauth = OAuth::from_store(config).unwrap();
+
+    // Proactive refresh fails, but the token has 30 s left: it is still handed out, and the
+    // next calls do not hammer the login host.
+    assert_eq!(oauth.credential().await.unwrap(), current);
+    assert_eq!(oauth.credential().await.unwrap(), current);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // After a 401 the failure is reported: 5xx is a transport error with its status ...
+    let err = oauth.refresh(&current).await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    // ... a revoked refresh token an auth error that says what to do.
+    let err = oauth.refresh(&current).await.unwrap_err();
+    let Error::Auth(message) = &err else {
+        panic!("expected Error::Auth, got {err:?}")
+    };
+    assert!(
+        message.contains("invalid_grant") && message.contains("sign in again"),
+        "{message}"
+    );
+    assert_eq!(store.saves(), 0, "nothing saved after failures");
+}
+
+#[tokio::test]
 async fn an_unreachable_jwks_leaves_the_claims_unverified() {
     // A token endpoint that returns an id_token signed with the emulator's key, on a host
     // without a JWKS.

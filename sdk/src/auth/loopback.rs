@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use url::Url;
 
@@ -106,39 +108,28 @@ impl LoopbackListener {
                 self.redirect_uri
             ))
         };
+        // Connections are read concurrently: browsers open idle speculative connections,
+        // which must not delay the one that carries the redirect.
+        let (tx, mut rx) = mpsc::channel::<(String, TcpStream)>(8);
+        let mut readers = JoinSet::new();
         loop {
-            let accepted = tokio::time::timeout_at(deadline, self.listener.accept())
-                .await
-                .map_err(|_| timed_out())?;
-            let (mut stream, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(error = %e, "accept failed on the redirect listener");
-                    continue;
-                }
-            };
-            let read_until = deadline.min(Instant::now() + PER_CONNECTION);
-            let target = match tokio::time::timeout_at(read_until, read_request_target(&mut stream))
-                .await
-            {
-                Ok(Ok(target)) => target,
-                Ok(Err(reason)) => {
-                    tracing::debug!(%peer, reason, "ignored a malformed request on the redirect listener");
-                    respond(
-                        &mut stream,
-                        400,
-                        "Bad request",
-                        "This is not a sign-in redirect.",
-                    )
-                    .await;
-                    continue;
-                }
-                Err(_) => {
-                    if Instant::now() >= deadline {
-                        return Err(timed_out());
+            while readers.try_join_next().is_some() {}
+            let (target, mut stream) = tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Err(timed_out()),
+                accepted = self.listener.accept() => {
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            readers.spawn(read_connection(stream, peer, tx.clone()));
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "accept failed on the redirect listener");
+                            // E.g. out of file descriptors: do not spin.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                     }
                     continue;
                 }
+                Some(request) = rx.recv() => request,
             };
             match self.handle(&target, &expected_state) {
                 Handled::Ignore => {
@@ -181,6 +172,10 @@ impl LoopbackListener {
     }
 
     fn handle(&self, target: &str, expected_state: &str) -> Handled {
+        // Origin-form targets only (`/path?query`).
+        if !target.starts_with('/') || target.starts_with("//") {
+            return Handled::Ignore;
+        }
         let Ok(url) = self.redirect_uri.join(target) else {
             return Handled::Ignore;
         };
@@ -250,6 +245,32 @@ pub(crate) fn loopback_addr(uri: &Url) -> Result<SocketAddr> {
             Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         }
         _ => Err(bad("is not a loopback address")),
+    }
+}
+
+/// Reads one connection's request head and hands it to the waiting loop; answers 400 to
+/// malformed requests and drops connections that send nothing within [`PER_CONNECTION`].
+async fn read_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    requests: mpsc::Sender<(String, TcpStream)>,
+) {
+    match tokio::time::timeout(PER_CONNECTION, read_request_target(&mut stream)).await {
+        Ok(Ok(target)) => {
+            // The receiver is gone once the wait is over; the connection just closes.
+            let _ = requests.send((target, stream)).await;
+        }
+        Ok(Err(reason)) => {
+            tracing::debug!(%peer, reason, "ignored a malformed request on the redirect listener");
+            respond(
+                &mut stream,
+                400,
+                "Bad request",
+                "This is not a sign-in redirect.",
+            )
+            .await;
+        }
+        Err(_) => tracing::debug!(%peer, "closed an idle connection on the redirect listener"),
     }
 }
 
@@ -345,6 +366,29 @@ mod tests {
         let response = waiting.await.unwrap().unwrap();
         assert_eq!(response.code.expose(), "abc+1");
         assert!(!format!("{response:?}").contains("abc"));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_does_not_delay_the_redirect() {
+        let l = LoopbackListener::bind(&Url::parse("http://127.0.0.1:0/cb").unwrap())
+            .await
+            .unwrap();
+        let addr = l.local_addr();
+        let started = Instant::now();
+        let waiting = tokio::spawn(l.wait("s", Duration::from_secs(20)));
+        let _idle = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            get(addr, "/cb?code=c&state=s")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        assert_eq!(waiting.await.unwrap().unwrap().code.expose(), "c");
+        assert!(
+            started.elapsed() < PER_CONNECTION,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

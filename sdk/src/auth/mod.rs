@@ -1,10 +1,13 @@
 //! Credentials: one [`Auth`] trait, three providers.
 //!
-//! - [`OAuth`](oauth::OAuth): OAuth 2.0 authorization code + PKCE for an interactive user, with
-//!   a loopback redirect helper, ID-token verification and refresh (proactive within 60 s of
-//!   expiry, reactive once on 401, single-flight).
-//! - [`SystemUser`](system_user::SystemUser): server-to-server; signs the system token with the
-//!   app's RSA key and exchanges it for a ticket (`Authorization: SOTicket …` + `SO-AppToken`).
+//! - [`OAuth`]: OAuth 2.0 authorization code + PKCE for an interactive user, with a loopback
+//!   redirect helper ([`LoopbackListener`]), ID-token verification against the JWKS
+//!   ([`jwt`]) and refresh (proactive within 60 s of expiry, reactive once on 401,
+//!   single-flight). Tokens persist in a [`TokenStore`] ([`FileTokenStore`]: JSON, mode 0600,
+//!   atomic writes).
+//! - [`SystemUser`]: server-to-server; signs the system token with the app's RSA key (PEM or
+//!   RSA-XML) and exchanges it for a ticket (`Authorization: SOTicket …` + `SO-AppToken`),
+//!   cached and renewed on 401 or by age.
 //! - [`StaticAuth`]: a fixed bearer token or ticket, for scripts and tests.
 //!
 //! Secrets are [`Secret`]s: redacted in `Debug` and `Display`, never logged.

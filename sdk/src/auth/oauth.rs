@@ -195,6 +195,13 @@ impl<'c> AsyncHttpClient<'c> for Transport<'_> {
                 .timeout(TOKEN_REQUEST_TIMEOUT)
                 .send()
                 .await?;
+            // 5xx: the login host is unavailable (maintenance, overload), a transport-level
+            // failure that keeps its status, not an OAuth error answer.
+            let response = if response.status().is_server_error() {
+                response.error_for_status()?
+            } else {
+                response
+            };
             let status = response.status();
             let headers = response.headers().clone();
             let body = response.bytes().await?.to_vec();
