@@ -250,7 +250,7 @@ impl From<progenitor_client::Error<SoError>> for Error {
                 let headers = response.headers().clone();
                 if let Some(kind) = headers.get(SDK_ERROR_HEADER).and_then(|v| v.to_str().ok()) {
                     let body = response.into_inner();
-                    return synthesized(kind, &headers, body);
+                    return synthesized(kind, status, &headers, body);
                 }
                 let retry = retry_after(&headers);
                 let api = ApiError::from_so_error(status, response.into_inner());
@@ -275,7 +275,12 @@ impl From<progenitor_client::Error<SoError>> for Error {
 }
 
 /// Rebuilds the typed error the runtime encoded in a response it synthesised.
-fn synthesized(kind: &str, headers: &reqwest::header::HeaderMap, body: SoError) -> Error {
+fn synthesized(
+    kind: &str,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: SoError,
+) -> Error {
     let header = |name: &str| {
         headers
             .get(name)
@@ -292,6 +297,13 @@ fn synthesized(kind: &str, headers: &reqwest::header::HeaderMap, body: SoError) 
         "auth" => Error::Auth(message),
         "timeout" => Error::Timeout(Duration::from_millis(message.parse().unwrap_or_default())),
         "config" => Error::Config(message),
+        "upstream" => Error::Api(Box::new(ApiError {
+            status,
+            error_type: Some("Upstream".into()),
+            message: Some(message),
+            source: None,
+            json_body: false,
+        })),
         _ => Error::InvalidRequest(message),
     }
 }

@@ -188,6 +188,16 @@ impl Runtime {
                         point_at(&mut request, baseurl, &endpoint);
                         Some(endpoint)
                     }
+                    // The request has not been sent: retrying is safe whatever the method.
+                    Err(e) if is_transient(&e) && retries + 1 < inner.retry.max_attempts => {
+                        retries += 1;
+                        let delay = inner.retry.backoff(retries);
+                        self.note_retry(operation, "state api", delay);
+                        tracing::debug!(error = %e, ?delay, "State API unavailable, retrying");
+                        tokio::time::sleep(delay).await;
+                        template.get_or_insert(request);
+                        continue;
+                    }
                     Err(e) => return Ok(synthesize_error(&e)),
                 },
                 None => None,
@@ -195,12 +205,25 @@ impl Runtime {
             prepare_headers(request.headers_mut(), &inner.default_headers);
             let credential = match &inner.auth {
                 Some(auth) => {
-                    let result = match rejected.take() {
-                        Some(old) => auth.refresh(&old).await,
+                    let result = match &rejected {
+                        Some(old) => auth.refresh(old).await,
                         None => auth.credential().await,
                     };
                     match result.and_then(|c| c.apply(request.headers_mut()).map(|()| c)) {
-                        Ok(c) => Some(c),
+                        Ok(c) => {
+                            rejected = None;
+                            Some(c)
+                        }
+                        // The token endpoint or login host is down: the request has not been sent.
+                        Err(e) if is_transient(&e) && retries + 1 < inner.retry.max_attempts => {
+                            retries += 1;
+                            let delay = inner.retry.backoff(retries);
+                            self.note_retry(operation, "credential", delay);
+                            tracing::debug!(error = %e, ?delay, "obtaining a credential failed, retrying");
+                            tokio::time::sleep(delay).await;
+                            template.get_or_insert(request);
+                            continue;
+                        }
                         Err(e) => return Ok(synthesize_error(&e)),
                     }
                 }
@@ -385,9 +408,26 @@ fn synthesize_error(error: &Error) -> Response {
                 (SDK_STATE_HEADER, state.clone()),
             ],
         ),
-        Error::Auth(message) => synthesize("auth", StatusCode::UNAUTHORIZED, message, &[]),
+        Error::Auth(_) | Error::StateMismatch { .. } | Error::TokenStore { .. } => {
+            synthesize("auth", StatusCode::UNAUTHORIZED, &error.to_string(), &[])
+        }
         Error::Config(message) => synthesize("config", StatusCode::BAD_REQUEST, message, &[]),
-        other => synthesize("other", StatusCode::BAD_GATEWAY, &other.to_string(), &[]),
+        other => {
+            let status = other
+                .status()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            synthesize("upstream", status, &other.to_string(), &[])
+        }
+    }
+}
+
+/// Failures of the login host or State API worth another attempt.
+fn is_transient(error: &Error) -> bool {
+    match error {
+        Error::Transport(_) | Error::Timeout(_) | Error::RateLimited { .. } => true,
+        Error::Api(api) => api.status.is_server_error(),
+        _ => false,
     }
 }
 

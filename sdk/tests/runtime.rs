@@ -594,3 +594,82 @@ async fn image_uploads_are_multipart_puts() {
             .starts_with("multipart/form-data; boundary=")
     );
 }
+
+/// Fails `failures` times with a 503 from the "token endpoint", then hands out a token.
+#[derive(Debug)]
+struct FlakyAuth {
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl superoffice::auth::Auth for FlakyAuth {
+    fn credential(
+        &self,
+    ) -> superoffice::auth::BoxFuture<'_, superoffice::Result<superoffice::auth::Credential>> {
+        Box::pin(async move {
+            if self.failures.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                self.failures
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(Error::Api(Box::new(superoffice::ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error_type: None,
+                    message: Some("token endpoint down".into()),
+                    source: None,
+                    json_body: false,
+                })));
+            }
+            Ok(superoffice::auth::Credential::Bearer("fresh".into()))
+        })
+    }
+    fn refresh(
+        &self,
+        _rejected: &superoffice::auth::Credential,
+    ) -> superoffice::auth::BoxFuture<'_, superoffice::Result<superoffice::auth::Credential>> {
+        self.credential()
+    }
+}
+
+#[tokio::test]
+async fn a_login_host_outage_is_retried_for_any_method() {
+    let server = Scripted::start(vec![Step::json(200, contact(9))]).await;
+    let client = Client::builder()
+        .base_url(format!("{}/Cust1", server.url()))
+        .auth(FlakyAuth { failures: 2.into() })
+        .retry(fast_retries())
+        .build()
+        .unwrap();
+    let body: superoffice::types::ContactEntity = serde_json::from_value(contact(0)).unwrap();
+    client
+        .contact_post()
+        .body(body)
+        .send()
+        .await
+        .map_err(Error::from)
+        .expect("the POST was never sent before, so retrying is safe");
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some("Bearer fresh")
+    );
+
+    let client = Client::builder()
+        .base_url(format!("{}/Cust1", server.url()))
+        .auth(FlakyAuth {
+            failures: 100.into(),
+        })
+        .retry(fast_retries())
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("token endpoint down"), "{err}");
+}
