@@ -408,7 +408,7 @@ fn synthesize_error(error: &Error) -> Response {
                 (SDK_STATE_HEADER, state.clone()),
             ],
         ),
-        Error::Auth(_) | Error::StateMismatch { .. } | Error::TokenStore { .. } => {
+        Error::Auth(_) | Error::StateMismatch | Error::TokenStore { .. } => {
             synthesize("auth", StatusCode::UNAUTHORIZED, &error.to_string(), &[])
         }
         Error::Config(message) => synthesize("config", StatusCode::BAD_REQUEST, message, &[]),
