@@ -63,7 +63,7 @@ fn main() {
             "/Cust1/api/v1/Contact/{id}",
             get(move || {
                 let body = body.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], body) }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -71,7 +71,7 @@ fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
         let base = format!("http://{addr}/Cust1");
-        let sdk = superoffice::Client::builder().base_url(base.clone()).auth(StaticAuth::bearer("token")).build().expect("client");
+        let sdk = Client::builder().base_url(base.clone()).auth(StaticAuth::bearer("token")).build().expect("client");
         let raw = superoffice::http::client_builder().build().expect("reqwest");
         let url = format!("{base}/api/v1/Contact/123");
 
