@@ -3,6 +3,8 @@
 //! The operations and types are generated at build time from SuperOffice's official OpenAPI
 //! description (see `spec/superoffice.toml`); the modules beside them are hand-written.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 mod client;
 mod datetime;
