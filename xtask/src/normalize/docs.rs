@@ -49,7 +49,80 @@ fn visit(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
 pub(crate) fn clean(text: &str) -> String {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let text = xml_tags(&text);
-    fence_code_blocks(&text).trim().to_string()
+    let fenced = fence_code_blocks(&text);
+    let mut in_fence = false;
+    let lines: Vec<String> = fenced
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                in_fence = !in_fence;
+                return line.to_string();
+            }
+            if in_fence {
+                line.to_string()
+            } else {
+                prose(line)
+            }
+        })
+        .collect();
+    lines.join("\n").trim().to_string()
+}
+
+/// Escapes `[text]` that is not a Markdown link (rustdoc would read it as an intra-doc link)
+/// and wraps bare URLs in `<…>`, outside inline code.
+fn prose(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut in_code = false;
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '`' {
+            in_code = !in_code;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if !in_code && c == '[' {
+            let close = chars[i..].iter().position(|&x| x == ']').map(|p| p + i);
+            let is_link = close.is_some_and(|j| matches!(chars.get(j + 1), Some('(') | Some('[')));
+            if !is_link {
+                out.push_str("\\[");
+                i += 1;
+                continue;
+            }
+        }
+        if !in_code && c == ']' {
+            let is_link = matches!(chars.get(i + 1), Some('(') | Some('['));
+            if !is_link {
+                out.push_str("\\]");
+                i += 1;
+                continue;
+            }
+        }
+        let rest: String = chars[i..].iter().take(8).collect();
+        let preceded = i > 0 && matches!(chars[i - 1], '<' | '(' | '"' | '\'');
+        if !in_code && !preceded && (rest.starts_with("http://") || rest.starts_with("https://")) {
+            let end = chars[i..]
+                .iter()
+                .position(|x| x.is_whitespace() || matches!(x, '"' | '\'' | '<' | '>' | ')'))
+                .map_or(chars.len(), |p| p + i);
+            let mut url: String = chars[i..end].iter().collect();
+            let mut trailing = String::new();
+            while url.ends_with(['.', ',', ';', ':']) {
+                trailing.insert(0, url.pop().expect("not empty"));
+            }
+            out.push('<');
+            out.push_str(&url);
+            out.push('>');
+            out.push_str(&trailing);
+            i = end;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 /// Replaces the .NET XML doc tags SuperOffice's descriptions use.
@@ -215,5 +288,25 @@ mod tests {
         assert_eq!(clean("```\nlet x = 1;\n```"), "```text\nlet x = 1;\n```");
         assert_eq!(clean("```json\n{}\n```"), "```json\n{}\n```");
         assert_eq!(clean("Tail:\n\n    code"), "Tail:\n\n```text\ncode\n```");
+    }
+
+    #[test]
+    fn brackets_and_urls_do_not_confuse_rustdoc() {
+        assert_eq!(
+            clean("format \"SuperOffice:[UdefFieldIdentity]\""),
+            "format \"SuperOffice:\\[UdefFieldIdentity\\]\""
+        );
+        assert_eq!(
+            clean("a [link](http://x) and `[code]`"),
+            "a [link](http://x) and `[code]`"
+        );
+        assert_eq!(
+            clean("see https://docs.example/a, then"),
+            "see <https://docs.example/a>, then"
+        );
+        assert_eq!(
+            clean("```text\n[raw] http://x\n```"),
+            "```text\n[raw] http://x\n```"
+        );
     }
 }
