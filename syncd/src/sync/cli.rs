@@ -1,7 +1,10 @@
 //! `syncd webhooks ensure|list`.
 
-use crate::Result;
+use serde_json::Value;
+
+use super::ensure;
 use crate::cli::Context;
+use crate::{Clients, Error, Result};
 
 /// `syncd webhooks …`.
 #[derive(Debug, clap::Subcommand)]
@@ -13,8 +16,72 @@ pub enum WebhooksCommand {
 }
 
 /// Runs a `webhooks` command.
-pub async fn webhooks(_context: &Context, _command: WebhooksCommand) -> Result<()> {
-    Err(crate::Error::Invalid(
-        "webhooks commands land with the subscription engine".into(),
-    ))
+pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()> {
+    let config = context.config()?;
+    let clients = Clients::build(&config)?;
+    match command {
+        WebhooksCommand::Ensure => {
+            let target = ensure::target_url(&config, None)?.ok_or_else(|| {
+                Error::Config(
+                    "control.public_url is not set: it is the HTTPS URL SuperOffice posts webhooks to (this daemon's /webhooks/superoffice behind your proxy)".into(),
+                )
+            })?;
+            if ensure::wanted_events(&config).is_empty() {
+                println!(
+                    "no subscription uses webhooks (webhooks = true on an entity that has events); nothing to register"
+                );
+                return Ok(());
+            }
+            for done in ensure::ensure(&config, &clients, &target).await? {
+                println!(
+                    "{}: webhook {} (id {}) {} → {} [{}]",
+                    done.tenant,
+                    done.name,
+                    done.id.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+                    done.action,
+                    done.target_url,
+                    done.events.join(", ")
+                );
+                if !done.duplicates.is_empty() {
+                    println!(
+                        "  note: other webhooks named {} exist (ids {:?}); they were left alone",
+                        done.name, done.duplicates
+                    );
+                }
+            }
+            Ok(())
+        }
+        WebhooksCommand::List => {
+            for (tenant, client) in clients.iter() {
+                let hooks = ensure::list(client, None).await?;
+                println!("{tenant}: {} webhooks", hooks.len());
+                for hook in hooks {
+                    let text = |name: &str| {
+                        hook.get(name)
+                            .map(|v| match v {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .unwrap_or_default()
+                    };
+                    println!(
+                        "  {:>5}  {:<24} {:<14} {}  events: {}",
+                        text("WebhookId"),
+                        text("Name"),
+                        text("State"),
+                        text("TargetUrl"),
+                        hook.get("Events")
+                            .and_then(Value::as_array)
+                            .map(|a| a
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(","))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }

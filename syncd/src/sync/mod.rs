@@ -1,42 +1,639 @@
-//! Subscriptions: initial load, incremental polls, deletes, reconcile and webhooks.
-//! (Scaffold: the engine lands in the next commits.)
+//! Subscriptions: change-tracking sync of SuperOffice entities into SQLite, with a change feed,
+//! deletes, webhooks and a mass-delete breaker.
+//!
+//! # What is stored
+//!
+//! One row per record in `records` (JSON, content hash, source timestamp, tombstone) and one
+//! row per observed change in `changes` (`insert`/`update`/`delete`, exposed as the
+//! `change_feed` view). A change is written only when the content hash differs from the stored
+//! one, so re-reading unchanged data emits nothing.
+//!
+//! - `shape = "row"` (default): the archive columns of each row, one request per page. The key,
+//!   last-modified and registered columns (and `status` for tickets) are always selected, then
+//!   the configured `columns`. Stored: the selected columns (without `PrimaryKey`/`EntityName`).
+//! - `shape = "entity"`: rows give (key, timestamps); each row whose timestamp differs from the
+//!   stored one is fetched with `GET /api/v1/{Entity}/{id}` (at most `concurrency` at a time).
+//!   Stored: the entity without `_Links`, `TableRight` and `FieldProperties`. An entity is
+//!   fetched no sooner than 1 s after the page that showed its new timestamp, so a second edit
+//!   in the same second is in what we fetch (a later edit has a later timestamp).
+//! - `transform` (jq) runs on that JSON before it is stored and hashed; `null` skips the record.
+//! - The hash is SHA-256 of canonical JSON ([`hash`]); echo detection uses
+//!   [`hash::entity_hash`], shared with the outbox.
+//!
+//! # The algorithm
+//!
+//! **Initial load** (and `syncd resync`): keyset paging on the primary key (`$orderBy=pk`,
+//! `pk gt last`), the configured filter applied, pages of `page_size`.
+//!
+//! **Incremental pass**: the same keyset paging, restricted to a window
+//! `(lastModified after D-1 or registered after D-1)`. `D` (`cursors.window_from`) is the day
+//! of the watermark minus `overlap_days` (`after` on a date column compares days and whether it
+//! includes the day is undocumented, so the day before is given; an inclusive server just
+//! returns one more day). The registered column is part of the window because rows never
+//! edited carry `0001-01-01` as last-modified; the watermark is max(registered, updated) with
+//! `0001-01-01` counting as unset. Tickets use `lastChanged`/`createdAt` with `afterTime` (≥) and
+//! an instant minus `overlap_days`. The whole window is re-read every pass; hashes make the
+//! overlap free of changes.
+//!
+//! *Why keyset on the key inside the window rather than ordering by (last-modified, key):*
+//! last-modified filters only compare days, so there is no exact keyset on it, and `$skip`
+//! paging shifts when rows change during the pass (an edited row jumps to the end and pushes an
+//! unread row back into an already-read page). Keyset on the key is stable and cheap for the
+//! server (SuperOffice's own advice: order by the primary key). A row edited during the pass
+//! after its key was passed is read by the next pass: its new timestamp is after the pass
+//! started, and the next window starts at or before that.
+//!
+//! **Watermark**: the highest source timestamp committed. It only moves in the transaction of
+//! the last page of a whole pass, never past data that is not committed; the next window
+//! starts at min(watermark, start of that pass) minus the overlap (a long load cannot skip
+//! edits made during it).
+//!
+//! **Crash safety**: each page — its records, its change rows and the cursor's resume
+//! position (`cursors.resume`: window, last key, highest timestamp so far, child scope) — is
+//! ONE transaction. A restart continues the pass after the last committed key with the same
+//! window; a page that was not committed is read again, and what was committed compares equal,
+//! so nothing is emitted twice and nothing is lost. While page N is written, page N+1 is
+//! already being fetched.
+//!
+//! # Deletes
+//!
+//! - **Webhooks**: `*.deleted` / `*.softdeleted` (and any other event) queue a targeted refetch.
+//!   A record the archive no longer lists is confirmed with `GET` (404, `Deleted`, a set
+//!   `DeletedDate`, or ticket status Deleted) before it gets a tombstone and a `delete` change.
+//! - **Reconcile** (every `reconcile_interval`, or `syncd reconcile SUB`): keyset pages of the
+//!   primary key only, diffed range by range against the live records; each candidate is
+//!   confirmed by `GET`.
+//! - **Tickets** have no delete event: status Deleted (4) is a delete (`delete` change,
+//!   tombstone); a ticket that leaves that status comes back with an `insert`.
+//! - **Restores**: a record taken out of the recycle bin reappears in the window (its
+//!   `updated` moves) and comes back with an `insert`.
+//! - **Mass-delete breaker**: when the deletes one reconcile (or one batch of webhook
+//!   refetches) would apply exceed `mass_delete_percent` % of the live rows or
+//!   `mass_delete_absolute` (default 10 % / 1000), nothing is deleted: the subscription is
+//!   marked `degraded` with the reason (`syncd status`, `syncd_subscription_degraded`), keeps
+//!   syncing inserts and updates, and holds back deletes inferred from absence. To clear it:
+//!   `syncd reconcile SUB` applies the deletes (the operator confirms them) and lifts the
+//!   breaker; `syncd resync SUB` reloads everything and then reconciles with the breaker on.
+//!
+//! # Echoes of our own publishes
+//!
+//! With `outbox.echo_suppression`, a change of a record that has a row in `echoes` (written by
+//! the outbox after its own write) is stored but not reported when it is that write: entity
+//! shape when the fetched entity's [`hash::entity_hash`] equals `echoes.entity_hash`; row shape
+//! when the row's timestamp is at most `published_at` + 2 s. The echo row is consumed (deleted)
+//! by the first change of the record either way. Deletes are never suppressed.
+//!
+//! # Webhooks
+//!
+//! See [`webhook`] (receiver: signature, dedup, queue) and [`ensure`] (registration:
+//! `syncd webhooks ensure`, and at startup when `control.public_url` is set; `auto` = this
+//! daemon's control plane). Polling stays on: webhooks only make changes arrive sooner.
+//! `syncd_unannounced_changes_total` counts changes a poll or reconcile found that no webhook
+//! announced within max(10 min, 3 poll intervals).
+//!
+//! # Child subscriptions
+//!
+//! `parent = "contacts"` makes a subscription run once per live record of the parent
+//! subscription ("scope"). `{column}` (or `{parent.column}`) placeholders in `filter`, `query`
+//! values and `path.archive` take that column's value from the parent's stored JSON
+//! (case-insensitive; `{id}` is the parent's key; in `filter`, `'` in string values is
+//! doubled). Example, the persons of every synced contact:
+//!
+//! ```toml
+//! [[subscription]]
+//! name = "persons"
+//! entity = "person"
+//! parent = "contacts"
+//! filter = "contactId eq {contactId}"
+//! ```
+//!
+//! A scope seen for the first time is loaded in full (and remembered in `scopes`), afterwards
+//! it reads the shared incremental window. Child records remember their parent (`parent_id`);
+//! reconcile diffs each scope and also confirms children whose parent is gone. Webhook events
+//! refetch records the child already holds; unknown ones trigger a pass. `path` accepts only
+//! `archive` (list from `/api/v1/Archive/{archive}` instead of `/api/v1/{Entity}`). A record
+//! that stops matching `filter` is kept as last seen (only confirmed deletes remove records).
+//!
+//! # Runs and metrics
+//!
+//! Every pass, reconcile and webhook batch is a `runs` row (kind, status, counts, error);
+//! rows a killed process left `running` become `aborted` at startup. The loop feeds
+//! `syncd_rows`, `syncd_changes_total`, `syncd_lag_seconds`,
+//! `syncd_last_success_timestamp_seconds`, `syncd_subscription_degraded`, `syncd_runs_total`,
+//! `syncd_errors_total`, `syncd_webhook_events_total` and `syncd_unannounced_changes_total`,
+//! reports to the systemd watchdog at least every heartbeat (also while sleeping) and honours
+//! `syncd resync` / `syncd reconcile` within a few seconds. A failed pass is retried with
+//! backoff (1 s doubling, at most the poll interval); the SDK already retries single requests.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::routing::post;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Config, Result, Services};
+use crate::config::Config;
+use crate::{Error, Result, Services};
 
 pub mod cli;
+pub mod db;
+pub mod engine;
+pub mod ensure;
+pub mod hash;
+pub mod plan;
+pub mod webhook;
 
-/// Subscription state shared with the control plane.
-#[derive(Debug, Default)]
-pub struct SyncShared {}
+use engine::{Engine, Outcome};
+use plan::Plan;
+
+/// How often the loop re-reads its cursor flags (`syncd resync`/`reconcile`) while idle.
+const FLAG_CHECK: Duration = Duration::from_secs(2);
+
+/// Webhook registration is re-checked at most this often (startup, after reconciles).
+const ENSURE_EVERY: Duration = Duration::from_secs(60);
+
+/// Subscription state shared with the control plane: the compiled subscriptions, a wake-up
+/// per subscription (webhooks), and the webhook registration state.
+#[derive(Debug)]
+pub struct SyncShared {
+    plans: BTreeMap<String, Plan>,
+    errors: Vec<String>,
+    wakes: BTreeMap<String, Arc<Notify>>,
+    ensured: tokio::sync::Mutex<Option<Instant>>,
+}
 
 impl SyncShared {
-    /// State for the configured subscriptions.
-    pub fn new(_config: &Config) -> SyncShared {
-        SyncShared {}
+    /// Compiles the configured subscriptions (errors surface in [`prepare`]).
+    pub fn new(config: &Config) -> SyncShared {
+        let mut plans = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut wakes = BTreeMap::new();
+        for subscription in &config.subscriptions {
+            match Plan::compile(subscription) {
+                Ok(plan) => {
+                    wakes.insert(plan.name.clone(), Arc::new(Notify::new()));
+                    plans.insert(plan.name.clone(), plan);
+                }
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        SyncShared {
+            plans,
+            errors,
+            wakes,
+            ensured: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A compiled subscription.
+    pub fn plan(&self, name: &str) -> Result<&Plan> {
+        self.plans
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("no subscription named {name:?}")))
+    }
+
+    /// Wakes a subscription's loop (a webhook queued work for it).
+    pub fn wake(&self, name: &str) {
+        if let Some(notify) = self.wakes.get(name) {
+            notify.notify_one();
+        }
+    }
+
+    /// The subscriptions that follow webhook `entity` of the tenant with `context` (the only
+    /// tenant when the payload names none or an unknown one and there is just one).
+    pub fn targets(&self, config: &Config, context: Option<&str>, entity: &str) -> Vec<String> {
+        let tenant = context
+            .and_then(|c| {
+                config
+                    .tenants
+                    .iter()
+                    .find(|t| t.customer_id.eq_ignore_ascii_case(c))
+            })
+            .or_else(|| (config.tenants.len() == 1).then(|| &config.tenants[0]));
+        let Some(tenant) = tenant else {
+            return Vec::new();
+        };
+        self.plans
+            .values()
+            .filter(|p| {
+                p.webhooks
+                    && p.tenant == tenant.name
+                    && p.kind
+                        .webhook_entity()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(entity))
+            })
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Registers (or repairs) the webhook when `control.public_url` is set, at most every
+    /// minute. Failures are logged: polling continues without webhooks.
+    async fn ensure_webhooks(&self, services: &Services) {
+        if !self.plans.values().any(|p| p.webhooks) {
+            return;
+        }
+        let target = match ensure::target_url(&services.config, Some(services.control_addr)) {
+            Ok(Some(target)) => target,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "webhooks not registered");
+                return;
+            }
+        };
+        let mut last = self.ensured.lock().await;
+        if last.is_some_and(|at| at.elapsed() < ENSURE_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match ensure::ensure(&services.config, &services.clients, &target).await {
+            Ok(done) => {
+                for e in done {
+                    if e.action != "unchanged" {
+                        tracing::info!(tenant = %e.tenant, webhook = %e.name, id = ?e.id, action = e.action, target = %e.target_url, "webhook registration");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "registering the webhook failed; polling continues")
+            }
+        }
     }
 }
 
 /// Control-plane routes of the subscriptions (`POST /webhooks/superoffice`).
 pub fn routes() -> Router<Arc<Services>> {
-    Router::new()
+    Router::new().route(ensure::RECEIVER_PATH, post(webhook::receive))
 }
 
-/// Registers the configured subscriptions in the store.
-pub async fn prepare(_services: &Services) -> Result<()> {
+/// Registers the configured subscriptions and their cursors, marks runs a killed process left
+/// behind as aborted, initialises the gauges. Configuration problems (a subscription that does
+/// not compile, an unknown tenant) are errors naming the subscription.
+pub async fn prepare(services: &Services) -> Result<()> {
+    let shared = &services.sync;
+    if !shared.errors.is_empty() {
+        return Err(Error::Config(shared.errors.join("; ")));
+    }
+    for plan in shared.plans.values() {
+        services.clients.get(&plan.tenant)?;
+    }
+    let plans: Vec<Plan> = shared.plans.values().cloned().collect();
+    let states = services
+        .store
+        .write(move |tx| {
+            let now = db::now_text();
+            let aborted = db::abort_stale_runs(tx, &now)?;
+            if aborted > 0 {
+                tracing::info!(runs = aborted, "marked runs of a stopped process as aborted");
+            }
+            let mut out = Vec::new();
+            for plan in &plans {
+                if db::register(tx, plan, &now)? {
+                    tracing::warn!(subscription = %plan.name, "the subscription's columns, filter or transform changed: resyncing it");
+                }
+                out.push((
+                    plan.name.clone(),
+                    db::live_count(tx, &plan.name)?,
+                    db::state(tx, &plan.name)?,
+                ));
+            }
+            Ok(out)
+        })
+        .await?;
+    for (name, live, state) in states {
+        let labels = [("subscription", name.as_str())];
+        services.metrics.set("syncd_rows", &labels, live as f64);
+        services.metrics.set(
+            "syncd_subscription_degraded",
+            &labels,
+            if state.degraded.is_some() { 1.0 } else { 0.0 },
+        );
+        if let Some(reason) = &state.degraded {
+            tracing::warn!(subscription = %name, %reason, "subscription is degraded");
+        }
+    }
+    if shared.plans.values().any(|p| p.webhooks) && services.config.control.public_url.is_none() {
+        tracing::info!(
+            "webhooks are on but control.public_url is not set: register them with `syncd webhooks ensure`, or rely on polling"
+        );
+    }
     Ok(())
 }
 
 /// Runs one subscription until `shutdown`.
 pub async fn run_subscription(
-    _services: Arc<Services>,
-    _name: &str,
+    services: Arc<Services>,
+    name: &str,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    shutdown.cancelled().await;
+    let plan = services.sync.plan(name)?.clone();
+    let client = services.clients.get(&plan.tenant)?.clone();
+    let loop_name = format!("sync:{name}");
+    services.notifier.register(&loop_name);
+    let engine = Engine {
+        services: &services,
+        plan: &plan,
+        client,
+        shutdown: &shutdown,
+        loop_name: &loop_name,
+    };
+    let result = run_loop(&engine).await;
+    services.notifier.unregister(&loop_name);
+    result
+}
+
+fn backoff(failures: u32, poll: Duration) -> Duration {
+    let exp = Duration::from_secs(1u64 << failures.saturating_sub(1).min(16));
+    exp.min(poll.max(Duration::from_secs(1)))
+}
+
+fn since_text(text: &str) -> Option<Duration> {
+    let at = text.parse::<superoffice::SoDateTime>().ok()?.to_utc();
+    (chrono::Utc::now() - at).to_std().ok()
+}
+
+async fn run_loop(engine: &Engine<'_>) -> Result<()> {
+    let services = engine.services;
+    let plan = engine.plan;
+    let shutdown = engine.shutdown;
+    let wake = services
+        .sync
+        .wakes
+        .get(&plan.name)
+        .cloned()
+        .unwrap_or_default();
+    if plan.webhooks {
+        services.sync.ensure_webhooks(services).await;
+    }
+    let started = Instant::now();
+    let mut next_poll = Instant::now();
+    let mut next_queue = Instant::now();
+    let mut failures: u32 = 0;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        services.notifier.alive(engine.loop_name);
+        let name = plan.name.clone();
+        let state = services
+            .store
+            .read(move |conn| db::state(conn, &name))
+            .await?;
+        if state.resync_requested {
+            let name = plan.name.clone();
+            services
+                .store
+                .write(move |tx| db::reset_for_resync(tx, &name))
+                .await?;
+            services.metrics.set(
+                "syncd_subscription_degraded",
+                &[("subscription", plan.name.as_str())],
+                0.0,
+            );
+            tracing::info!(subscription = %plan.name, "resync requested: reloading");
+            next_poll = Instant::now();
+            continue;
+        }
+
+        // Webhook refetches.
+        if plan.webhooks && Instant::now() >= next_queue {
+            let name = plan.name.clone();
+            let pending = services
+                .store
+                .read(move |conn| Ok(!db::queued(conn, &name, 1)?.is_empty()))
+                .await?;
+            if pending {
+                match step(engine, "webhook", async {
+                    let (outcome, unknown) = engine.drain_queue(&state).await?;
+                    Ok((outcome, false, unknown))
+                })
+                .await
+                {
+                    Some(unknown) => {
+                        if unknown {
+                            next_poll = Instant::now();
+                        }
+                    }
+                    None => next_queue = Instant::now() + backoff(1, plan.poll_interval),
+                }
+            }
+        }
+
+        // A pass: when due, or to finish one a previous process started.
+        if Instant::now() >= next_poll || state.resume.is_some() {
+            let kind = match (&state.resume, state.incremental) {
+                (Some(resume), _) => resume.kind.clone(),
+                (None, true) => "poll".to_string(),
+                (None, false) if state.last_success.is_some() => "resync".to_string(),
+                (None, false) => "initial".to_string(),
+            };
+            let ran = step(engine, &kind, async {
+                Ok((engine.pass(&state, &kind).await?, false, ()))
+            })
+            .await;
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match ran {
+                Some(_) => {
+                    failures = 0;
+                    next_poll = Instant::now() + plan.poll_interval;
+                    after_pass(engine).await?;
+                }
+                None => {
+                    failures += 1;
+                    next_poll = Instant::now() + backoff(failures, plan.poll_interval);
+                    continue_after_failure(engine, &kind, failures).await;
+                }
+            }
+        }
+
+        // Reconcile: when due (not while degraded), or when an operator asked.
+        let name = plan.name.clone();
+        let state = services
+            .store
+            .read(move |conn| db::state(conn, &name))
+            .await?;
+        let last_reconcile = state
+            .last_reconcile
+            .as_deref()
+            .and_then(since_text)
+            .unwrap_or_else(|| started.elapsed());
+        let due = last_reconcile >= plan.reconcile_interval && state.degraded.is_none();
+        if state.incremental
+            && state.resume.is_none()
+            && failures == 0
+            && (state.reconcile_requested || due)
+        {
+            let force = state.reconcile_requested;
+            let ran = step(engine, "reconcile", async {
+                let (outcome, tripped) = engine.reconcile(&state, force).await?;
+                Ok((outcome, tripped, ()))
+            })
+            .await;
+            if ran.is_none() {
+                failures += 1;
+                next_poll = Instant::now() + backoff(failures, plan.poll_interval);
+            } else if plan.webhooks {
+                services.sync.ensure_webhooks(services).await;
+            }
+        }
+
+        // Sleep until the next poll (or reconcile), a webhook, or shutdown; report to the
+        // watchdog meanwhile and look at the request flags every few seconds.
+        let until_reconcile = plan
+            .reconcile_interval
+            .saturating_sub(last_reconcile)
+            .max(Duration::from_millis(10));
+        let deadline = next_poll
+            .min(Instant::now() + until_reconcile)
+            .min(Instant::now() + FLAG_CHECK);
+        let heartbeat = services.notifier.heartbeat_interval();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
+            tokio::select! {
+                _ = tokio::time::sleep_until(step_until.into()) => {
+                    services.notifier.alive(engine.loop_name);
+                }
+                _ = wake.notified() => break,
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+async fn continue_after_failure(engine: &Engine<'_>, kind: &str, failures: u32) {
+    if failures >= 3 {
+        engine.services.notifier.status(&format!(
+            "{}: {kind} failing ({failures} times in a row)",
+            engine.plan.name
+        ));
+    }
+}
+
+/// After a successful pass: success time and lag.
+async fn after_pass(engine: &Engine<'_>) -> Result<()> {
+    let services = engine.services;
+    let name = engine.plan.name.clone();
+    let state = services
+        .store
+        .read(move |conn| db::state(conn, &name))
+        .await?;
+    let labels = [("subscription", engine.plan.name.as_str())];
+    services.metrics.set(
+        "syncd_last_success_timestamp_seconds",
+        &labels,
+        chrono::Utc::now().timestamp() as f64,
+    );
+    if let Some(lag) = state.watermark.as_deref().and_then(since_text) {
+        services
+            .metrics
+            .set("syncd_lag_seconds", &labels, lag.as_secs_f64());
+    }
     Ok(())
+}
+
+/// Runs one unit of work as a `runs` row, with metrics and readiness; `None` on failure
+/// (already logged and recorded).
+async fn step<T, F>(engine: &Engine<'_>, kind: &str, work: F) -> Option<T>
+where
+    F: Future<Output = Result<(Outcome, bool, T)>>,
+{
+    let services = engine.services;
+    let plan = engine.plan;
+    let name = plan.name.clone();
+    let kind_text = kind.to_string();
+    let run = services
+        .store
+        .write(move |tx| db::start_run(tx, &name, &kind_text, &db::now_text()))
+        .await;
+    let run = match run {
+        Ok(run) => run,
+        Err(error) => {
+            tracing::error!(subscription = %plan.name, %error, "could not record a run");
+            return None;
+        }
+    };
+    let result = work.await;
+    let (status, fetched, applied, error) = match &result {
+        Ok((outcome, degraded, _)) => (
+            if *degraded { "degraded" } else { "ok" },
+            outcome.fetched,
+            outcome.applied,
+            None,
+        ),
+        Err(_) if engine.shutdown.is_cancelled() => (
+            "aborted",
+            0,
+            Default::default(),
+            Some("shutdown".to_string()),
+        ),
+        Err(error) => ("failed", 0, Default::default(), Some(error.to_string())),
+    };
+    let labels_status = [
+        ("subscription", plan.name.as_str()),
+        ("kind", kind),
+        ("status", status),
+    ];
+    services.metrics.inc("syncd_runs_total", &labels_status, 1);
+    let error_text = error.clone();
+    let recorded = services
+        .store
+        .write(move |tx| {
+            db::finish_run(
+                tx,
+                run,
+                status,
+                fetched,
+                applied,
+                error_text.as_deref(),
+                &db::now_text(),
+            )
+        })
+        .await;
+    if let Err(error) = recorded {
+        tracing::error!(subscription = %plan.name, %error, "could not record the end of a run");
+    }
+    match result {
+        Ok((outcome, _, value)) => {
+            if kind != "webhook" {
+                services.health.set_run_error(&plan.name, None);
+            }
+            let a = outcome.applied;
+            if a.inserts + a.updates + a.deletes > 0 || kind != "poll" {
+                tracing::info!(
+                    subscription = %plan.name,
+                    kind,
+                    fetched = outcome.fetched,
+                    requests = outcome.requests,
+                    inserts = a.inserts,
+                    updates = a.updates,
+                    deletes = a.deletes,
+                    suppressed = a.suppressed,
+                    "run finished"
+                );
+            }
+            Some(value)
+        }
+        Err(error) => {
+            if status == "failed" {
+                services.metrics.inc(
+                    "syncd_errors_total",
+                    &[("subscription", plan.name.as_str())],
+                    1,
+                );
+                services
+                    .health
+                    .set_run_error(&plan.name, Some(error.to_string()));
+                tracing::warn!(subscription = %plan.name, kind, %error, "run failed; retrying with backoff");
+            }
+            None
+        }
+    }
 }

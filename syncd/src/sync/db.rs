@@ -1,0 +1,718 @@
+//! The subscription tables: registering subscriptions, reading their cursor, and applying a
+//! page (records, change rows, cursor, scope, webhook queue) in ONE transaction. Every function
+//! here is blocking and runs inside a [`crate::Store`] closure on the blocking pool.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use superoffice::SoDateTime;
+
+use super::plan::{Plan, Window};
+use crate::store::sql;
+use crate::{Error, Result};
+
+/// Our own timestamps: UTC, milliseconds, `Z` (sortable as text).
+pub fn now_text() -> String {
+    format_utc(Utc::now())
+}
+
+/// Formats an instant like [`now_text`].
+pub fn format_utc(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A pass in progress, as stored in `cursors.resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// `initial`, `resync` or `poll`.
+    pub kind: String,
+    /// The window the pass reads (`None`: everything).
+    pub window: Option<String>,
+    /// Child subscriptions: scopes of parents below this id are done; this one is in progress.
+    pub parent: Option<i64>,
+    /// The last primary key committed in the current scope.
+    pub after: Option<i64>,
+    /// The highest source timestamp committed by this pass so far.
+    pub max: Option<String>,
+    /// When the pass started (UTC, naive ISO).
+    pub started: String,
+}
+
+impl Resume {
+    /// The pass window.
+    pub fn window(&self) -> Option<Window> {
+        self.window.as_deref().and_then(Window::parse)
+    }
+
+    /// When the pass started.
+    pub fn started(&self) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(&self.started, "%Y-%m-%dT%H:%M:%S")
+            .unwrap_or_else(|_| Utc::now().naive_utc())
+    }
+}
+
+/// What a subscription's cursor says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubState {
+    /// The initial load completed once.
+    pub incremental: bool,
+    /// Highest committed source timestamp.
+    pub watermark: Option<String>,
+    /// Where the next incremental pass starts.
+    pub window_from: Option<String>,
+    /// The pass in progress.
+    pub resume: Option<Resume>,
+    /// Last successful pass.
+    pub last_success: Option<String>,
+    /// Last completed reconcile.
+    pub last_reconcile: Option<String>,
+    /// `syncd resync` asked for a full reload.
+    pub resync_requested: bool,
+    /// `syncd reconcile` asked for a reconcile.
+    pub reconcile_requested: bool,
+    /// Why the breaker holds the subscription, if it does.
+    pub degraded: Option<String>,
+}
+
+/// Registers a subscription and its cursor; a changed fingerprint (columns, filter, transform…)
+/// requests a resync. Fails when the stored subscription syncs another entity.
+pub fn register(tx: &Transaction<'_>, plan: &Plan, now: &str) -> Result<bool> {
+    let existing: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT entity, fingerprint FROM subscriptions WHERE name = ?1",
+            [&plan.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let mut resync = false;
+    match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO subscriptions (name, entity, created_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
+                params![plan.name, plan.entity_label(), now, plan.fingerprint],
+            )
+            .map_err(sql)?;
+        }
+        Some((entity, _)) if entity != plan.entity_label() => {
+            return Err(Error::Config(format!(
+                "subscription {:?} synced {entity} before and is now configured for {}; give it a new name (its records stay under the old one)",
+                plan.name,
+                plan.entity_label()
+            )));
+        }
+        Some((_, fingerprint)) => {
+            if fingerprint.as_deref() != Some(plan.fingerprint.as_str()) {
+                tx.execute(
+                    "UPDATE subscriptions SET fingerprint = ?2 WHERE name = ?1",
+                    params![plan.name, plan.fingerprint],
+                )
+                .map_err(sql)?;
+                resync = fingerprint.is_some();
+            }
+        }
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO cursors (subscription) VALUES (?1)",
+        [&plan.name],
+    )
+    .map_err(sql)?;
+    if resync {
+        tx.execute(
+            "UPDATE cursors SET resync_requested = 1 WHERE subscription = ?1",
+            [&plan.name],
+        )
+        .map_err(sql)?;
+    }
+    Ok(resync)
+}
+
+/// Marks runs a killed process left `running` as `aborted`.
+pub fn abort_stale_runs(tx: &Transaction<'_>, now: &str) -> Result<usize> {
+    tx.execute(
+        "UPDATE runs SET status = 'aborted', ended_at = ?1, error = 'the process stopped during the run' WHERE status = 'running'",
+        [now],
+    )
+    .map_err(sql)
+}
+
+/// Reads a subscription's state.
+pub fn state(conn: &Connection, name: &str) -> Result<SubState> {
+    conn.query_row(
+        "SELECT c.phase, c.watermark, c.window_from, c.resume, c.last_success, c.last_reconcile,
+                c.resync_requested, c.reconcile_requested, s.state, s.state_reason
+         FROM cursors c JOIN subscriptions s ON s.name = c.subscription WHERE c.subscription = ?1",
+        [name],
+        |r| {
+            let resume: Option<String> = r.get(3)?;
+            let state: String = r.get(8)?;
+            let reason: Option<String> = r.get(9)?;
+            Ok(SubState {
+                incremental: r.get::<_, String>(0)? == "incremental",
+                watermark: r.get(1)?,
+                window_from: r.get(2)?,
+                resume: resume.and_then(|text| serde_json::from_str(&text).ok()),
+                last_success: r.get(4)?,
+                last_reconcile: r.get(5)?,
+                resync_requested: r.get::<_, i64>(6)? != 0,
+                reconcile_requested: r.get::<_, i64>(7)? != 0,
+                degraded: (state == "degraded").then(|| reason.unwrap_or_default()),
+            })
+        },
+    )
+    .map_err(sql)
+}
+
+/// Live records of a subscription.
+pub fn live_count(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM records WHERE subscription = ?1 AND deleted_at IS NULL",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// What is stored about a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Content hash.
+    pub hash: String,
+    /// Tombstoned.
+    pub deleted: bool,
+    /// Source timestamp stored with it.
+    pub modified: Option<String>,
+}
+
+/// The stored state of `ids`.
+pub fn stored(conn: &Connection, name: &str, ids: &[i64]) -> Result<HashMap<i64, Stored>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT hash, deleted_at IS NOT NULL, source_modified FROM records WHERE subscription = ?1 AND id = ?2",
+        )
+        .map_err(sql)?;
+    let mut out = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let found = statement
+            .query_row(params![name, id], |r| {
+                Ok(Stored {
+                    hash: r.get(0)?,
+                    deleted: r.get(1)?,
+                    modified: r.get(2)?,
+                })
+            })
+            .optional()
+            .map_err(sql)?;
+        if let Some(found) = found {
+            out.insert(*id, found);
+        }
+    }
+    Ok(out)
+}
+
+/// Live ids in `(after, upto]` (`upto = None`: no upper bound), for one parent scope or all.
+pub fn live_ids_between(
+    conn: &Connection,
+    name: &str,
+    parent: Option<i64>,
+    after: Option<i64>,
+    upto: Option<i64>,
+) -> Result<Vec<i64>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id FROM records WHERE subscription = ?1 AND deleted_at IS NULL
+               AND id > ?2 AND id <= ?3 AND (?4 IS NULL OR parent_id = ?4) ORDER BY id",
+        )
+        .map_err(sql)?;
+    let ids = statement
+        .query_map(
+            params![
+                name,
+                after.unwrap_or(i64::MIN),
+                upto.unwrap_or(i64::MAX),
+                parent
+            ],
+            |r| r.get(0),
+        )
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<i64>, _>>()
+        .map_err(sql)?;
+    Ok(ids)
+}
+
+/// Live children whose parent is not among the parent subscription's live records.
+pub fn orphans(conn: &Connection, name: &str, parent_subscription: &str) -> Result<Vec<i64>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT c.id FROM records c WHERE c.subscription = ?1 AND c.deleted_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM records p WHERE p.subscription = ?2 AND p.id = c.parent_id AND p.deleted_at IS NULL)
+             ORDER BY c.id",
+        )
+        .map_err(sql)?;
+    let ids = statement
+        .query_map(params![name, parent_subscription], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<i64>, _>>()
+        .map_err(sql)?;
+    Ok(ids)
+}
+
+/// Up to `limit` live parent records with id ≥ `from`, in id order: (id, json).
+pub fn parents(
+    conn: &Connection,
+    parent_subscription: &str,
+    from: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String)>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, json FROM records WHERE subscription = ?1 AND deleted_at IS NULL AND id >= ?2 ORDER BY id LIMIT ?3",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map(params![parent_subscription, from, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// Whether a child scope was fully loaded.
+pub fn scope_loaded(conn: &Connection, name: &str, parent: i64) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM scopes WHERE subscription = ?1 AND parent_id = ?2)",
+        params![name, parent],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// A queued refetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Record id.
+    pub id: i64,
+    /// The event that queued it last.
+    pub event_id: String,
+    /// When (our clock).
+    pub queued_at: String,
+}
+
+/// Up to `limit` queued refetches of a subscription, oldest first.
+pub fn queued(conn: &Connection, name: &str, limit: usize) -> Result<Vec<Queued>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, event_id, queued_at FROM refetch_queue WHERE subscription = ?1 ORDER BY queued_at, id LIMIT ?2",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map(params![name, limit as i64], |r| {
+            Ok(Queued {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                queued_at: r.get(2)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// One record to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    /// Primary key.
+    pub id: i64,
+    /// The JSON stored (after the transform).
+    pub json: String,
+    /// [`super::hash::record_hash`] of it.
+    pub hash: String,
+    /// max(registered, updated) from the archive row.
+    pub modified: Option<String>,
+    /// [`super::hash::entity_hash`] of the fetched entity before the transform (entity shape).
+    pub entity_hash: Option<String>,
+}
+
+/// How own writes (the outbox's `echoes`) are recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoMode {
+    /// Entity shape: the fetched entity's hash equals `echoes.entity_hash`.
+    Entity,
+    /// Row shape: the row's source timestamp is at most `published_at` + 2 s.
+    Row,
+}
+
+/// Cursor change committed with a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorWrite {
+    /// Mid-pass: where to resume.
+    Progress(Resume),
+    /// The pass completed.
+    Finish {
+        /// New watermark (max of old and this pass's).
+        watermark: Option<String>,
+        /// Start of the next incremental window.
+        window_from: String,
+    },
+}
+
+/// Everything one transaction applies.
+#[derive(Debug, Clone, Default)]
+pub struct PageWrite {
+    /// Subscription.
+    pub subscription: String,
+    /// Entity label for the change feed (`contact`).
+    pub entity: &'static str,
+    /// REST name (`Contact`), for `echoes`.
+    pub entity_name: &'static str,
+    /// Child subscriptions: the parent the rows were read for.
+    pub parent: Option<i64>,
+    /// Records to store.
+    pub upserts: Vec<Upsert>,
+    /// Records to tombstone.
+    pub deletes: Vec<i64>,
+    /// Cursor change.
+    pub cursor: Option<CursorWrite>,
+    /// Mark this child scope loaded.
+    pub scope_loaded: Option<i64>,
+    /// Refetch-queue rows consumed: (id, event id).
+    pub dequeue: Vec<(i64, String)>,
+    /// Echo suppression.
+    pub echo: Option<EchoMode>,
+    /// Count changes no webhook announced since this time (`webhook_events.entity` value,
+    /// earliest `received_at`).
+    pub unannounced: Option<(&'static str, String)>,
+    /// Set `last_reconcile` (and clear the request flag; `clear_degraded` also lifts the
+    /// breaker).
+    pub reconciled: bool,
+    /// Lift the breaker.
+    pub clear_degraded: bool,
+    /// Our clock.
+    pub now: String,
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// `insert` changes.
+    pub inserts: u64,
+    /// `update` changes.
+    pub updates: u64,
+    /// `delete` changes.
+    pub deletes: u64,
+    /// Changes recognised as our own echoes (stored, not reported).
+    pub suppressed: u64,
+    /// Changes no webhook announced.
+    pub unannounced: u64,
+    /// Live records added minus removed.
+    pub live_delta: i64,
+}
+
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, o: Applied) {
+        self.inserts += o.inserts;
+        self.updates += o.updates;
+        self.deletes += o.deletes;
+        self.suppressed += o.suppressed;
+        self.unannounced += o.unannounced;
+        self.live_delta += o.live_delta;
+    }
+}
+
+fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<SoDateTime>().ok().map(|d| d.to_utc())
+}
+
+/// Applies a page: records, change rows, echoes, cursor, scope and queue, in `tx`.
+pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let mut existing = tx
+        .prepare_cached(
+            "SELECT hash, deleted_at IS NOT NULL, source_modified, parent_id FROM records WHERE subscription = ?1 AND id = ?2",
+        )
+        .map_err(sql)?;
+    let mut upsert = tx
+        .prepare_cached(
+            "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, NULL, ?7)
+             ON CONFLICT (subscription, id) DO UPDATE SET json = excluded.json, hash = excluded.hash,
+                 source_modified = excluded.source_modified, updated_at = excluded.updated_at,
+                 deleted_at = NULL, parent_id = COALESCE(excluded.parent_id, records.parent_id)",
+        )
+        .map_err(sql)?;
+    let mut touch = tx
+        .prepare_cached(
+            "UPDATE records SET source_modified = ?3, parent_id = COALESCE(?4, parent_id) WHERE subscription = ?1 AND id = ?2",
+        )
+        .map_err(sql)?;
+    let mut change = tx
+        .prepare_cached(
+            "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(sql)?;
+    for u in &w.upserts {
+        let before: Option<(String, bool, Option<String>, Option<i64>)> = existing
+            .query_row(params![w.subscription, u.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(sql)?;
+        let op = match &before {
+            Some((hash, false, modified, parent)) if *hash == u.hash => {
+                if *modified != u.modified || (w.parent.is_some() && *parent != w.parent) {
+                    touch
+                        .execute(params![w.subscription, u.id, u.modified, w.parent])
+                        .map_err(sql)?;
+                }
+                continue;
+            }
+            Some((_, false, _, _)) => "update",
+            _ => "insert",
+        };
+        upsert
+            .execute(params![
+                w.subscription,
+                u.id,
+                u.json,
+                u.hash,
+                u.modified,
+                w.now,
+                w.parent
+            ])
+            .map_err(sql)?;
+        if op == "insert" {
+            applied.live_delta += 1;
+        }
+        if let Some(mode) = w.echo
+            && echo_consumed(tx, w, u, mode)?
+        {
+            applied.suppressed += 1;
+            continue;
+        }
+        change
+            .execute(params![w.subscription, w.entity, u.id, op, w.now, u.hash])
+            .map_err(sql)?;
+        if op == "insert" {
+            applied.inserts += 1;
+        } else {
+            applied.updates += 1;
+        }
+        if let Some((entity, since)) = &w.unannounced
+            && !announced(tx, entity, u.id, since)?
+        {
+            applied.unannounced += 1;
+        }
+    }
+    let mut tombstone = tx
+        .prepare_cached(
+            "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL",
+        )
+        .map_err(sql)?;
+    for id in &w.deletes {
+        if tombstone
+            .execute(params![w.subscription, id, w.now])
+            .map_err(sql)?
+            == 1
+        {
+            change
+                .execute(params![
+                    w.subscription,
+                    w.entity,
+                    id,
+                    "delete",
+                    w.now,
+                    Option::<String>::None
+                ])
+                .map_err(sql)?;
+            applied.deletes += 1;
+            applied.live_delta -= 1;
+            if let Some((entity, since)) = &w.unannounced
+                && !announced(tx, entity, *id, since)?
+            {
+                applied.unannounced += 1;
+            }
+        }
+    }
+    match &w.cursor {
+        Some(CursorWrite::Progress(resume)) => {
+            let text = serde_json::to_string(resume)
+                .map_err(|e| Error::Store(format!("encoding the resume position: {e}")))?;
+            tx.execute(
+                "UPDATE cursors SET resume = ?2 WHERE subscription = ?1",
+                params![w.subscription, text],
+            )
+            .map_err(sql)?;
+        }
+        Some(CursorWrite::Finish {
+            watermark,
+            window_from,
+        }) => {
+            tx.execute(
+                "UPDATE cursors SET phase = 'incremental', resume = NULL, watermark = ?2, window_from = ?3, last_success = ?4 WHERE subscription = ?1",
+                params![w.subscription, watermark, window_from, w.now],
+            )
+            .map_err(sql)?;
+        }
+        None => {}
+    }
+    if let Some(parent) = w.scope_loaded {
+        tx.execute(
+            "INSERT OR REPLACE INTO scopes (subscription, parent_id, loaded_at) VALUES (?1, ?2, ?3)",
+            params![w.subscription, parent, w.now],
+        )
+        .map_err(sql)?;
+    }
+    if !w.dequeue.is_empty() {
+        let mut dequeue = tx
+            .prepare_cached(
+                "DELETE FROM refetch_queue WHERE subscription = ?1 AND id = ?2 AND event_id = ?3",
+            )
+            .map_err(sql)?;
+        let mut processed = tx
+            .prepare_cached(
+                "UPDATE webhook_events SET processed_at = ?2 WHERE event_id = ?1 AND processed_at IS NULL",
+            )
+            .map_err(sql)?;
+        for (id, event_id) in &w.dequeue {
+            dequeue
+                .execute(params![w.subscription, id, event_id])
+                .map_err(sql)?;
+            processed.execute(params![event_id, w.now]).map_err(sql)?;
+        }
+    }
+    if w.reconciled {
+        tx.execute(
+            "UPDATE cursors SET last_reconcile = ?2, reconcile_requested = 0 WHERE subscription = ?1",
+            params![w.subscription, w.now],
+        )
+        .map_err(sql)?;
+    }
+    if w.clear_degraded {
+        tx.execute(
+            "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
+            [&w.subscription],
+        )
+        .map_err(sql)?;
+    }
+    Ok(applied)
+}
+
+/// Whether an `echoes` row makes this change our own; consumes the row either way.
+fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode) -> Result<bool> {
+    let echo: Option<(Option<String>, String)> = tx
+        .prepare_cached(
+            "SELECT entity_hash, published_at FROM echoes WHERE entity IN (?1, ?2) AND id = ?3",
+        )
+        .map_err(sql)?
+        .query_row(params![w.entity, w.entity_name, u.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(sql)?;
+    let Some((entity_hash, published_at)) = echo else {
+        return Ok(false);
+    };
+    tx.prepare_cached("DELETE FROM echoes WHERE entity IN (?1, ?2) AND id = ?3")
+        .map_err(sql)?
+        .execute(params![w.entity, w.entity_name, u.id])
+        .map_err(sql)?;
+    Ok(match mode {
+        EchoMode::Entity => entity_hash.is_some() && entity_hash == u.entity_hash,
+        EchoMode::Row => match (
+            u.modified.as_deref().and_then(parse_instant),
+            parse_instant(&published_at),
+        ) {
+            (Some(modified), Some(published)) => {
+                modified <= published + chrono::Duration::seconds(2)
+            }
+            _ => false,
+        },
+    })
+}
+
+/// Whether a webhook announced a change of the record since `since`.
+fn announced(tx: &Transaction<'_>, entity: &str, id: i64, since: &str) -> Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE entity = ?1 AND primary_key = ?2 AND received_at >= ?3)",
+    )
+    .map_err(sql)?
+    .query_row(params![entity, id, since], |r| r.get(0))
+    .map_err(sql)
+}
+
+/// Starts a `runs` row.
+pub fn start_run(tx: &Transaction<'_>, name: &str, kind: &str, now: &str) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO runs (subscription, kind, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+        params![name, kind, now],
+    )
+    .map_err(sql)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Ends a `runs` row.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_run(
+    tx: &Transaction<'_>,
+    run: i64,
+    status: &str,
+    fetched: u64,
+    applied: Applied,
+    error: Option<&str>,
+    now: &str,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE runs SET ended_at = ?2, status = ?3, fetched = ?4, inserts = ?5, updates = ?6, deletes = ?7, error = ?8 WHERE id = ?1",
+        params![
+            run,
+            now,
+            status,
+            fetched as i64,
+            applied.inserts as i64,
+            applied.updates as i64,
+            applied.deletes as i64,
+            error
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Puts the subscription under the breaker. A pending reconcile request is consumed (it is
+/// what tripped), so only a new `syncd reconcile` applies the deletes.
+pub fn degrade(tx: &Transaction<'_>, name: &str, reason: &str, now: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE subscriptions SET state = 'degraded', state_reason = ?2 WHERE name = ?1",
+        params![name, reason],
+    )
+    .map_err(sql)?;
+    tx.execute(
+        "UPDATE cursors SET reconcile_requested = 0, last_reconcile = ?2 WHERE subscription = ?1",
+        params![name, now],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// `syncd resync`: start over (records stay; unchanged ones emit nothing), forget loaded
+/// child scopes, lift the breaker, and reconcile after the reload.
+pub fn reset_for_resync(tx: &Transaction<'_>, name: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE cursors SET phase = 'initial', resume = NULL, window_from = NULL, resync_requested = 0, reconcile_requested = 1 WHERE subscription = ?1",
+        [name],
+    )
+    .map_err(sql)?;
+    tx.execute("DELETE FROM scopes WHERE subscription = ?1", [name])
+        .map_err(sql)?;
+    tx.execute(
+        "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
+        [name],
+    )
+    .map_err(sql)?;
+    Ok(())
+}

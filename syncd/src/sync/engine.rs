@@ -1,0 +1,835 @@
+//! The passes of one subscription: the keyset load and the windowed incremental pass (both
+//! one transaction per page, the next page fetched while the current one is written), the
+//! targeted refetch of webhook-announced records, and the delete reconcile with its breaker.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+use superoffice::odata::{Filter, Order, Query, Row, col};
+use superoffice::paginate::{self, Source};
+use superoffice::{Client, SoDateTime};
+use tokio_util::sync::CancellationToken;
+
+use super::db::{self, Applied, CursorWrite, EchoMode, PageWrite, Resume, SubState, Upsert};
+use super::hash::{entity_hash, record_hash, strip_metadata};
+use super::plan::{ParentRecord, Plan, Window, entity_deleted};
+use crate::config::Shape;
+use crate::{Error, Result, Services};
+
+/// Entity shape: an entity is fetched no sooner than this after the page (or webhook) that
+/// showed its new timestamp arrived, so a second edit within the same (second-precision)
+/// timestamp is already in what we fetch; a later edit carries a later timestamp.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Rows whose source timestamp is older than this need no settling (covers any time-zone
+/// offset between the server's timestamps and our clock).
+const SETTLE_HORIZON_HOURS: i64 = 15;
+
+/// Queued webhook refetches handled per request.
+pub const REFETCH_BATCH: usize = 40;
+
+/// What a pass or batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Rows read from archives.
+    pub fetched: u64,
+    /// Changes and other effects.
+    pub applied: Applied,
+    /// Requests made (pages, GETs).
+    pub requests: u64,
+}
+
+/// One subscription at work.
+#[derive(Debug)]
+pub struct Engine<'a> {
+    /// Shared services.
+    pub services: &'a Arc<Services>,
+    /// The compiled subscription.
+    pub plan: &'a Plan,
+    /// Its tenant's client.
+    pub client: Client,
+    /// Shutdown.
+    pub shutdown: &'a CancellationToken,
+    /// Loop name for the watchdog.
+    pub loop_name: &'a str,
+}
+
+fn naive_now() -> String {
+    Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+fn instant_of(text: &str) -> Option<chrono::DateTime<Utc>> {
+    text.parse::<SoDateTime>().ok().map(|d| d.to_utc())
+}
+
+/// The later of two source timestamps (as written).
+pub fn later(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => match (instant_of(&a), instant_of(&b)) {
+            (Some(x), Some(y)) if y > x => Some(b),
+            _ => Some(a),
+        },
+        (a, b) => a.or(b),
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::Io("shutting down".into())
+}
+
+impl Engine<'_> {
+    fn alive(&self) {
+        self.services.notifier.alive(self.loop_name);
+    }
+
+    fn cancelled(&self) -> Result<()> {
+        if self.shutdown.is_cancelled() {
+            return Err(shutting_down());
+        }
+        Ok(())
+    }
+
+    fn echo(&self) -> Option<EchoMode> {
+        self.services
+            .config
+            .outbox
+            .echo_suppression
+            .then_some(match self.plan.shape {
+                Shape::Row => EchoMode::Row,
+                Shape::Entity => EchoMode::Entity,
+            })
+    }
+
+    fn page_write(&self, parent: Option<i64>) -> PageWrite {
+        PageWrite {
+            subscription: self.plan.name.clone(),
+            entity: self.plan.entity_label(),
+            entity_name: self.plan.kind.name(),
+            parent,
+            echo: self.echo(),
+            now: db::now_text(),
+            ..PageWrite::default()
+        }
+    }
+
+    /// Since when a webhook must have announced a change for it to count as announced.
+    fn unannounced_since(&self) -> Option<(&'static str, String)> {
+        let entity = self.plan.kind.webhook_entity()?;
+        if !self.plan.webhooks {
+            return None;
+        }
+        let horizon = (self.plan.poll_interval * 3).max(Duration::from_secs(600));
+        let since = Utc::now() - chrono::Duration::from_std(horizon).unwrap_or_default();
+        Some((entity, db::format_utc(since)))
+    }
+
+    async fn commit(&self, write: PageWrite) -> Result<Applied> {
+        let applied = self
+            .services
+            .store
+            .write(move |tx| db::apply(tx, &write))
+            .await?;
+        self.record_metrics(applied);
+        Ok(applied)
+    }
+
+    fn record_metrics(&self, applied: Applied) {
+        let metrics = &self.services.metrics;
+        let name = self.plan.name.as_str();
+        for (op, n) in [
+            ("insert", applied.inserts),
+            ("update", applied.updates),
+            ("delete", applied.deletes),
+        ] {
+            if n > 0 {
+                metrics.inc(
+                    "syncd_changes_total",
+                    &[("subscription", name), ("op", op)],
+                    n,
+                );
+            }
+        }
+        if applied.unannounced > 0 {
+            metrics.inc(
+                "syncd_unannounced_changes_total",
+                &[("subscription", name)],
+                applied.unannounced,
+            );
+        }
+        if applied.live_delta != 0 {
+            let rows = metrics.get("syncd_rows", &[("subscription", name)]);
+            metrics.set(
+                "syncd_rows",
+                &[("subscription", name)],
+                rows + applied.live_delta as f64,
+            );
+        }
+    }
+
+    /// One archive page: `base` and `pk gt after`, ordered by the key.
+    async fn fetch(
+        &self,
+        source: &Source,
+        base: &Query,
+        after: Option<i64>,
+        top: u32,
+    ) -> Result<(Vec<Row>, Instant)> {
+        let key = self.plan.kind.primary_key();
+        let mut query = base.clone();
+        if let Some(after) = after {
+            query = query.filter(col(key).gt(after));
+        }
+        let query = query
+            .set_order_by(vec![(key.to_string(), Order::Asc)])
+            .top(top);
+        let rows = tokio::select! {
+            rows = paginate::fetch(&self.client, source, &query) => rows?,
+            _ = self.shutdown.cancelled() => return Err(shutting_down()),
+        };
+        Ok((rows, Instant::now()))
+    }
+
+    /// The last key of a page (rows come in key order).
+    fn last_key(&self, rows: &[Row]) -> Result<i64> {
+        rows.iter()
+            .filter_map(|r| self.plan.row_id(r))
+            .max()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "subscription {:?}: a full page has no `{}` values",
+                    self.plan.name,
+                    self.plan.kind.primary_key()
+                ))
+            })
+    }
+
+    /// GETs an entity: `Ok(None)` when it is gone (404).
+    async fn get_entity(&self, id: i64) -> Result<Option<Value>> {
+        let id32 = i32::try_from(id).map_err(|_| {
+            Error::Invalid(format!("{} id {id} does not fit the API", self.plan.kind))
+        })?;
+        match self.client.entities(self.plan.kind).get(id32).await {
+            Ok(value) => Ok(Some(value)),
+            Err(superoffice::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Turns archive rows into stored records and deletes: row shape directly, entity shape
+    /// by fetching the entities whose timestamps moved (or all of them with `refetch_all`).
+    /// Returns the page write (upserts, deletes), the highest source timestamp and the
+    /// number of entity requests made.
+    async fn build(
+        &self,
+        rows: Vec<Row>,
+        read_at: Instant,
+        parent: Option<i64>,
+        refetch_all: bool,
+    ) -> Result<(PageWrite, Option<String>, u64)> {
+        let mut write = self.page_write(parent);
+        let mut max: Option<String> = None;
+        let mut requests = 0;
+        let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
+        for row in rows {
+            let Some(id) = self.plan.row_id(&row) else {
+                continue;
+            };
+            let modified = self.plan.row_modified(&row).map(|d| d.to_string());
+            max = later(max, modified.clone());
+            if self.plan.row_deleted(&row) {
+                write.deletes.push(id);
+                continue;
+            }
+            match self.plan.shape {
+                Shape::Row => {
+                    let json = self.plan.row_json(row);
+                    if let Some(stored) = self.plan.transform(json)? {
+                        write.upserts.push(Upsert {
+                            id,
+                            json: stored.to_string(),
+                            hash: record_hash(&stored),
+                            modified,
+                            entity_hash: None,
+                        });
+                    }
+                }
+                Shape::Entity => wanted.push((id, modified)),
+            }
+        }
+        if wanted.is_empty() {
+            return Ok((write, max, requests));
+        }
+        let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
+        let name = self.plan.name.clone();
+        let stored = self
+            .services
+            .store
+            .read(move |conn| db::stored(conn, &name, &ids))
+            .await?;
+        let fetch: Vec<(i64, Option<String>)> = wanted
+            .into_iter()
+            .filter(|(id, modified)| {
+                refetch_all
+                    || stored
+                        .get(id)
+                        .is_none_or(|s| s.deleted || s.modified != *modified)
+            })
+            .collect();
+        if fetch.is_empty() {
+            return Ok((write, max, requests));
+        }
+        let horizon = Utc::now() - chrono::Duration::hours(SETTLE_HORIZON_HOURS);
+        let recent = fetch.iter().any(|(_, m)| {
+            m.as_deref()
+                .and_then(instant_of)
+                .is_none_or(|at| at > horizon)
+        });
+        if recent {
+            tokio::select! {
+                _ = tokio::time::sleep_until((read_at + SETTLE).into()) => {}
+                _ = self.shutdown.cancelled() => return Err(shutting_down()),
+            }
+        }
+        requests += fetch.len() as u64;
+        let fetched: Vec<(i64, Option<String>, Option<Value>)> =
+            stream::iter(fetch.into_iter().map(|(id, modified)| async move {
+                self.get_entity(id).await.map(|v| (id, modified, v))
+            }))
+            .buffer_unordered(self.plan.concurrency)
+            .try_collect()
+            .await?;
+        for (id, modified, entity) in fetched {
+            match entity {
+                None => write.deletes.push(id),
+                Some(entity) if entity_deleted(self.plan.kind, &entity) => write.deletes.push(id),
+                Some(entity) => {
+                    let entity = strip_metadata(entity);
+                    let raw_hash = entity_hash(&entity);
+                    if let Some(stored) = self.plan.transform(entity)? {
+                        write.upserts.push(Upsert {
+                            id,
+                            json: stored.to_string(),
+                            hash: record_hash(&stored),
+                            modified,
+                            entity_hash: Some(raw_hash),
+                        });
+                    }
+                }
+            }
+        }
+        write.upserts.sort_by_key(|u| u.id);
+        write.deletes.sort_unstable();
+        Ok((write, max, requests))
+    }
+
+    /// A full (initial/resync) or incremental pass, resuming `state.resume` if a previous
+    /// process stopped in the middle of one.
+    pub async fn pass(&self, state: &SubState, kind: &str) -> Result<Outcome> {
+        let mut resume = match &state.resume {
+            Some(resume) => resume.clone(),
+            None => Resume {
+                kind: kind.to_string(),
+                window: if state.incremental {
+                    state.window_from.clone()
+                } else {
+                    None
+                },
+                parent: None,
+                after: None,
+                max: None,
+                started: naive_now(),
+            },
+        };
+        let window = resume.window();
+        let mut outcome = Outcome::default();
+        let Some(parent_subscription) = &self.plan.parent else {
+            self.scan(&mut resume, None, window, state, &mut outcome)
+                .await?;
+            return Ok(outcome);
+        };
+        loop {
+            self.cancelled()?;
+            let from = resume.parent.unwrap_or(i64::MIN);
+            let parent_name = parent_subscription.clone();
+            let batch = self
+                .services
+                .store
+                .read(move |conn| db::parents(conn, &parent_name, from, 200))
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (id, json) in batch {
+                let json: Map<String, Value> = match serde_json::from_str(&json) {
+                    Ok(Value::Object(map)) => map,
+                    _ => Map::new(),
+                };
+                let parent = ParentRecord {
+                    id,
+                    json,
+                    subscription: parent_subscription.clone(),
+                };
+                let name = self.plan.name.clone();
+                let loaded = self
+                    .services
+                    .store
+                    .read(move |conn| db::scope_loaded(conn, &name, id))
+                    .await?;
+                if resume.parent != Some(id) {
+                    resume.parent = Some(id);
+                    resume.after = None;
+                }
+                let scope_window = if loaded { window } else { None };
+                self.scan(
+                    &mut resume,
+                    Some(&parent),
+                    scope_window,
+                    state,
+                    &mut outcome,
+                )
+                .await?;
+            }
+        }
+        // Every scope is done: close the pass.
+        let mut write = self.page_write(None);
+        write.cursor = Some(self.finish_cursor(state, &resume));
+        outcome.applied += self.commit(write).await?;
+        Ok(outcome)
+    }
+
+    fn finish_cursor(&self, state: &SubState, resume: &Resume) -> CursorWrite {
+        let watermark = later(state.watermark.clone(), resume.max.clone());
+        let cap = watermark
+            .as_deref()
+            .and_then(instant_of)
+            .map(|w| w.naive_utc());
+        CursorWrite::Finish {
+            watermark,
+            window_from: self.plan.next_window(cap, resume.started()).to_text(),
+        }
+    }
+
+    /// Keyset scan of one scope. Each page is committed with the resume position; the last
+    /// page of a plain subscription also closes the pass (watermark, next window), the last
+    /// page of a child scope marks the scope loaded and moves on to the next parent.
+    async fn scan(
+        &self,
+        resume: &mut Resume,
+        parent: Option<&ParentRecord>,
+        window: Option<Window>,
+        state: &SubState,
+        outcome: &mut Outcome,
+    ) -> Result<()> {
+        let source = self.plan.source(parent)?;
+        let base = self.plan.base_query(&self.plan.select, parent, window)?;
+        let page_size = self.plan.page_size;
+        let parent_id = parent.map(|p| p.id);
+        let unannounced = if resume.kind == "poll" {
+            self.unannounced_since()
+        } else {
+            None
+        };
+        let mut current = self.fetch(&source, &base, resume.after, page_size).await?;
+        outcome.requests += 1;
+        loop {
+            self.alive();
+            let (rows, read_at) = current;
+            let full = rows.len() >= page_size as usize;
+            let last = if rows.is_empty() {
+                None
+            } else {
+                Some(self.last_key(&rows)?)
+            };
+            outcome.fetched += rows.len() as u64;
+            let write_page = async {
+                let (mut write, max, requests) =
+                    self.build(rows, read_at, parent_id, false).await?;
+                resume.max = later(resume.max.take(), max);
+                if full {
+                    resume.after = last;
+                    write.cursor = Some(CursorWrite::Progress(resume.clone()));
+                } else if let Some(parent) = parent_id {
+                    resume.parent = Some(parent.saturating_add(1));
+                    resume.after = None;
+                    write.cursor = Some(CursorWrite::Progress(resume.clone()));
+                    if window.is_none() {
+                        write.scope_loaded = Some(parent);
+                    }
+                } else {
+                    write.cursor = Some(self.finish_cursor(state, resume));
+                }
+                write.unannounced = unannounced.clone();
+                let applied = self.commit(write).await?;
+                Ok::<_, Error>((applied, requests))
+            };
+            let (next, written) = if full {
+                let (next, written) =
+                    tokio::join!(self.fetch(&source, &base, last, page_size), write_page);
+                (Some(next), written)
+            } else {
+                (None, write_page.await)
+            };
+            let (applied, requests) = written?;
+            outcome.applied += applied;
+            outcome.requests += requests;
+            if resume.kind != "poll" {
+                self.services.notifier.status(&format!(
+                    "{}: {} load, {} rows read",
+                    self.plan.name, resume.kind, outcome.fetched
+                ));
+            }
+            match next {
+                Some(next) => {
+                    current = next?;
+                    outcome.requests += 1;
+                }
+                None => return Ok(()),
+            }
+            self.cancelled()?;
+        }
+    }
+
+    /// Whether `n` deletes trip the mass-delete breaker with `live` rows stored.
+    pub fn trips(&self, n: u64, live: i64) -> bool {
+        let m = self.plan.mass_delete;
+        n > m.absolute || (n as f64) > (live.max(0) as f64) * m.percent / 100.0
+    }
+
+    /// Confirms that records are gone: GET answers 404 or shows them deleted (kinds without
+    /// GET by id: the archive no longer lists them). Stops once more than `stop_after` are
+    /// confirmed. Returns the confirmed ids and the requests made.
+    async fn confirm_deleted(
+        &self,
+        ids: Vec<i64>,
+        stop_after: Option<u64>,
+    ) -> Result<(Vec<i64>, u64)> {
+        let mut confirmed = Vec::new();
+        let mut requests = 0;
+        if !self.plan.kind.supports_get() {
+            let key = self.plan.kind.primary_key();
+            for chunk in ids.chunks(REFETCH_BATCH) {
+                let filter = chunk
+                    .iter()
+                    .map(|id| format!("{key} eq {id}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let query = Query::new()
+                    .select([key])
+                    .filter(Filter::raw(format!("({filter})")));
+                let (rows, _) = self
+                    .fetch(
+                        &Source::List(self.plan.kind.name().to_string()),
+                        &query,
+                        None,
+                        chunk.len() as u32,
+                    )
+                    .await?;
+                requests += 1;
+                let present: BTreeSet<i64> =
+                    rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
+                confirmed.extend(chunk.iter().filter(|id| !present.contains(id)));
+            }
+            return Ok((confirmed, requests));
+        }
+        let mut results = stream::iter(ids.into_iter().map(|id| async move {
+            self.get_entity(id).await.map(|entity| {
+                let gone = entity
+                    .as_ref()
+                    .is_none_or(|e| entity_deleted(self.plan.kind, e));
+                (id, gone)
+            })
+        }))
+        .buffer_unordered(self.plan.concurrency);
+        while let Some(result) = results.next().await {
+            let (id, gone) = result?;
+            requests += 1;
+            if gone {
+                confirmed.push(id);
+                if stop_after.is_some_and(|limit| confirmed.len() as u64 > limit) {
+                    break;
+                }
+            }
+            self.alive();
+        }
+        confirmed.sort_unstable();
+        Ok((confirmed, requests))
+    }
+
+    /// Applies the webhook refetch queue, a batch at a time. Returns what it did and whether
+    /// a child subscription saw records it does not know yet (the caller then polls).
+    pub async fn drain_queue(&self, state: &SubState) -> Result<(Outcome, bool)> {
+        let mut outcome = Outcome::default();
+        let mut unknown = false;
+        loop {
+            self.cancelled()?;
+            let name = self.plan.name.clone();
+            let batch = self
+                .services
+                .store
+                .read(move |conn| db::queued(conn, &name, REFETCH_BATCH))
+                .await?;
+            if batch.is_empty() {
+                return Ok((outcome, unknown));
+            }
+            let (done, saw_unknown) = self.refetch(&batch, state).await?;
+            outcome.fetched += done.fetched;
+            outcome.requests += done.requests;
+            outcome.applied += done.applied;
+            unknown |= saw_unknown;
+        }
+    }
+
+    /// One batch of targeted refetches: the records' archive rows (with the subscription's
+    /// filter), their entities (entity shape), and a confirmed delete for each announced
+    /// record that is no longer listed.
+    async fn refetch(&self, batch: &[db::Queued], state: &SubState) -> Result<(Outcome, bool)> {
+        let mut outcome = Outcome::default();
+        let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
+        let key = self.plan.kind.primary_key();
+        let filter = ids
+            .iter()
+            .map(|id| format!("{key} eq {id}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let child = self.plan.parent.is_some();
+        let (source, base) = if child {
+            // The scope filter needs a parent; look the records up by key only and keep
+            // those this subscription already holds (new ones come with the next pass).
+            (
+                Source::List(self.plan.kind.name().to_string()),
+                Query::new().select(self.plan.select.iter().cloned()),
+            )
+        } else {
+            (
+                self.plan.source(None)?,
+                self.plan.base_query(&self.plan.select, None, None)?,
+            )
+        };
+        let base = base.filter(Filter::raw(format!("({filter})")));
+        let name = self.plan.name.clone();
+        let lookup = ids.clone();
+        let stored = self
+            .services
+            .store
+            .read(move |conn| db::stored(conn, &name, &lookup))
+            .await?;
+        let (rows, mut read_at) = self.fetch(&source, &base, None, ids.len() as u32).await?;
+        outcome.requests += 1;
+        outcome.fetched += rows.len() as u64;
+        // Entity shape settles relative to when the newest event arrived (see SETTLE): the
+        // edit it announces happened before that.
+        if let Some(newest) = batch.iter().filter_map(|q| instant_of(&q.queued_at)).max() {
+            let age = (Utc::now() - newest).to_std().unwrap_or_default();
+            if let Some(received) = Instant::now().checked_sub(age.min(SETTLE)) {
+                read_at = read_at.min(received);
+            }
+        }
+        let mut unknown = false;
+        let present: BTreeSet<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .filter(|r| {
+                let known = self
+                    .plan
+                    .row_id(r)
+                    .is_some_and(|id| stored.get(&id).is_some_and(|s| !s.deleted));
+                if child && !known {
+                    unknown = true;
+                }
+                !child || known
+            })
+            .collect();
+        let (mut write, _, requests) = self.build(rows, read_at, None, true).await?;
+        outcome.requests += requests;
+        // Announced but not listed: deleted, or outside the filter. Confirm before deleting.
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !present.contains(id) && stored.get(id).is_some_and(|s| !s.deleted))
+            .collect();
+        if !missing.is_empty() {
+            let (confirmed, requests) = self.confirm_deleted(missing, None).await?;
+            outcome.requests += requests;
+            if state.degraded.is_some() {
+                if !confirmed.is_empty() {
+                    tracing::warn!(subscription = %self.plan.name, deletes = confirmed.len(), "degraded: holding back webhook-confirmed deletes until `syncd reconcile`");
+                }
+            } else {
+                let name = self.plan.name.clone();
+                let live = self
+                    .services
+                    .store
+                    .read(move |conn| db::live_count(conn, &name))
+                    .await?;
+                if self.trips(confirmed.len() as u64, live) {
+                    let reason =
+                        self.breaker_reason(&confirmed.len().to_string(), live, "webhooks");
+                    self.degrade(&reason).await?;
+                } else {
+                    write.deletes.extend(confirmed);
+                }
+            }
+        }
+        write.dequeue = batch.iter().map(|q| (q.id, q.event_id.clone())).collect();
+        outcome.applied += self.commit(write).await?;
+        Ok((outcome, unknown))
+    }
+
+    fn breaker_reason(&self, n: &str, live: i64, source: &str) -> String {
+        let m = self.plan.mass_delete;
+        format!(
+            "mass-delete breaker: {source} would delete {n} of {live} records (limit: more than {}% or {}); nothing was deleted. Check the tenant, then run `syncd reconcile {}` to apply the deletes or `syncd resync {}` to reload",
+            m.percent, m.absolute, self.plan.name, self.plan.name
+        )
+    }
+
+    async fn degrade(&self, reason: &str) -> Result<()> {
+        let name = self.plan.name.clone();
+        let text = reason.to_string();
+        self.services
+            .store
+            .write(move |tx| db::degrade(tx, &name, &text, &db::now_text()))
+            .await?;
+        self.services.metrics.set(
+            "syncd_subscription_degraded",
+            &[("subscription", self.plan.name.as_str())],
+            1.0,
+        );
+        tracing::error!(subscription = %self.plan.name, %reason, "subscription degraded");
+        Ok(())
+    }
+
+    /// Reconcile: scan primary keys only, diff with the live records, confirm each candidate,
+    /// then delete — unless the breaker trips (then the subscription is degraded and nothing
+    /// is deleted). `force` (an operator's `syncd reconcile` while degraded) skips the breaker
+    /// and lifts the degraded state. Returns the outcome and whether the breaker tripped.
+    pub async fn reconcile(&self, state: &SubState, force: bool) -> Result<(Outcome, bool)> {
+        let mut outcome = Outcome::default();
+        let select = vec![self.plan.kind.primary_key().to_string()];
+        let mut candidates: Vec<i64> = Vec::new();
+        let page_size = self.plan.page_size;
+        let mut scopes: Vec<Option<ParentRecord>> = Vec::new();
+        match &self.plan.parent {
+            None => scopes.push(None),
+            Some(parent_subscription) => {
+                let mut from = i64::MIN;
+                loop {
+                    let parent_name = parent_subscription.clone();
+                    let batch = self
+                        .services
+                        .store
+                        .read(move |conn| db::parents(conn, &parent_name, from, 500))
+                        .await?;
+                    let Some(last) = batch.last().map(|(id, _)| *id) else {
+                        break;
+                    };
+                    for (id, json) in batch {
+                        let json = match serde_json::from_str(&json) {
+                            Ok(Value::Object(map)) => map,
+                            _ => Map::new(),
+                        };
+                        scopes.push(Some(ParentRecord {
+                            id,
+                            json,
+                            subscription: parent_subscription.clone(),
+                        }));
+                    }
+                    from = last.saturating_add(1);
+                }
+            }
+        }
+        for scope in &scopes {
+            let parent = scope.as_ref();
+            let source = self.plan.source(parent)?;
+            let base = self.plan.base_query(&select, parent, None)?;
+            let mut after: Option<i64> = None;
+            loop {
+                self.cancelled()?;
+                self.alive();
+                let (rows, _) = self.fetch(&source, &base, after, page_size).await?;
+                outcome.requests += 1;
+                outcome.fetched += rows.len() as u64;
+                let full = rows.len() >= page_size as usize;
+                let seen: BTreeSet<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
+                let upto = if full { seen.last().copied() } else { None };
+                let name = self.plan.name.clone();
+                let parent_id = parent.map(|p| p.id);
+                let live = self
+                    .services
+                    .store
+                    .read(move |conn| db::live_ids_between(conn, &name, parent_id, after, upto))
+                    .await?;
+                candidates.extend(live.into_iter().filter(|id| !seen.contains(id)));
+                if !full {
+                    break;
+                }
+                after = upto;
+            }
+        }
+        if let Some(parent_subscription) = &self.plan.parent {
+            let name = self.plan.name.clone();
+            let parent_name = parent_subscription.clone();
+            let orphans = self
+                .services
+                .store
+                .read(move |conn| db::orphans(conn, &name, &parent_name))
+                .await?;
+            candidates.extend(orphans);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let name = self.plan.name.clone();
+        let live = self
+            .services
+            .store
+            .read(move |conn| db::live_count(conn, &name))
+            .await?;
+        let degraded = state.degraded.is_some();
+        let check_breaker = !(force && degraded);
+        let limit = {
+            let m = self.plan.mass_delete;
+            m.absolute
+                .min(((live.max(0) as f64) * m.percent / 100.0).floor() as u64)
+        };
+        let (confirmed, requests) = if candidates.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            self.confirm_deleted(candidates, check_breaker.then_some(limit))
+                .await?
+        };
+        outcome.requests += requests;
+        if check_breaker && self.trips(confirmed.len() as u64, live) {
+            let at_least = if confirmed.len() as u64 > limit {
+                "at least "
+            } else {
+                ""
+            };
+            let reason =
+                self.breaker_reason(&format!("{at_least}{}", confirmed.len()), live, "reconcile");
+            self.degrade(&reason).await?;
+            return Ok((outcome, true));
+        }
+        let mut write = self.page_write(None);
+        write.reconciled = true;
+        write.unannounced = self.unannounced_since();
+        write.deletes = confirmed;
+        write.clear_degraded = degraded;
+        outcome.applied += self.commit(write).await?;
+        if degraded {
+            self.services.metrics.set(
+                "syncd_subscription_degraded",
+                &[("subscription", self.plan.name.as_str())],
+                0.0,
+            );
+            tracing::info!(subscription = %self.plan.name, "reconcile applied by request; the breaker is lifted");
+        }
+        Ok((outcome, false))
+    }
+}

@@ -1,0 +1,369 @@
+//! Helpers shared by the subscription tests: an emulator, a daemon configured against it
+//! (in-process or as the `syncd` binary), and checks of the local copy and the change feed
+//! against the emulator's ground truth.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emulator::{Emulator, EntityType, SeedCounts};
+use rusqlite::Connection;
+use superoffice::auth::StaticAuth;
+use syncd::{Clients, Config, Daemon};
+use tokio_util::sync::CancellationToken;
+
+/// The webhook secret the tests configure.
+pub const SECRET: &str = "test-webhook-secret";
+
+/// An emulator with `counts`, fast webhook retries, and `tweak` applied to its config.
+pub async fn emulator(counts: SeedCounts, tweak: impl FnOnce(&mut emulator::Config)) -> Emulator {
+    let mut config = emulator::Config {
+        counts,
+        seed: 7,
+        ..emulator::Config::default()
+    };
+    config.webhooks.retry_scale = 0.01;
+    tweak(&mut config);
+    Emulator::start(config).await.expect("emulator starts")
+}
+
+/// A directory that lives as long as the test.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// The `[control]` + `[[tenant]]` part of a config against `emu` (system-user auth, so token
+/// expiry is survivable), storing in `dir/syncd.db`.
+pub fn base_config(emu: &Emulator, dir: &Path, control_extra: &str) -> String {
+    let key_file = dir.join("system-user.pem");
+    std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM).unwrap();
+    format!(
+        r#"store = {store:?}
+
+[control]
+listen = "127.0.0.1:0"
+{control_extra}
+
+[[tenant]]
+name = "emu"
+environment = {env:?}
+customer_id = {ctx:?}
+client_id = {client_id:?}
+client_secret = {{ value = {secret:?} }}
+auth = "system-user"
+system_token = {token:?}
+private_key = {key:?}
+"#,
+        store = dir.join("syncd.db").display().to_string(),
+        env = emu.base_url(),
+        ctx = emu.context_identifier(),
+        client_id = emu.config().auth.client_id,
+        secret = emu.config().auth.client_secret,
+        token = emu.config().auth.system_token,
+        key = key_file.display().to_string(),
+    )
+}
+
+/// `[control]` lines that turn the webhook receiver and auto-registration on.
+pub fn webhook_control() -> String {
+    format!("webhook_secret = {{ value = {SECRET:?} }}\npublic_url = \"auto\"")
+}
+
+/// A running in-process daemon.
+pub struct Running {
+    pub daemon: Option<Daemon>,
+    pub shutdown: CancellationToken,
+    pub store: syncd::Store,
+    pub config: Config,
+}
+
+impl Running {
+    pub fn services(&self) -> &Arc<syncd::Services> {
+        self.daemon.as_ref().expect("running").services()
+    }
+
+    pub fn control_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.daemon.as_ref().expect("running").control_addr()
+        )
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(daemon) = self.daemon.take() {
+            daemon.wait().await.unwrap();
+        }
+    }
+}
+
+/// Parses `text` and starts the daemon in this process.
+pub async fn start(text: &str) -> Running {
+    try_start(text).await.expect("daemon starts")
+}
+
+/// Like [`start`], returning the error.
+pub async fn try_start(text: &str) -> syncd::Result<Running> {
+    let config = Config::parse(text, "test.toml", &BTreeMap::new())?;
+    let store = syncd::store::open(&config.store)?;
+    let clients = Clients::build(&config)?;
+    let shutdown = CancellationToken::new();
+    let notifier = Arc::new(syncd::systemd::Notifier::disabled());
+    let daemon = Daemon::start(
+        config.clone(),
+        store.clone(),
+        clients,
+        notifier,
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(Running {
+        daemon: Some(daemon),
+        shutdown,
+        store,
+        config,
+    })
+}
+
+/// An SDK client on the emulator as an interactive user (to make edits).
+pub fn client(emu: &Emulator) -> superoffice::Client {
+    superoffice::Client::builder()
+        .environment(emu.base_url().parse().unwrap())
+        .customer_id(emu.context_identifier())
+        .auth(StaticAuth::bearer(emu.issue_access_token()))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` until it returns `Ok`, or fails with its last message after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        let outcome = check().await;
+        match outcome {
+            Ok(()) => return,
+            Err(message) if started.elapsed() > timeout => {
+                panic!("{what}: not reached within {timeout:?}: {message}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub json: String,
+    pub hash: String,
+    pub modified: Option<String>,
+    pub deleted: bool,
+    pub parent: Option<i64>,
+}
+
+/// A change of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub id: i64,
+    pub op: String,
+    pub hash: Option<String>,
+}
+
+fn open(db: &Path) -> Connection {
+    let conn = Connection::open(db).expect("open db");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// The records of a subscription.
+pub fn records(db: &Path, subscription: &str) -> BTreeMap<i64, Record> {
+    let conn = open(db);
+    let mut statement = conn
+        .prepare("SELECT id, json, hash, source_modified, deleted_at IS NOT NULL, parent_id FROM records WHERE subscription = ?1")
+        .unwrap();
+    statement
+        .query_map([subscription], |r| {
+            Ok((
+                r.get(0)?,
+                Record {
+                    json: r.get(1)?,
+                    hash: r.get(2)?,
+                    modified: r.get(3)?,
+                    deleted: r.get(4)?,
+                    parent: r.get(5)?,
+                },
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The change feed of a subscription, in order.
+pub fn changes(db: &Path, subscription: &str) -> Vec<Change> {
+    let conn = open(db);
+    let mut statement = conn
+        .prepare("SELECT seq, id, op, hash FROM change_feed WHERE subscription = ?1 ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([subscription], |r| {
+            Ok(Change {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                op: r.get(2)?,
+                hash: r.get(3)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A one-value SQL query.
+pub fn query_i64(db: &Path, sql: &str) -> i64 {
+    open(db).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Runs an SQL statement (what the CLI's `resync`/`reconcile` do).
+pub fn execute(db: &Path, sql: &str) {
+    open(db).execute(sql, []).unwrap();
+}
+
+/// The live rows of the truth: id → updated.
+pub fn truth_live(emu: &Emulator, entity: EntityType) -> BTreeMap<i64, String> {
+    emu.truth(entity)
+        .into_iter()
+        .filter(|t| !t.deleted)
+        .map(|t| (i64::from(t.id), t.updated))
+        .collect()
+}
+
+/// Whether the subscription's live records equal `expected` (id → source timestamp) and
+/// every other stored record is tombstoned.
+pub fn matches(
+    db: &Path,
+    subscription: &str,
+    expected: &BTreeMap<i64, String>,
+) -> Result<(), String> {
+    let records = records(db, subscription);
+    let live: BTreeMap<i64, Option<String>> = records
+        .iter()
+        .filter(|(_, r)| !r.deleted)
+        .map(|(id, r)| (*id, r.modified.clone()))
+        .collect();
+    let missing: Vec<i64> = expected
+        .keys()
+        .filter(|id| !live.contains_key(id))
+        .copied()
+        .collect();
+    let extra: Vec<i64> = live
+        .keys()
+        .filter(|id| !expected.contains_key(id))
+        .copied()
+        .collect();
+    let stale: Vec<(i64, Option<String>, String)> = expected
+        .iter()
+        .filter_map(|(id, updated)| {
+            live.get(id)
+                .filter(|m| m.as_deref() != Some(updated.as_str()))
+                .map(|m| (*id, m.clone(), updated.clone()))
+        })
+        .take(5)
+        .collect();
+    if missing.is_empty() && extra.is_empty() && stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{subscription}: {} live locally, {} expected; missing {:?}, extra {:?}, stale (id, local, truth) {:?}",
+            live.len(),
+            expected.len(),
+            &missing[..missing.len().min(10)],
+            &extra[..extra.len().min(10)],
+            stale
+        ))
+    }
+}
+
+/// Checks the change feed against the records: per record the ops alternate sensibly
+/// (first an insert, a delete only of a live record, an insert only after a delete), no change
+/// repeats the previous hash (a duplicate), and the last change describes the stored record.
+pub fn feed_is_consistent(db: &Path, subscription: &str) -> Result<(), String> {
+    let records = records(db, subscription);
+    let mut by_id: BTreeMap<i64, Vec<Change>> = BTreeMap::new();
+    for change in changes(db, subscription) {
+        by_id.entry(change.id).or_default().push(change);
+    }
+    for (id, list) in &by_id {
+        let mut live = false;
+        let mut last_hash: Option<&String> = None;
+        for change in list {
+            match change.op.as_str() {
+                "insert" if !live => live = true,
+                "update" if live => {
+                    if change.hash.as_ref() == last_hash {
+                        return Err(format!("{subscription} {id}: duplicate update {change:?}"));
+                    }
+                }
+                "delete" if live => live = false,
+                _ => {
+                    return Err(format!(
+                        "{subscription} {id}: {} while {} ({list:?})",
+                        change.op,
+                        if live { "live" } else { "absent" }
+                    ));
+                }
+            }
+            last_hash = change.hash.as_ref();
+        }
+        let record = records
+            .get(id)
+            .ok_or_else(|| format!("{subscription} {id}: changes but no record"))?;
+        if record.deleted == live {
+            return Err(format!(
+                "{subscription} {id}: feed says live={live}, record deleted={}",
+                record.deleted
+            ));
+        }
+        if live && last_hash != Some(&record.hash) {
+            return Err(format!(
+                "{subscription} {id}: last change hash {last_hash:?} != stored {}",
+                record.hash
+            ));
+        }
+    }
+    for (id, record) in &records {
+        if !by_id.contains_key(id) {
+            return Err(format!(
+                "{subscription} {id}: stored ({record:?}) without a change"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ids set difference helper.
+pub fn ids(map: &BTreeMap<i64, String>) -> BTreeSet<i64> {
+    map.keys().copied().collect()
+}
+
+/// Seed counts with only some entities.
+pub fn counts(contacts: u32, persons: u32, tickets: u32) -> SeedCounts {
+    SeedCounts {
+        contacts,
+        persons,
+        tickets,
+        ..SeedCounts::NONE
+    }
+}
+
+/// The database path of a config written by [`base_config`].
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("syncd.db")
+}
