@@ -1,29 +1,235 @@
-//! `syncd publish` and `syncd tasks …`.
+//! `syncd publish` and `syncd tasks …` (the task view: list, show, retry, skip, purge).
 
-use crate::Result;
+use std::io::Read as _;
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::ledger::{self, Intake};
+use super::task::{self, PublishRequest, Task, TaskState};
 use crate::cli::Context;
+use crate::config::parse_duration;
+use crate::{Error, Result, store};
 
-/// `syncd publish …`.
+/// `syncd publish …`: queue a publish (prints the task id).
 #[derive(Debug, clap::Args)]
-pub struct PublishArgs {}
+pub struct PublishArgs {
+    /// create, update, patch, delete or upsert.
+    #[arg(long)]
+    pub action: String,
+    /// Entity (contact, person, sale, project, appointment, document, ticket, selection, product).
+    #[arg(long)]
+    pub entity: String,
+    /// SuperOffice record id (update, patch, delete; optional for upsert).
+    #[arg(long)]
+    pub id: Option<i64>,
+    /// The record's external key (ForeignApp value): finds the record for upserts, tags created
+    /// records, may stand in for --id.
+    #[arg(long)]
+    pub external_key: Option<String>,
+    /// Path parameter `k=v` (repeatable; the entity routes know `id`).
+    #[arg(long = "path", value_name = "K=V")]
+    pub path: Vec<String>,
+    /// Query parameter `k=v` sent with the write (repeatable).
+    #[arg(long = "query", value_name = "K=V")]
+    pub query: Vec<String>,
+    /// JSON body: a file, or `-` for stdin (not for delete).
+    #[arg(long, value_name = "FILE|-")]
+    pub payload: Option<String>,
+    /// `If-Unmodified-Since` (RFC 3339); default: the synced record's last-modified.
+    #[arg(long)]
+    pub if_unmodified_since: Option<String>,
+    /// Idempotency key (default: sha256 of the request).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Print the HTTP requests it would send; queue nothing, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
 
 /// `syncd tasks …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum TasksCommand {
-    /// List tasks.
-    List,
+    /// List tasks, newest first, with a count per state.
+    List {
+        /// Only this state (pending, in_flight, done, failed, conflict, dead, skipped).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Everything about one task, as JSON.
+    Show {
+        /// Task id.
+        id: i64,
+    },
+    /// Queue a failed, conflicting, dead or skipped task again (fresh attempt budget).
+    Retry {
+        /// Task id.
+        id: i64,
+        /// Drop its If-Unmodified-Since (ours wins a conflict).
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Do not deliver a task; later tasks of its record may go ahead.
+    Skip {
+        /// Task id.
+        id: i64,
+    },
+    /// Delete done and skipped tasks older than a duration (e.g. 30d).
+    Purge {
+        /// Age, e.g. 7d, 12h.
+        #[arg(long)]
+        older_than: String,
+    },
+}
+
+fn read_payload(source: &str) -> Result<String> {
+    if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Invalid(format!("payload: reading stdin: {e}")))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(Path::new(source))
+        .map_err(|e| Error::Invalid(format!("payload: reading {source}: {e}")))
+}
+
+/// Builds the request from the flags (reads the payload file).
+pub fn request_from_args(args: &PublishArgs) -> Result<PublishRequest> {
+    Ok(PublishRequest {
+        action: args.action.clone(),
+        entity: args.entity.clone(),
+        id: args.id,
+        external_key: args.external_key.clone(),
+        path: task::parse_pairs("path", &args.path)?,
+        query: task::parse_pairs("query", &args.query)?,
+        payload: args.payload.as_deref().map(read_payload).transpose()?,
+        if_unmodified_since: args.if_unmodified_since.clone(),
+        key: args.key.clone(),
+    })
 }
 
 /// Runs `syncd publish`.
-pub async fn publish(_context: &Context, _args: PublishArgs) -> Result<()> {
-    Err(crate::Error::Invalid(
-        "publish lands with the outbox".into(),
-    ))
+pub async fn publish(context: &Context, args: PublishArgs) -> Result<()> {
+    let config = context.config()?;
+    let request = request_from_args(&args)?;
+    if args.dry_run {
+        let new = task::validate(&config, &request)?;
+        println!("# dry run: nothing is queued or sent (key {})", new.key);
+        for (i, text) in super::plan::plan(&config, &new).iter().enumerate() {
+            println!("\n# {}\n{text}", i + 1);
+        }
+        return Ok(());
+    }
+    let store = store::open(&config.store)?;
+    match super::publish(&store, &config, &request, "cli").await? {
+        Intake::Queued(task) => println!("{}", task.id),
+        Intake::Replay(task) => {
+            eprintln!(
+                "key {:?} was queued before as task {} ({}); not queued again",
+                task.key, task.id, task.state
+            );
+            println!("{}", task.id);
+        }
+        Intake::Mismatch(task) => {
+            return Err(Error::Invalid(format!(
+                "key: {:?} is already used by task {} with a different request",
+                task.key, task.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn print_list(tasks: &[Task]) {
+    println!(
+        "{:>7} {:<9} {:<7} {:<11} {:>9} {:>4} {:<24} {:<24} ERROR",
+        "ID", "STATE", "ACTION", "ENTITY", "RECORD", "TRY", "UPDATED", "KEY"
+    );
+    for t in tasks {
+        let record = t
+            .result_id
+            .or(t.record_id)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:>7} {:<9} {:<7} {:<11} {:>9} {:>4} {:<24} {:<24} {}",
+            t.id,
+            t.state.as_str(),
+            shorten(&t.action, 7),
+            shorten(&t.entity, 11),
+            record,
+            t.attempts,
+            t.updated_at,
+            shorten(&t.key, 24),
+            shorten(t.last_error.as_deref().unwrap_or(""), 60)
+        );
+    }
 }
 
 /// Runs a `tasks` command.
-pub async fn tasks(_context: &Context, _command: TasksCommand) -> Result<()> {
-    Err(crate::Error::Invalid(
-        "tasks commands land with the outbox".into(),
-    ))
+pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
+    let config = context.config()?;
+    let store = store::open_existing(&config.store)?;
+    match command {
+        TasksCommand::List { state, limit } => {
+            let state = state.as_deref().map(str::parse::<TaskState>).transpose()?;
+            let (tasks, counts) = store
+                .read(move |conn| Ok((ledger::list(conn, state, limit)?, ledger::counts(conn)?)))
+                .await?;
+            print_list(&tasks);
+            let summary: Vec<String> = counts
+                .iter()
+                .map(|(state, n)| format!("{state} {n}"))
+                .collect();
+            println!("\n{}", summary.join(", "));
+        }
+        TasksCommand::Show { id } => {
+            let task = store
+                .read(move |conn| ledger::get(conn, id))
+                .await?
+                .ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&task).map_err(|e| Error::Io(e.to_string()))?
+            );
+        }
+        TasksCommand::Retry { id, overwrite } => {
+            let task = store
+                .write(move |tx| ledger::retry(tx, id, overwrite, Utc::now()))
+                .await?;
+            println!("task {} is pending again", task.id);
+        }
+        TasksCommand::Skip { id } => {
+            let task = store
+                .write(move |tx| ledger::skip(tx, id, Utc::now()))
+                .await?;
+            println!("task {} is skipped", task.id);
+        }
+        TasksCommand::Purge { older_than } => {
+            let age = parse_duration(&older_than)
+                .map_err(|e| Error::Invalid(format!("--older-than: {e}")))?;
+            let before = Utc::now()
+                - chrono::Duration::from_std(age)
+                    .map_err(|e| Error::Invalid(format!("--older-than: {e}")))?;
+            let purged = store.write(move |tx| ledger::purge(tx, before)).await?;
+            println!(
+                "purged {purged} done/skipped tasks last changed before {}; failed, conflict and dead tasks are kept until retried or skipped",
+                task::ts(before)
+            );
+        }
+    }
+    Ok(())
 }

@@ -107,52 +107,70 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_subscription ON runs (subscription, id);
 
--- Publish ledger: one row per idempotency key.
+-- Publish ledger: one row per idempotency key (syncd/src/outbox/mod.rs describes the states).
+-- Every state change is its own transaction, committed before and after each write call.
 CREATE TABLE tasks (
-    id              INTEGER PRIMARY KEY,
-    key             TEXT NOT NULL UNIQUE,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: FIFO order and echo references
+    key             TEXT NOT NULL COLLATE NOCASE UNIQUE, -- idempotency key (case-insensitive like SuperOffice); ForeignApp value of created records
     tenant          TEXT NOT NULL,
-    action          TEXT NOT NULL CHECK (action IN ('create', 'update', 'patch', 'delete', 'upsert')),
-    entity          TEXT NOT NULL,
-    record_id       INTEGER,
-    path            TEXT NOT NULL DEFAULT '{}',   -- JSON object
-    query           TEXT NOT NULL DEFAULT '{}',   -- JSON object
-    payload         TEXT,                         -- JSON
-    payload_hash    TEXT NOT NULL,
-    if_unmodified_since TEXT,
+    action          TEXT NOT NULL,                       -- create | update | patch | delete | upsert (rejected outbox rows keep what they said)
+    entity          TEXT NOT NULL,                       -- REST name: Contact, Person, …
+    record_id       INTEGER,                             -- SuperOffice id given at intake
+    external_key    TEXT,                                -- ForeignApp value identifying the record (upserts; stands in for record_id)
+    lane            TEXT NOT NULL,                       -- FIFO lane: 'Contact/id/5' or 'Contact/key/<record key>'
+    path            TEXT NOT NULL DEFAULT '{}',          -- JSON object
+    query           TEXT NOT NULL DEFAULT '{}',          -- JSON object
+    payload         TEXT,                                -- JSON (raw text on rejected outbox rows)
+    payload_hash    TEXT NOT NULL,                       -- sha256 of the canonical request: replay vs mismatch
+    if_unmodified_since TEXT,                            -- RFC 3339 UTC
+    ius_source      TEXT CHECK (ius_source IN ('explicit', 'synced')),
+    source          TEXT NOT NULL DEFAULT 'api',         -- cli | http | outbox | api
     state           TEXT NOT NULL DEFAULT 'pending'
                     CHECK (state IN ('pending', 'in_flight', 'done', 'failed', 'conflict', 'dead', 'skipped')),
     attempts        INTEGER NOT NULL DEFAULT 0,
+    maybe_sent      INTEGER NOT NULL DEFAULT 0,          -- 1: an earlier attempt may have reached the server
     next_attempt_at TEXT NOT NULL,
-    result_id       INTEGER,
-    result          TEXT,                         -- JSON answer (or both versions on conflict)
+    last_attempt_at TEXT,
+    result_id       INTEGER,                             -- the record created or touched (set right after a create's POST)
+    result          TEXT,                                -- JSON the last write answered
+    conflict        TEXT,                                -- JSON {ours, theirs, …} on a 412/409
     last_error      TEXT,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 );
-CREATE INDEX tasks_due ON tasks (state, next_attempt_at);
+CREATE INDEX tasks_pending ON tasks (tenant, id) WHERE state = 'pending';
+CREATE INDEX tasks_open_lanes ON tasks (lane, id) WHERE state NOT IN ('done', 'skipped');
+CREATE INDEX tasks_by_state ON tasks (state, updated_at);
+CREATE INDEX tasks_results ON tasks (entity, result_id) WHERE result_id IS NOT NULL;
 
--- Transactional outbox: other local processes INSERT here (in their own transaction); syncd
--- moves each row into `tasks` and deletes it. See syncd/README.md.
+-- Transactional outbox: other local processes INSERT here, in their own transaction, and syncd
+-- moves each row into `tasks` (one transaction per batch) and deletes it. A row that fails
+-- validation becomes a `dead` task whose last_error names the field, never silently dropped.
+--   INSERT INTO outbox (key, action, entity, record_id, payload)
+--   VALUES ('order-42-customer', 'create', 'contact', NULL, '{"Name":"Amadeus AS"}');
+-- Columns mean what the fields of `syncd publish` mean; `path` and `query` are JSON objects.
 CREATE TABLE outbox (
-    id              INTEGER PRIMARY KEY,
-    key             TEXT,
-    action          TEXT NOT NULL,
-    entity          TEXT NOT NULL,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT,                                -- idempotency key (default: derived from the content)
+    action          TEXT NOT NULL,                       -- create | update | patch | delete | upsert
+    entity          TEXT NOT NULL,                       -- contact, person, sale, …
     record_id       INTEGER,
+    external_key    TEXT,
     path            TEXT,
     query           TEXT,
-    payload         TEXT,
-    if_unmodified_since TEXT,
+    payload         TEXT,                                -- JSON text
+    if_unmodified_since TEXT,                            -- RFC 3339
     created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 
 -- Echo suppression: what our own publishes left on a record, so the subscriptions do not report
--- it as an external change. Written by the outbox after a successful write, consumed by sync.
+-- it as an external change. Upserted by the outbox in the transaction that marks the task done;
+-- consumed by sync. `entity` is the table name (`contact`, `person`, …); `entity_hash` is the
+-- sha256 of the canonical JSON the write answered, without `_Links` (NULL: we deleted it).
 CREATE TABLE echoes (
     entity          TEXT NOT NULL,
     id              INTEGER NOT NULL,
-    entity_hash     TEXT,            -- sha256 of the canonical JSON the write answered (without _Links)
+    entity_hash     TEXT,
     published_at    TEXT NOT NULL,
     task_id         INTEGER,
     PRIMARY KEY (entity, id)

@@ -1,0 +1,274 @@
+//! ForeignApp keys (FACTS §6): the external identity of the records the outbox creates.
+//!
+//! The app (`outbox.foreign_app`) has one device (`outbox.device`, also used as the device
+//! identifier) whose keys named `outbox.key_name` map a value (the task's record key: its
+//! external key, else its idempotency key) to a record of a table. Lookups by value use
+//! `GET …/Key/{keyName}/{table}?keyValue=…`, or the `ForeignKeys` archive for a batch
+//! (`keyValue oneOf (…)`); keys are added with `POST …/{device}/{identifier}/Key`. Calls go
+//! through [`superoffice::Client::send_raw`], so auth, tenant resolution and retries apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::TryStreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use superoffice::entity::EntityKind;
+use superoffice::odata::{Filter, Query, col};
+use superoffice::paginate::{self, Source, Strategy};
+use superoffice::{Client, RawRequest};
+
+use crate::config::Outbox;
+use crate::{Error, Result};
+
+/// The most values one batch lookup asks for (keeps the URL short).
+pub const BATCH: usize = 40;
+
+/// Builds `/api/v1/ForeignApp/a/b/…` with each segment percent-encoded.
+pub fn api_path(segments: &[&str]) -> String {
+    let mut url = url::Url::parse("http://localhost/api/v1/ForeignApp").expect("a valid URL");
+    {
+        let mut path = url.path_segments_mut().expect("an http URL has segments");
+        for segment in segments {
+            path.push(segment);
+        }
+    }
+    url.path().to_string()
+}
+
+fn query_value(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The ForeignApp keys of one configuration.
+#[derive(Debug, Clone)]
+pub struct ForeignKeys {
+    app: String,
+    device: String,
+    key_name: String,
+}
+
+impl ForeignKeys {
+    /// Keys as configured in `[outbox]`.
+    pub fn new(config: &Outbox) -> ForeignKeys {
+        ForeignKeys {
+            app: config.foreign_app.clone(),
+            device: config.device.clone(),
+            key_name: config.key_name.clone(),
+        }
+    }
+
+    /// `app.device.key` as `GET …?fk=true` shows it in `ExtraFields`.
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}.{}", self.app, self.device, self.key_name)
+    }
+
+    /// The lookup request for one value (also printed by `--dry-run`).
+    pub fn lookup_path(&self, kind: EntityKind, value: &str) -> String {
+        format!(
+            "{}?keyValue={}",
+            api_path(&[&self.app, &self.device, "Key", &self.key_name, kind.table()]),
+            query_value(value)
+        )
+    }
+
+    /// The path keys are added under.
+    pub fn store_path(&self) -> String {
+        api_path(&[&self.app, &self.device, &self.device, "Key"])
+    }
+
+    /// The body that stores `value` on a record.
+    pub fn store_body(&self, kind: EntityKind, value: &str, record: Value) -> Value {
+        json!({ "Key": self.key_name, "Value": value, "TableName": kind.table(), "RecordId": record })
+    }
+
+    /// Creates the app and the device unless they exist.
+    pub async fn ensure(&self, client: &Client) -> Result<()> {
+        let device = api_path(&[&self.app, &self.device, &self.device]);
+        match client
+            .send_raw("foreign_device_get", RawRequest::new(Method::GET, &device))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(superoffice::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let app = api_path(&[&self.app]);
+        match client
+            .send_raw("foreign_app_get", RawRequest::new(Method::GET, &app))
+            .await
+        {
+            Ok(_) => {}
+            Err(superoffice::Error::NotFound(_)) => {
+                client
+                    .send_raw("foreign_app_create", RawRequest::new(Method::POST, &app))
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        client
+            .send_raw("foreign_device_add", RawRequest::new(Method::POST, &device))
+            .await?;
+        Ok(())
+    }
+
+    /// The record a value is stored on, if any.
+    pub async fn lookup(
+        &self,
+        client: &Client,
+        kind: EntityKind,
+        value: &str,
+    ) -> Result<Option<i64>> {
+        let request = RawRequest::new(Method::GET, self.lookup_path(kind, value));
+        let response = match client.send_raw("foreign_key_lookup", request).await {
+            Ok(response) => response,
+            Err(superoffice::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::Api(superoffice::Error::Transport(e)))?;
+        let record = body
+            .get("RecordId")
+            .and_then(Value::as_i64)
+            .filter(|id| *id > 0);
+        let table_matches = body
+            .get("TableName")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t.eq_ignore_ascii_case(kind.table()));
+        Ok(record.filter(|_| table_matches))
+    }
+
+    fn archive_filter(&self, kind: EntityKind) -> Filter {
+        col("appName")
+            .eq(self.app.as_str())
+            .and(col("deviceName").eq(self.device.as_str()))
+            .and(col("keyName").eq(self.key_name.as_str()))
+            .and(col("tableName").eq(kind.table()))
+    }
+
+    /// Looks up many values at once through the `ForeignKeys` archive (in batches of
+    /// [`BATCH`]); values without a key are absent from the answer. Values compare
+    /// case-insensitively, as SuperOffice's database does.
+    pub async fn lookup_many(
+        &self,
+        client: &Client,
+        kind: EntityKind,
+        values: &[String],
+    ) -> Result<BTreeMap<String, i64>> {
+        let mut found = BTreeMap::new();
+        for chunk in values.chunks(BATCH) {
+            let query = Query::new()
+                .select(["foreignkeyId", "keyValue", "recordId"])
+                .filter(
+                    self.archive_filter(kind)
+                        .and(col("keyValue").one_of(chunk.iter().map(String::as_str))),
+                );
+            let rows: Vec<superoffice::odata::Row> = paginate::rows(
+                client,
+                Source::List("ForeignApp".into()),
+                query,
+                1000,
+                Strategy::Keyset {
+                    key: "foreignkeyId".into(),
+                },
+            )
+            .try_collect()
+            .await?;
+            for row in rows {
+                let (Some(value), Some(record)) = (row.str("keyValue"), row.int("recordId")) else {
+                    continue;
+                };
+                if record <= 0 {
+                    continue;
+                }
+                if let Some(wanted) = chunk.iter().find(|v| v.eq_ignore_ascii_case(value)) {
+                    found.entry(wanted.clone()).or_insert(record);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `ids` carry a key of ours (any value).
+    pub async fn keyed_records(
+        &self,
+        client: &Client,
+        kind: EntityKind,
+        ids: &[i64],
+    ) -> Result<BTreeSet<i64>> {
+        let mut keyed = BTreeSet::new();
+        for chunk in ids.chunks(BATCH * 2) {
+            let query = Query::new().select(["foreignkeyId", "recordId"]).filter(
+                self.archive_filter(kind)
+                    .and(col("recordId").one_of(chunk.iter().copied())),
+            );
+            let rows: Vec<superoffice::odata::Row> = paginate::rows(
+                client,
+                Source::List("ForeignApp".into()),
+                query,
+                1000,
+                Strategy::Keyset {
+                    key: "foreignkeyId".into(),
+                },
+            )
+            .try_collect()
+            .await?;
+            keyed.extend(rows.iter().filter_map(|r| r.int("recordId")));
+        }
+        Ok(keyed)
+    }
+
+    /// Stores `value` on a record (adds a key).
+    pub async fn store(
+        &self,
+        client: &Client,
+        kind: EntityKind,
+        value: &str,
+        record: i64,
+    ) -> Result<()> {
+        let request = RawRequest::new(Method::POST, self.store_path()).json(
+            "application/json",
+            &self.store_body(kind, value, json!(record)),
+        )?;
+        client.send_raw("foreign_key_add", request).await?;
+        Ok(())
+    }
+
+    /// Stores `value` on a record unless it is there already (a retry after an ambiguous
+    /// failure must not add it twice).
+    pub async fn ensure_stored(
+        &self,
+        client: &Client,
+        kind: EntityKind,
+        value: &str,
+        record: i64,
+    ) -> Result<()> {
+        if self.lookup(client, kind, value).await? == Some(record) {
+            return Ok(());
+        }
+        self.store(client, kind, value, record).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_encode_each_segment() {
+        let keys = ForeignKeys {
+            app: "my app".into(),
+            device: "dev/1".into(),
+            key_name: "idempotency_key".into(),
+        };
+        assert_eq!(
+            keys.lookup_path(EntityKind::Contact, "a&b c"),
+            "/api/v1/ForeignApp/my%20app/dev%2F1/Key/idempotency_key/contact?keyValue=a%26b+c"
+        );
+        assert_eq!(
+            keys.store_path(),
+            "/api/v1/ForeignApp/my%20app/dev%2F1/dev%2F1/Key"
+        );
+    }
+}

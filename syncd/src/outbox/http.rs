@@ -1,0 +1,137 @@
+//! `POST /publish` on the control plane.
+//!
+//! The body is a JSON object with the fields of `syncd publish` (`action`, `entity`, `id`,
+//! `external_key`, `path`, `query`, `payload`, `if_unmodified_since`, `key`); the idempotency
+//! key comes from the `Idempotency-Key` header or `key` (they must agree when both are given).
+//!
+//! | Answer | When |
+//! |---|---|
+//! | 202 `{task_id, key, state}` | queued |
+//! | 200 / 202 the stored task | a replay of the same key and request (200 once done) |
+//! | 409 `{error, task_id}` | the key is taken by a different request |
+//! | 400 `{error, field}` | invalid input (the field is named) |
+//! | 200 `{requests}` | `?dry_run=true`: the HTTP requests it would send; nothing is queued |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::ledger::Intake;
+use super::task::{PublishRequest, Task, TaskState};
+use crate::{Error, Services};
+
+/// The routes.
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new().route("/publish", post(publish))
+}
+
+fn bad_request(message: String) -> Response {
+    let field = message
+        .split_once(':')
+        .map(|(f, _)| f.trim().to_string())
+        .unwrap_or_default();
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": message, "field": field })),
+    )
+        .into_response()
+}
+
+/// The stored task as a replay answers it.
+pub fn task_view(task: &Task) -> Value {
+    json!({
+        "task_id": task.id,
+        "key": task.key,
+        "state": task.state,
+        "attempts": task.attempts,
+        "result_id": task.result_id,
+        "result": task.result,
+        "conflict": task.conflict,
+        "last_error": task.last_error,
+    })
+}
+
+async fn publish(
+    State(services): State<Arc<Services>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return bad_request(format!("body: not JSON: {e}")),
+    };
+    let mut request = match PublishRequest::from_json(&value) {
+        Ok(request) => request,
+        Err(Error::Invalid(message)) => return bad_request(message),
+        Err(other) => return bad_request(other.to_string()),
+    };
+    if let Some(header) = headers.get("idempotency-key") {
+        let Ok(header) = header.to_str() else {
+            return bad_request("Idempotency-Key: not valid text".into());
+        };
+        match &request.key {
+            Some(key) if key != header => {
+                return bad_request(format!(
+                    "key: {key:?} differs from the Idempotency-Key header {header:?}"
+                ));
+            }
+            _ => request.key = Some(header.to_string()),
+        }
+    }
+    if params
+        .get("dry_run")
+        .is_some_and(|v| v == "true" || v == "1")
+    {
+        return match super::task::validate(&services.config, &request) {
+            Ok(new) => (
+                StatusCode::OK,
+                axum::Json(json!({
+                    "key": new.key,
+                    "requests": super::plan::plan(&services.config, &new),
+                })),
+            )
+                .into_response(),
+            Err(Error::Invalid(message)) => bad_request(message),
+            Err(other) => bad_request(other.to_string()),
+        };
+    }
+    match super::publish(&services.store, &services.config, &request, "http").await {
+        Ok(Intake::Queued(task)) => {
+            services.outbox.wake();
+            (StatusCode::ACCEPTED, axum::Json(task.summary())).into_response()
+        }
+        Ok(Intake::Replay(task)) => {
+            let status = if task.state == TaskState::Done {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            (status, axum::Json(task_view(&task))).into_response()
+        }
+        Ok(Intake::Mismatch(task)) => (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "error": format!("key {:?} is already used by task {} with a different request", task.key, task.id),
+                "task_id": task.id,
+            })),
+        )
+            .into_response(),
+        Err(Error::Invalid(message)) => bad_request(message),
+        Err(other) => {
+            tracing::error!(error = %other, "publish intake failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({ "error": other.to_string() })),
+            )
+                .into_response()
+        }
+    }
+}

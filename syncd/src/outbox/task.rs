@@ -1,0 +1,901 @@
+//! Publish requests and tasks: what arrives at intake ([`PublishRequest`]), how it is validated
+//! into a [`NewTask`] (every error names the field), and the ledger row ([`Task`]).
+//!
+//! Validation is done once, at intake, against the entity: a known entity and action, an id
+//! (or an external key) for `update`/`patch`/`delete`, a JSON object for
+//! `create`/`update`/`upsert` and merge patches, an array of `{op, path, value?}` for JSON
+//! Patch, and a light type check of every top-level field by decoding it into the SDK's
+//! generated write type (`ContactEntity`, …). A bad request never reaches the ledger.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use superoffice::entity::EntityKind;
+
+use super::hash;
+use crate::{Config, Error, Result};
+
+/// The longest idempotency or external key (a ForeignKey value holds 239 characters).
+pub const MAX_KEY_LEN: usize = 239;
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `POST /api/v1/{Entity}`, exactly once per key (ForeignApp key on the new record).
+    Create,
+    /// `PUT /api/v1/{Entity}/{id}` (replaces the entity).
+    Update,
+    /// `PATCH /api/v1/{Entity}/{id}`: JSON Patch (array) or JSON merge patch (object).
+    Patch,
+    /// `DELETE /api/v1/{Entity}/{id}`; 404 counts as done.
+    Delete,
+    /// Find by external key or the route's lookup filter and merge-patch it, else create it
+    /// from `/default`.
+    Upsert,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 5] = [
+        Action::Create,
+        Action::Update,
+        Action::Patch,
+        Action::Delete,
+        Action::Upsert,
+    ];
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Patch => "patch",
+            Action::Delete => "delete",
+            Action::Upsert => "upsert",
+        }
+    }
+
+    /// Whether this action may create a record (and so needs the exactly-once machinery).
+    pub fn creates(self) -> bool {
+        matches!(self, Action::Create | Action::Upsert)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "action: {s:?} is not one of create, update, patch, delete, upsert"
+                ))
+            })
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for its turn (new, or after a retryable failure until `next_attempt_at`).
+    Pending,
+    /// Claimed by the delivery worker; an API call may be under way. Found at start-up, it is
+    /// resolved (creates by the ForeignApp lookup), never blindly re-sent.
+    InFlight,
+    /// Delivered; `result_id`/`result` hold the answer.
+    Done,
+    /// A permanent error (the server refused the request, or a create is in doubt); waits for
+    /// `tasks retry` or `tasks skip`.
+    Failed,
+    /// 412 (or a failed JSON Patch `test`) under the `fail` policy; both versions are kept.
+    Conflict,
+    /// Retryable failures used up `max_attempts`.
+    Dead,
+    /// An operator skipped it.
+    Skipped,
+}
+
+impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Pending,
+        TaskState::InFlight,
+        TaskState::Done,
+        TaskState::Failed,
+        TaskState::Conflict,
+        TaskState::Dead,
+        TaskState::Skipped,
+    ];
+
+    /// The name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::InFlight => "in_flight",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+            TaskState::Conflict => "conflict",
+            TaskState::Dead => "dead",
+            TaskState::Skipped => "skipped",
+        }
+    }
+
+    /// Whether later tasks of the same record may go ahead (only `done` and `skipped`).
+    pub fn releases_lane(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Skipped)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+                Error::Invalid(format!("state: {s:?} is not one of {}", names.join(", ")))
+            })
+    }
+}
+
+/// A publish as it arrives (CLI flags, `POST /publish` JSON, an `outbox` row), unvalidated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishRequest {
+    /// `create`, `update`, `patch`, `delete` or `upsert`.
+    pub action: String,
+    /// Entity name (`contact`, `Person`, …).
+    pub entity: String,
+    /// SuperOffice record id (required for update/patch/delete unless `external_key` is given).
+    pub id: Option<i64>,
+    /// The record's external key (ForeignApp value): identifies the record for upserts, tags
+    /// created records, and may stand in for `id`.
+    pub external_key: Option<String>,
+    /// Path parameters; the entity routes know only `id`.
+    pub path: BTreeMap<String, String>,
+    /// Query parameters sent with the write (e.g. `$select`).
+    pub query: BTreeMap<String, String>,
+    /// The body, as JSON text (`None`: none given).
+    pub payload: Option<String>,
+    /// `If-Unmodified-Since` (RFC 3339 or SuperOffice's `yyyy-MM-ddTHH:mm:ss`, UTC).
+    pub if_unmodified_since: Option<String>,
+    /// Idempotency key (default: derived from the content).
+    pub key: Option<String>,
+}
+
+impl PublishRequest {
+    /// Reads the JSON object of `POST /publish`; unknown fields and wrong types are errors
+    /// naming the field. `payload` may be any JSON value.
+    pub fn from_json(body: &Value) -> Result<PublishRequest> {
+        let Value::Object(map) = body else {
+            return Err(Error::Invalid(
+                "body: expected a JSON object with action, entity, payload, …".into(),
+            ));
+        };
+        let mut request = PublishRequest::default();
+        for (field, value) in map {
+            match field.as_str() {
+                "action" => request.action = string_field(field, value)?,
+                "entity" => request.entity = string_field(field, value)?,
+                "id" => {
+                    request.id =
+                        match value {
+                            Value::Null => None,
+                            Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
+                                Error::Invalid(format!("id: {n} is not an integer"))
+                            })?),
+                            other => {
+                                return Err(Error::Invalid(format!(
+                                    "id: expected an integer, got {}",
+                                    kind_of(other)
+                                )));
+                            }
+                        }
+                }
+                "external_key" => request.external_key = optional_string(field, value)?,
+                "key" => request.key = optional_string(field, value)?,
+                "if_unmodified_since" => {
+                    request.if_unmodified_since = optional_string(field, value)?
+                }
+                "path" => request.path = string_map(field, value)?,
+                "query" => request.query = string_map(field, value)?,
+                "payload" => {
+                    request.payload = match value {
+                        Value::Null => None,
+                        other => Some(other.to_string()),
+                    }
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "{other}: unknown field (expected action, entity, id, external_key, path, query, payload, if_unmodified_since, key)"
+                    )));
+                }
+            }
+        }
+        Ok(request)
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string_field(field: &str, value: &Value) -> Result<String> {
+    value.as_str().map(str::to_string).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{field}: expected a string, got {}",
+            kind_of(value)
+        ))
+    })
+}
+
+fn optional_string(field: &str, value: &Value) -> Result<Option<String>> {
+    match value {
+        Value::Null => Ok(None),
+        other => string_field(field, other).map(Some),
+    }
+}
+
+fn string_map(field: &str, value: &Value) -> Result<BTreeMap<String, String>> {
+    match value {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "{field}.{k}: expected a string, got {}",
+                            kind_of(other)
+                        )));
+                    }
+                };
+                Ok((k.clone(), text))
+            })
+            .collect(),
+        other => Err(Error::Invalid(format!(
+            "{field}: expected an object of strings, got {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// Parses `k=v` pairs (CLI `--path`/`--query`).
+pub fn parse_pairs(field: &str, pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("{field}: {pair:?} is not key=value")))?;
+        if k.trim().is_empty() {
+            return Err(Error::Invalid(format!(
+                "{field}: {pair:?} has an empty key"
+            )));
+        }
+        map.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(map)
+}
+
+/// A validated publish, ready for the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Idempotency key.
+    pub key: String,
+    /// Tenant it goes to.
+    pub tenant: String,
+    /// What to do.
+    pub action: Action,
+    /// Which entity.
+    pub entity: EntityKind,
+    /// Record id, if given.
+    pub record_id: Option<i32>,
+    /// External key, if given.
+    pub external_key: Option<String>,
+    /// Path parameters (only `id` is known; it is folded into `record_id`).
+    pub path: BTreeMap<String, String>,
+    /// Query parameters.
+    pub query: BTreeMap<String, String>,
+    /// Parsed body.
+    pub payload: Option<Value>,
+    /// Explicit `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<DateTime<Utc>>,
+    /// sha256 of the canonical request: equal hashes are replays, different ones mismatches.
+    pub payload_hash: String,
+}
+
+impl NewTask {
+    /// The FIFO lane: tasks of one lane are delivered in id order.
+    pub fn lane(&self) -> String {
+        lane(
+            self.entity,
+            self.record_id,
+            &record_key(&self.key, self.external_key.as_deref()),
+        )
+    }
+}
+
+/// The ForeignApp value that identifies a task's record: the external key, else the
+/// idempotency key.
+pub fn record_key(key: &str, external_key: Option<&str>) -> String {
+    external_key.unwrap_or(key).to_string()
+}
+
+/// `Contact/id/5` or `Contact/key/EXT-42`.
+pub fn lane(entity: EntityKind, record_id: Option<i32>, record_key: &str) -> String {
+    match record_id {
+        Some(id) => format!("{}/id/{id}", entity.name()),
+        None => format!("{}/key/{record_key}", entity.name()),
+    }
+}
+
+/// Formats a timestamp the way the ledger stores it (sortable RFC 3339, UTC, milliseconds).
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an `If-Unmodified-Since` value: RFC 3339, an HTTP date, or an offset-less
+/// SuperOffice timestamp (taken as UTC).
+pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    if let Ok(at) = httpdate_parse(text) {
+        return Ok(at);
+    }
+    text.parse::<superoffice::SoDateTime>()
+        .map(|t| t.to_utc())
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "{field}: {text:?} is not a timestamp (use RFC 3339, e.g. 2026-03-05T14:22:10Z)"
+            ))
+        })
+}
+
+fn httpdate_parse(text: &str) -> std::result::Result<DateTime<Utc>, ()> {
+    DateTime::parse_from_rfc2822(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ())
+}
+
+fn check_key(field: &str, key: &str) -> Result<()> {
+    if key.trim().is_empty() {
+        return Err(Error::Invalid(format!("{field}: must not be empty")));
+    }
+    if key.chars().count() > MAX_KEY_LEN {
+        return Err(Error::Invalid(format!(
+            "{field}: longer than {MAX_KEY_LEN} characters (a ForeignKey value holds {MAX_KEY_LEN})"
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "{field}: contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a request against the configuration and the entity.
+pub fn validate(config: &Config, request: &PublishRequest) -> Result<NewTask> {
+    let action: Action = request.action.parse()?;
+    let entity: EntityKind = request
+        .entity
+        .parse()
+        .map_err(|e: superoffice::Error| Error::Invalid(format!("entity: {}", strip_prefix(&e))))?;
+    let tenant = match &config.outbox.tenant {
+        Some(t) => t.clone(),
+        None => config
+            .tenants
+            .first()
+            .map(|t| t.name.clone())
+            .ok_or_else(|| Error::Config("no [[tenant]] is configured to publish to".into()))?,
+    };
+
+    let mut record_id = match request.id {
+        None => None,
+        Some(id) if id > 0 && id <= i64::from(i32::MAX) => Some(id as i32),
+        Some(id) => {
+            return Err(Error::Invalid(format!(
+                "id: {id} is not a SuperOffice record id (1..{})",
+                i32::MAX
+            )));
+        }
+    };
+    let mut path = request.path.clone();
+    if let Some(text) = path.remove("id") {
+        let id: i32 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Error::Invalid(format!("path.id: {text:?} is not a record id")))?;
+        if record_id.is_some_and(|r| r != id) {
+            return Err(Error::Invalid(format!(
+                "path.id: {id} differs from id {}",
+                record_id.unwrap_or_default()
+            )));
+        }
+        record_id = Some(id);
+    }
+    if let Some(unknown) = path.keys().next() {
+        return Err(Error::Invalid(format!(
+            "path.{unknown}: unknown path parameter (the {entity} routes take only id)"
+        )));
+    }
+    for (k, v) in &request.query {
+        if k.trim().is_empty() || k.contains(['&', '=', '#']) || v.contains(['#']) {
+            return Err(Error::Invalid(format!(
+                "query.{k}: not a valid query parameter"
+            )));
+        }
+    }
+    if let Some(key) = &request.external_key {
+        check_key("external_key", key)?;
+    }
+    if let Some(key) = &request.key {
+        check_key("key", key)?;
+    }
+
+    match action {
+        Action::Create if record_id.is_some() => {
+            return Err(Error::Invalid(
+                "id: not allowed for create (use update, patch or upsert for an existing record)"
+                    .into(),
+            ));
+        }
+        Action::Update | Action::Patch | Action::Delete
+            if record_id.is_none() && request.external_key.is_none() =>
+        {
+            return Err(Error::Invalid(format!(
+                "id: required for {action} (or give external_key)"
+            )));
+        }
+        Action::Delete if entity.deletes() == superoffice::entity::DeleteKind::Unsupported => {
+            return Err(Error::Invalid(format!(
+                "action: {entity} cannot be deleted through the REST API"
+            )));
+        }
+        Action::Upsert if !entity.supports_get() => {
+            return Err(Error::Invalid(format!(
+                "action: upsert needs GET by id, which {entity} does not have"
+            )));
+        }
+        _ => {}
+    }
+
+    let payload = match (&request.payload, action) {
+        (None, Action::Delete) => None,
+        (None, _) => {
+            return Err(Error::Invalid(format!("payload: required for {action}")));
+        }
+        (Some(text), _) => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| Error::Invalid(format!("payload: not JSON: {e}")))?;
+            Some(value)
+        }
+    };
+    if let Some(value) = &payload {
+        check_payload(action, entity, value)?;
+    }
+    let payload = match (action, payload) {
+        (Action::Delete, Some(Value::Null)) => None,
+        (Action::Delete, Some(Value::Object(m))) if m.is_empty() => None,
+        (Action::Delete, Some(_)) => {
+            return Err(Error::Invalid(
+                "payload: delete takes no payload (omit it)".into(),
+            ));
+        }
+        (_, payload) => payload,
+    };
+
+    let if_unmodified_since = request
+        .if_unmodified_since
+        .as_deref()
+        .map(|t| parse_instant("if_unmodified_since", t))
+        .transpose()?;
+
+    let canonical_request = json!({
+        "action": action.as_str(),
+        "entity": entity.name(),
+        "id": record_id,
+        "external_key": request.external_key,
+        "path": path,
+        "query": request.query,
+        "payload": payload,
+        "if_unmodified_since": if_unmodified_since.map(ts),
+    });
+    let payload_hash = hash::sha256_hex(hash::canonical(&canonical_request).as_bytes());
+    let key = request.key.clone().unwrap_or_else(|| payload_hash.clone());
+    Ok(NewTask {
+        key,
+        tenant,
+        action,
+        entity,
+        record_id,
+        external_key: request.external_key.clone(),
+        path,
+        query: request.query.clone(),
+        payload,
+        if_unmodified_since,
+        payload_hash,
+    })
+}
+
+fn strip_prefix(error: &superoffice::Error) -> String {
+    let text = error.to_string();
+    text.strip_prefix("invalid configuration: ")
+        .unwrap_or(&text)
+        .to_string()
+}
+
+/// Checks the payload's shape for the action and type-checks its fields against the entity.
+fn check_payload(action: Action, entity: EntityKind, payload: &Value) -> Result<()> {
+    match (action, payload) {
+        (Action::Delete, _) => Ok(()),
+        (Action::Patch, Value::Array(ops)) => check_json_patch(ops),
+        (Action::Patch | Action::Create | Action::Update | Action::Upsert, Value::Object(map)) => {
+            check_fields(entity, map)
+        }
+        (Action::Patch, other) => Err(Error::Invalid(format!(
+            "payload: a patch is a JSON Patch array or a merge-patch object, got {}",
+            kind_of(other)
+        ))),
+        (_, other) => Err(Error::Invalid(format!(
+            "payload: {action} needs a JSON object, got {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+fn check_json_patch(ops: &[Value]) -> Result<()> {
+    if ops.is_empty() {
+        return Err(Error::Invalid(
+            "payload: the JSON Patch has no operations".into(),
+        ));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        let Value::Object(map) = op else {
+            return Err(Error::Invalid(format!(
+                "payload[{i}]: expected an object {{op, path, value?}}, got {}",
+                kind_of(op)
+            )));
+        };
+        let name = map.get("op").and_then(Value::as_str).ok_or_else(|| {
+            Error::Invalid(format!(
+                "payload[{i}].op: required (add, replace, remove, test)"
+            ))
+        })?;
+        if !["add", "replace", "remove", "test"].contains(&name) {
+            return Err(Error::Invalid(format!(
+                "payload[{i}].op: {name:?} is not supported (add, replace, remove, test; SuperOffice has no move/copy)"
+            )));
+        }
+        match map.get("path") {
+            Some(Value::String(_)) => {}
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "payload[{i}].path: required, a string such as /Name"
+                )));
+            }
+        }
+        if name != "remove" && !map.contains_key("value") {
+            return Err(Error::Invalid(format!(
+                "payload[{i}].value: required for {name}"
+            )));
+        }
+        if let Some(unknown) = map
+            .keys()
+            .find(|k| !["op", "path", "value"].contains(&k.as_str()))
+        {
+            return Err(Error::Invalid(format!(
+                "payload[{i}].{unknown}: unknown member of a patch operation"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes each top-level field alone into the generated write type; the first that does not
+/// decode is named.
+fn check_fields(entity: EntityKind, map: &Map<String, Value>) -> Result<()> {
+    for (field, value) in map {
+        if value.is_null() {
+            continue;
+        }
+        let mut single = Map::new();
+        single.insert(field.clone(), value.clone());
+        if let Err(e) = decode_write(entity, Value::Object(single)) {
+            return Err(Error::Invalid(format!(
+                "payload.{field}: {}",
+                e.to_string().split(" at line").next().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn decode_write(entity: EntityKind, value: Value) -> std::result::Result<(), serde_json::Error> {
+    use superoffice::entity::{self as e, Entity};
+    fn try_as<E: Entity>(value: Value) -> std::result::Result<(), serde_json::Error> {
+        serde_json::from_value::<E::Write>(value).map(|_| ())
+    }
+    match entity {
+        EntityKind::Contact => try_as::<e::Contact>(value),
+        EntityKind::Person => try_as::<e::Person>(value),
+        EntityKind::Sale => try_as::<e::Sale>(value),
+        EntityKind::Project => try_as::<e::Project>(value),
+        EntityKind::Appointment => try_as::<e::Appointment>(value),
+        EntityKind::Document => try_as::<e::Document>(value),
+        EntityKind::Ticket => try_as::<e::Ticket>(value),
+        EntityKind::Selection => try_as::<e::Selection>(value),
+        EntityKind::Product => try_as::<e::Product>(value),
+    }
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    /// Row id (delivery order within a lane).
+    pub id: i64,
+    /// Idempotency key (unique).
+    pub key: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Action as stored (always valid for tasks that were accepted).
+    pub action: String,
+    /// Entity as stored (`Contact`).
+    pub entity: String,
+    /// Record id given at intake.
+    pub record_id: Option<i64>,
+    /// External key given at intake.
+    pub external_key: Option<String>,
+    /// FIFO lane.
+    pub lane: String,
+    /// Path parameters.
+    pub path: Value,
+    /// Query parameters.
+    pub query: Value,
+    /// Body (JSON; raw text for rejected outbox rows).
+    pub payload: Option<Value>,
+    /// Hash of the canonical request.
+    pub payload_hash: String,
+    /// `If-Unmodified-Since` in force (explicit, or the synced record's last-modified).
+    pub if_unmodified_since: Option<String>,
+    /// `explicit` or `synced`.
+    pub ius_source: Option<String>,
+    /// Where it came from: `cli`, `http`, `outbox`, `api`.
+    pub source: String,
+    /// State.
+    pub state: TaskState,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// A previous attempt may have reached the server without us learning the outcome.
+    pub maybe_sent: bool,
+    /// Not before this time.
+    pub next_attempt_at: String,
+    /// When the last attempt started.
+    pub last_attempt_at: Option<String>,
+    /// The record the task produced or touched.
+    pub result_id: Option<i64>,
+    /// The entity the last write answered.
+    pub result: Option<Value>,
+    /// On a conflict: `{ours, theirs, …}`.
+    pub conflict: Option<Value>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl Task {
+    /// The parsed action (accepted tasks always have one).
+    pub fn action(&self) -> Result<Action> {
+        self.action.parse()
+    }
+
+    /// The parsed entity.
+    pub fn entity(&self) -> Result<EntityKind> {
+        self.entity
+            .parse()
+            .map_err(|e: superoffice::Error| Error::Invalid(format!("entity: {e}")))
+    }
+
+    /// The ForeignApp value of the task's record.
+    pub fn record_key(&self) -> String {
+        record_key(&self.key, self.external_key.as_deref())
+    }
+
+    /// Query parameters as pairs.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        match &self.query {
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The explicit or captured `If-Unmodified-Since`.
+    pub fn ius(&self) -> Option<DateTime<Utc>> {
+        self.if_unmodified_since
+            .as_deref()
+            .and_then(|t| parse_instant("if_unmodified_since", t).ok())
+    }
+
+    /// The short form `POST /publish` answers with.
+    pub fn summary(&self) -> Value {
+        json!({ "task_id": self.id, "key": self.key, "state": self.state })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+[[tenant]]
+name = "main"
+environment = "http://127.0.0.1:9"
+customer_id = "Cust1"
+auth = "static"
+token = { value = "t" }
+"#,
+            "syncd.toml",
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    fn request(action: &str, entity: &str, payload: Option<&str>) -> PublishRequest {
+        PublishRequest {
+            action: action.into(),
+            entity: entity.into(),
+            payload: payload.map(str::to_string),
+            ..PublishRequest::default()
+        }
+    }
+
+    fn error(request: &PublishRequest) -> String {
+        validate(&config(), request).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let config = config();
+        assert!(error(&request("frobnicate", "contact", Some("{}"))).contains("action:"));
+        assert!(error(&request("create", "widget", Some("{}"))).contains("entity:"));
+        let e = error(&request("create", "contact", Some("{not json")));
+        assert!(e.contains("payload: not JSON"), "{e}");
+        let e = error(&request("create", "contact", Some(r#"{"Name": 42}"#)));
+        assert!(e.contains("payload.Name"), "{e}");
+        let e = error(&request(
+            "create",
+            "contact",
+            Some(r#"{"Name": "x", "Category": "vip"}"#),
+        ));
+        assert!(e.contains("payload.Category"), "{e}");
+        let e = error(&request("update", "contact", Some(r#"{"Name": "x"}"#)));
+        assert!(e.contains("id: required for update"), "{e}");
+        let e = error(&request("create", "contact", Some("[1]")));
+        assert!(e.contains("payload: create needs a JSON object"), "{e}");
+        let mut patch = request(
+            "patch",
+            "contact",
+            Some(r#"[{"op":"move","path":"/Name"}]"#),
+        );
+        patch.id = Some(4);
+        assert!(error(&patch).contains("payload[0].op"));
+        patch.payload = Some(r#"[{"op":"replace","path":"/Name"}]"#.into());
+        assert!(error(&patch).contains("payload[0].value"));
+        let mut path = request("delete", "contact", None);
+        path.path.insert("parent".into(), "1".into());
+        path.id = Some(3);
+        assert!(error(&path).contains("path.parent"));
+        let mut delete = request("delete", "selection", None);
+        delete.id = Some(3);
+        assert!(error(&delete).contains("cannot be deleted"));
+        let mut ius = request("patch", "contact", Some(r#"{"Name": "x"}"#));
+        ius.id = Some(3);
+        ius.if_unmodified_since = Some("yesterday".into());
+        assert!(error(&ius).contains("if_unmodified_since"));
+        assert!(
+            validate(
+                &config,
+                &request("create", "Contact", Some(r#"{"Name": "ok"}"#))
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn keys_default_to_the_content_hash_and_lanes_follow_the_record() {
+        let config = config();
+        let a = validate(
+            &config,
+            &request(
+                "create",
+                "contact",
+                Some(r#"{"Name":"A","Department":"x"}"#),
+            ),
+        )
+        .unwrap();
+        let b = validate(
+            &config,
+            &request(
+                "create",
+                "CONTACT",
+                Some(r#"{"Department":"x", "Name":"A"}"#),
+            ),
+        )
+        .unwrap();
+        assert_eq!(a.key, b.key, "key order and entity case do not matter");
+        assert_eq!(a.key, a.payload_hash);
+        assert_eq!(a.lane(), format!("Contact/key/{}", a.key));
+        let mut update = request("patch", "contact", Some(r#"{"Name":"B"}"#));
+        update.path.insert("id".into(), "7".into());
+        let u = validate(&config, &update).unwrap();
+        assert_eq!(u.record_id, Some(7));
+        assert_eq!(u.lane(), "Contact/id/7");
+        let mut upsert = request("upsert", "person", Some(r#"{"Firstname":"Ann"}"#));
+        upsert.external_key = Some("EXT-1".into());
+        upsert.key = Some("publish-1".into());
+        let u = validate(&config, &upsert).unwrap();
+        assert_eq!(u.lane(), "Person/key/EXT-1");
+        assert_eq!(u.key, "publish-1");
+    }
+
+    #[test]
+    fn http_bodies_name_the_bad_field() {
+        let err = PublishRequest::from_json(&json!({ "action": "create", "id": "x" }))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("id: expected an integer"), "{err}");
+        let err = PublishRequest::from_json(&json!({ "action": "create", "colour": 1 }))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour: unknown field"), "{err}");
+        let ok = PublishRequest::from_json(&json!({
+            "action": "create", "entity": "contact", "payload": { "Name": "A" }, "query": { "$select": "Name" }
+        }))
+        .unwrap();
+        assert_eq!(ok.payload.as_deref(), Some(r#"{"Name":"A"}"#));
+        assert_eq!(ok.query["$select"], "Name");
+    }
+}
