@@ -199,8 +199,10 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
 }
 
 /// `syncd run`: until SIGTERM/SIGINT; SIGHUP reloads the config (a config that fails to load
-/// keeps the running one).
+/// keeps the running one). Signal handlers are installed once, so a SIGTERM that arrives while
+/// a reload is under way is not lost.
 async fn run(context: &Context) -> Result<()> {
+    let mut signals = Signals::install()?;
     let mut config = context.config()?;
     loop {
         let store = store::open(&config.store)?;
@@ -210,9 +212,10 @@ async fn run(context: &Context) -> Result<()> {
         let daemon =
             crate::Daemon::start(config.clone(), store, clients, notifier, shutdown.clone())
                 .await?;
-        let reload = wait_for_signal(&shutdown).await?;
+        let reload = signals.next().await;
+        shutdown.cancel();
         daemon.wait().await?;
-        if !reload {
+        if !reload || signals.stop_pending() {
             tracing::info!("stopped");
             return Ok(());
         }
@@ -228,21 +231,38 @@ async fn run(context: &Context) -> Result<()> {
     }
 }
 
-/// Waits for SIGTERM/SIGINT (returns false) or SIGHUP (returns true); cancels `shutdown`.
-async fn wait_for_signal(shutdown: &CancellationToken) -> Result<bool> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let io = |e: std::io::Error| Error::Io(format!("installing signal handlers: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io)?;
-    let reload = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); false }
-        _ = int.recv() => { tracing::info!("SIGINT: stopping"); false }
-        _ = hup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); true }
-        _ = shutdown.cancelled() => false,
-    };
-    shutdown.cancel();
-    Ok(reload)
+/// SIGTERM, SIGINT and SIGHUP, for the life of the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let io = |e: std::io::Error| Error::Io(format!("installing signal handlers: {e}"));
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(io)?,
+            int: signal(SignalKind::interrupt()).map_err(io)?,
+            hup: signal(SignalKind::hangup()).map_err(io)?,
+        })
+    }
+
+    /// Waits for the next signal: `true` for SIGHUP (reload), `false` for SIGTERM/SIGINT.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.term.recv() => { tracing::info!("SIGTERM: stopping"); false }
+            _ = self.int.recv() => { tracing::info!("SIGINT: stopping"); false }
+            _ = self.hup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); true }
+        }
+    }
+
+    /// Whether SIGTERM or SIGINT arrived meanwhile (e.g. during a reload).
+    fn stop_pending(&mut self) -> bool {
+        use futures::FutureExt as _;
+        self.term.recv().now_or_never().is_some() || self.int.recv().now_or_never().is_some()
+    }
 }
 
 fn pick_tenant<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a crate::config::Tenant> {
