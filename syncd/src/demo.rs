@@ -57,6 +57,10 @@ pub struct Summary {
     pub changes: BTreeMap<String, i64>,
     /// Changes the emulator made while the demo ran.
     pub activity: usize,
+    /// Webhook deliveries the daemon queued for a refetch.
+    pub webhook_events: u64,
+    /// Changes polling found that no webhook announced.
+    pub unannounced: u64,
 }
 
 impl Summary {
@@ -94,6 +98,10 @@ pub async fn run(_context: &Context, args: DemoArgs) -> Result<()> {
         } else {
             ops.join(", ")
         }
+    );
+    println!(
+        "  webhook events queued: {}; changes found by polling that no webhook announced: {}",
+        summary.webhook_events, summary.unannounced
     );
     println!(
         "  {}",
@@ -144,6 +152,7 @@ store = {store:?}
 [control]
 listen = "127.0.0.1:0"
 webhook_secret = {{ value = "demo-webhook-secret" }}
+public_url = "auto"
 
 [[tenant]]
 name = "demo"
@@ -195,10 +204,13 @@ private_key = {key:?}
         let per_tick = (args.activity / 4).max(1);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = 0u32;
             while !stop.is_cancelled() {
                 ticker.tick().await;
+                tick += 1;
                 let creates = per_tick / 4 + 1;
-                let deletes = u32::from(per_tick >= 8);
+                // A delete every second: soft for contacts/persons, hard for sales, a status for tickets.
+                let deletes = u32::from(tick % 4 == 0);
                 let report = emu_handle.activity(creates, per_tick, deletes, None);
                 activity.fetch_add(
                     report.created.len() + report.updated.len() + report.deleted.len(),
@@ -235,6 +247,15 @@ private_key = {key:?}
         )?;
     }
     progress.finish();
+    let metrics = &daemon.services().metrics;
+    summary.webhook_events =
+        metrics.get("syncd_webhook_events_total", &[("outcome", "queued")]) as u64;
+    summary.unannounced = SUBSCRIPTIONS
+        .iter()
+        .map(|(name, _, _)| {
+            metrics.get("syncd_unannounced_changes_total", &[("subscription", name)]) as u64
+        })
+        .sum();
     shutdown.cancel();
     daemon.wait().await?;
     Ok(summary)
@@ -297,6 +318,8 @@ fn summarize(store: &store::Store, emu: &emulator::Emulator, activity: usize) ->
         subscriptions,
         changes: change_counts(store)?,
         activity,
+        webhook_events: 0,
+        unannounced: 0,
     })
 }
 
