@@ -384,6 +384,9 @@ pub struct PageWrite {
     pub dequeue: Vec<(i64, String)>,
     /// Echo suppression.
     pub echo: Option<EchoMode>,
+    /// Every subscription of this entity (this one included): an echo row is deleted once all
+    /// of them have recognised it.
+    pub echo_peers: Vec<String>,
     /// Count changes no webhook announced since this time (`webhook_events.entity` value,
     /// earliest `received_at`).
     pub unannounced: Option<(&'static str, String)>,
@@ -602,7 +605,9 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     Ok(applied)
 }
 
-/// Whether an `echoes` row makes this change our own; consumes the row either way.
+/// Whether an `echoes` row makes this change our own. A recognised echo is remembered in
+/// `echo_seen`; the row is deleted once every subscription of the entity recognised it, or at
+/// once when the change is not the echo (someone changed the record after our write).
 fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode) -> Result<bool> {
     let echo: Option<(Option<String>, String)> = tx
         .prepare_cached(
@@ -617,11 +622,7 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
     let Some((entity_hash, published_at)) = echo else {
         return Ok(false);
     };
-    tx.prepare_cached("DELETE FROM echoes WHERE entity IN (?1, ?2) AND id = ?3")
-        .map_err(sql)?
-        .execute(params![w.entity, w.entity_name, u.id])
-        .map_err(sql)?;
-    Ok(match mode {
+    let ours = match mode {
         EchoMode::Entity => entity_hash.is_some() && entity_hash == u.entity_hash,
         EchoMode::Row => match (
             u.modified.as_deref().and_then(parse_instant),
@@ -632,7 +633,56 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
             }
             _ => false,
         },
-    })
+    };
+    let consumed = if ours {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO echo_seen (subscription, entity, id, published_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sql)?
+        .execute(params![w.subscription, w.entity, u.id, published_at])
+        .map_err(sql)?;
+        let mut seen = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM echo_seen WHERE subscription = ?1 AND entity = ?2 AND id = ?3 AND published_at = ?4)",
+            )
+            .map_err(sql)?;
+        let mut all = true;
+        for peer in &w.echo_peers {
+            let found: bool = seen
+                .query_row(params![peer, w.entity, u.id, published_at], |r| r.get(0))
+                .map_err(sql)?;
+            all &= found;
+        }
+        all
+    } else {
+        true
+    };
+    if consumed {
+        tx.prepare_cached("DELETE FROM echoes WHERE entity IN (?1, ?2) AND id = ?3")
+            .map_err(sql)?
+            .execute(params![w.entity, w.entity_name, u.id])
+            .map_err(sql)?;
+        tx.prepare_cached("DELETE FROM echo_seen WHERE entity = ?1 AND id = ?2")
+            .map_err(sql)?
+            .execute(params![w.entity, u.id])
+            .map_err(sql)?;
+    }
+    Ok(ours)
+}
+
+/// Forgets echoes (and their `echo_seen` marks) of `entity` published before `before`: every
+/// subscription that could see them has polled since.
+pub fn expire_echoes(tx: &Transaction<'_>, entity: (&str, &str), before: &str) -> Result<usize> {
+    tx.execute(
+        "DELETE FROM echo_seen WHERE entity = ?1 AND published_at < ?2",
+        params![entity.0, before],
+    )
+    .map_err(sql)?;
+    tx.execute(
+        "DELETE FROM echoes WHERE entity IN (?1, ?2) AND published_at < ?3",
+        params![entity.0, entity.1, before],
+    )
+    .map_err(sql)
 }
 
 /// Whether a webhook announced a change of the record since `since`.

@@ -114,6 +114,7 @@ impl Engine<'_> {
             entity_name: self.plan.kind.name(),
             parent,
             echo: self.echo(),
+            echo_peers: self.services.sync.peers(self.plan.kind),
             now: db::now_text(),
             ..PageWrite::default()
         }
@@ -822,6 +823,13 @@ impl Engine<'_> {
         write.deletes = confirmed;
         write.clear_degraded = degraded;
         outcome.applied += self.commit(write).await?;
+        // Echoes older than a day were seen by every poll that could see them.
+        let entity = (self.plan.entity_label(), self.plan.kind.name());
+        let before = db::format_utc(Utc::now() - chrono::Duration::days(1));
+        self.services
+            .store
+            .write(move |tx| db::expire_echoes(tx, entity, &before))
+            .await?;
         if degraded {
             self.services.metrics.set(
                 "syncd_subscription_degraded",

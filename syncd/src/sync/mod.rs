@@ -195,6 +195,15 @@ impl SyncShared {
             .ok_or_else(|| Error::Config(format!("no subscription named {name:?}")))
     }
 
+    /// The subscriptions of an entity (they share `echoes`).
+    pub fn peers(&self, kind: superoffice::entity::EntityKind) -> Vec<String> {
+        self.plans
+            .values()
+            .filter(|p| p.kind == kind)
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// Wakes a subscription's loop (a webhook queued work for it).
     pub fn wake(&self, name: &str) {
         if let Some(notify) = self.wakes.get(name) {

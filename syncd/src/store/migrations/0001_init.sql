@@ -91,6 +91,16 @@ CREATE TABLE refetch_queue (
     PRIMARY KEY (subscription, id)
 ) WITHOUT ROWID;
 
+-- Echoes (`echoes`, written by the outbox) a subscription recognised as its own write; the echo
+-- row is deleted once every subscription of the entity has recognised it.
+CREATE TABLE echo_seen (
+    subscription    TEXT NOT NULL,
+    entity          TEXT NOT NULL,
+    id              INTEGER NOT NULL,
+    published_at    TEXT NOT NULL,
+    PRIMARY KEY (subscription, entity, id, published_at)
+) WITHOUT ROWID;
+
 -- One row per sync pass.
 CREATE TABLE runs (
     id              INTEGER PRIMARY KEY,
