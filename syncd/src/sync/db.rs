@@ -38,6 +38,10 @@ pub struct Resume {
     pub max: Option<String>,
     /// When the pass started (UTC, naive ISO).
     pub started: String,
+    /// The oldest source timestamp of a row this pass left for the next one (entity shape:
+    /// changed too recently to be fetched yet); the next window starts no later than this.
+    #[serde(default)]
+    pub floor: Option<String>,
 }
 
 impl Resume {

@@ -32,6 +32,26 @@ const SETTLE_HORIZON_HOURS: i64 = 15;
 /// Queued webhook refetches handled per request.
 pub const REFETCH_BATCH: usize = 40;
 
+/// A page turned into a write.
+#[derive(Debug)]
+struct Built {
+    write: PageWrite,
+    max: Option<String>,
+    floor: Option<String>,
+    requests: u64,
+}
+
+/// The earlier of two source timestamps (as written).
+pub fn earlier(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => match (instant_of(&a), instant_of(&b)) {
+            (Some(x), Some(y)) if y < x => Some(b),
+            _ => Some(a),
+        },
+        (a, b) => a.or(b),
+    }
+}
+
 /// What a pass or batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -56,6 +76,9 @@ pub struct Engine<'a> {
     pub shutdown: &'a CancellationToken,
     /// Loop name for the watchdog.
     pub loop_name: &'a str,
+    /// The largest (source timestamp − our clock when we read it) seen, in milliseconds: the
+    /// server's clock is at least our clock plus this (see [`Engine::build`]).
+    pub server_ahead_ms: std::sync::atomic::AtomicI64,
 }
 
 fn naive_now() -> String {
@@ -194,6 +217,17 @@ impl Engine<'_> {
             rows = paginate::fetch(&self.client, source, &query) => rows?,
             _ = self.shutdown.cancelled() => return Err(shutting_down()),
         };
+        let read = Utc::now();
+        if let Some(newest) = rows
+            .iter()
+            .filter_map(|r| self.plan.row_modified(r))
+            .map(|d| d.to_utc())
+            .max()
+        {
+            let ahead = (newest - read).num_milliseconds();
+            self.server_ahead_ms
+                .fetch_max(ahead, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok((rows, Instant::now()))
     }
 
@@ -225,17 +259,28 @@ impl Engine<'_> {
 
     /// Turns archive rows into stored records and deletes: row shape directly, entity shape
     /// by fetching the entities whose timestamps moved (or all of them with `refetch_all`).
-    /// Returns the page write (upserts, deletes), the highest source timestamp and the
-    /// number of entity requests made.
+    ///
+    /// Entity shape and same-second edits: an entity is fetched only when the server's clock
+    /// has provably passed the second of its timestamp, so a later edit in that same second is
+    /// in what we fetch and any later one carries a later timestamp. The server's clock is at
+    /// least our clock plus the largest (timestamp read − our clock when it was read) seen so
+    /// far; a row is fetched once its timestamp is [`SETTLE`] below that bound (or older than
+    /// [`SETTLE_HORIZON_HOURS`]). A page never waits: a row changed within the last second is
+    /// left for a later pass (its timestamp becomes the `floor` the next window starts from).
+    /// Targeted refetches (`refetch_all`) instead wait until [`SETTLE`] after `read_at`.
+    ///
+    /// Returns the page write, the highest source timestamp of the page, the lowest timestamp
+    /// of a row left for the next pass, and the number of entity requests made.
     async fn build(
         &self,
         rows: Vec<Row>,
         read_at: Instant,
         parent: Option<i64>,
         refetch_all: bool,
-    ) -> Result<(PageWrite, Option<String>, u64)> {
+    ) -> Result<Built> {
         let mut write = self.page_write(parent);
         let mut max: Option<String> = None;
+        let mut floor: Option<String> = None;
         let mut requests = 0;
         let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
         for row in rows {
@@ -264,8 +309,16 @@ impl Engine<'_> {
                 Shape::Entity => wanted.push((id, modified)),
             }
         }
+        let done = |write, max, floor, requests| {
+            Ok(Built {
+                write,
+                max,
+                floor,
+                requests,
+            })
+        };
         if wanted.is_empty() {
-            return Ok((write, max, requests));
+            return done(write, max, floor, requests);
         }
         let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
         let name = self.plan.name.clone();
@@ -274,7 +327,7 @@ impl Engine<'_> {
             .store
             .read(move |conn| db::stored(conn, &name, &ids))
             .await?;
-        let fetch: Vec<(i64, Option<String>)> = wanted
+        let changed: Vec<(i64, Option<String>)> = wanted
             .into_iter()
             .filter(|(id, modified)| {
                 refetch_all
@@ -283,16 +336,32 @@ impl Engine<'_> {
                         .is_none_or(|s| s.deleted || s.modified != *modified)
             })
             .collect();
-        if fetch.is_empty() {
-            return Ok((write, max, requests));
-        }
         let horizon = Utc::now() - chrono::Duration::hours(SETTLE_HORIZON_HOURS);
-        let recent = fetch.iter().any(|(_, m)| {
-            m.as_deref()
-                .and_then(instant_of)
-                .is_none_or(|at| at > horizon)
+        let ahead = self
+            .server_ahead_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let server_passed = (ahead != i64::MIN).then(|| {
+            Utc::now() + chrono::Duration::milliseconds(ahead)
+                - chrono::Duration::from_std(SETTLE).unwrap_or_default()
         });
-        if recent {
+        let settled = |modified: &Option<String>| {
+            modified
+                .as_deref()
+                .and_then(instant_of)
+                .is_some_and(|at| at < horizon || server_passed.is_some_and(|p| at <= p))
+        };
+        let mut fetch = Vec::with_capacity(changed.len());
+        for (id, modified) in changed {
+            if refetch_all || settled(&modified) {
+                fetch.push((id, modified));
+            } else {
+                floor = earlier(floor, modified);
+            }
+        }
+        if fetch.is_empty() {
+            return done(write, max, floor, requests);
+        }
+        if refetch_all && !fetch.iter().all(|(_, m)| settled(m)) {
             tokio::select! {
                 _ = tokio::time::sleep_until((read_at + SETTLE).into()) => {}
                 _ = self.shutdown.cancelled() => return Err(shutting_down()),
@@ -327,7 +396,7 @@ impl Engine<'_> {
         }
         write.upserts.sort_by_key(|u| u.id);
         write.deletes.sort_unstable();
-        Ok((write, max, requests))
+        done(write, max, floor, requests)
     }
 
     /// A full (initial/resync) or incremental pass, resuming `state.resume` if a previous
@@ -346,6 +415,7 @@ impl Engine<'_> {
                 after: None,
                 max: None,
                 started: naive_now(),
+                floor: None,
             },
         };
         let window = resume.window();
@@ -407,7 +477,7 @@ impl Engine<'_> {
 
     fn finish_cursor(&self, state: &SubState, resume: &Resume) -> CursorWrite {
         let watermark = later(state.watermark.clone(), resume.max.clone());
-        let cap = watermark
+        let cap = earlier(watermark.clone(), resume.floor.clone())
             .as_deref()
             .and_then(instant_of)
             .map(|w| w.naive_utc());
@@ -450,9 +520,14 @@ impl Engine<'_> {
             };
             outcome.fetched += rows.len() as u64;
             let write_page = async {
-                let (mut write, max, requests) =
-                    self.build(rows, read_at, parent_id, false).await?;
+                let Built {
+                    mut write,
+                    max,
+                    floor,
+                    requests,
+                } = self.build(rows, read_at, parent_id, false).await?;
                 resume.max = later(resume.max.take(), max);
+                resume.floor = earlier(resume.floor.take(), floor);
                 if full {
                     resume.after = last;
                     write.cursor = Some(CursorWrite::Progress(resume.clone()));
@@ -647,7 +722,11 @@ impl Engine<'_> {
                 !child || known
             })
             .collect();
-        let (mut write, _, requests) = self.build(rows, read_at, None, true).await?;
+        let Built {
+            mut write,
+            requests,
+            ..
+        } = self.build(rows, read_at, None, true).await?;
         outcome.requests += requests;
         // Announced but not listed: deleted, or outside the filter. Confirm before deleting.
         let missing: Vec<i64> = ids

@@ -13,9 +13,12 @@
 //!   the configured `columns`. Stored: the selected columns (without `PrimaryKey`/`EntityName`).
 //! - `shape = "entity"`: rows give (key, timestamps); each row whose timestamp differs from the
 //!   stored one is fetched with `GET /api/v1/{Entity}/{id}` (at most `concurrency` at a time).
-//!   Stored: the entity without `_Links`, `TableRight` and `FieldProperties`. An entity is
-//!   fetched no sooner than 1 s after the page that showed its new timestamp, so a second edit
-//!   in the same second is in what we fetch (a later edit has a later timestamp).
+//!   Stored: the entity without `_Links`, `TableRight` and `FieldProperties`. Timestamps have
+//!   one-second precision, so an entity is fetched only once the server's clock has provably
+//!   left the second of its timestamp (estimated from the timestamps read and our clock; see
+//!   `Engine::build`): a second edit in the same second is then in what we fetch, and a later
+//!   edit has a later timestamp. Rows changed within the last second wait for the next pass
+//!   (the next window starts no later than them); nothing blocks.
 //! - `transform` (jq) runs on that JSON before it is stored and hashed; `null` skips the record.
 //! - The hash is SHA-256 of canonical JSON ([`hash`]); echo detection uses
 //!   [`hash::entity_hash`], shared with the outbox.
@@ -347,6 +350,7 @@ pub async fn run_subscription(
         client,
         shutdown: &shutdown,
         loop_name: &loop_name,
+        server_ahead_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
     };
     let result = run_loop(&engine).await;
     services.notifier.unregister(&loop_name);
