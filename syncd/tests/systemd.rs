@@ -87,6 +87,18 @@ fn spawn(dir: &Path, notify: &Path) -> Child {
         .unwrap()
 }
 
+/// Kills the daemon if a test fails before stopping it (no orphaned processes).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -119,7 +131,8 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
     write_config(dir.path(), &emu, "1s", &emu.issue_access_token());
     let notify_path = dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&notify_path);
-    let mut child = spawn(dir.path(), &notify_path);
+    let mut daemon = Daemon(spawn(dir.path(), &notify_path));
+    let child = &mut daemon.0;
 
     assert!(
         systemd.wait_for("READY=1", Duration::from_secs(30)),
@@ -154,7 +167,7 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
         .iter()
         .filter(|m| m.contains("READY=1"))
         .count();
-    signal(&child, "HUP");
+    signal(child, "HUP");
     let deadline = Instant::now() + Duration::from_secs(15);
     while systemd
         .messages
@@ -182,9 +195,8 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
     );
 
     let stopping = Instant::now();
-    signal(&child, "TERM");
-    let status =
-        wait_exit(&mut child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
+    signal(child, "TERM");
+    let status = wait_exit(child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     assert!(stopping.elapsed() < Duration::from_secs(10));
     assert!(
@@ -206,8 +218,9 @@ async fn bad_credentials_never_signal_ready() {
     write_config(dir.path(), &emu, "1s", "8A:Cust12345.forged");
     let notify_path = dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&notify_path);
-    let mut child = spawn(dir.path(), &notify_path);
-    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("exits on bad credentials");
+    let mut daemon = Daemon(spawn(dir.path(), &notify_path));
+    let status =
+        wait_exit(&mut daemon.0, Duration::from_secs(30)).expect("exits on bad credentials");
     assert!(!status.success());
     systemd.wait_for("READY=1", Duration::from_millis(300));
     assert!(
