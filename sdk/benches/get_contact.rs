@@ -5,7 +5,9 @@
 //!
 //! Method: one in-process HTTP/1.1 server on 127.0.0.1 answering a fixed body; a keep-alive
 //! client per side; rounds of `BATCH` sequential requests alternate between the two sides
-//! (so drift affects both); the ratio is taken over the medians of the rounds.
+//! (so drift affects both); the ratio is taken over the medians of the rounds. On a busy
+//! machine wall-clock ratios drift; `GET_CONTACT_ONLY=sdk|raw` under `valgrind --tool=callgrind`
+//! compares instruction counts instead.
 
 #![recursion_limit = "256"]
 
@@ -92,6 +94,18 @@ fn main() {
             }
             started.elapsed()
         };
+
+        // `GET_CONTACT_ONLY=sdk|raw` runs one side only, for instruction counts that do not
+        // depend on machine load: `valgrind --tool=callgrind <bench binary>` once per side.
+        if let Ok(only) = std::env::var("GET_CONTACT_ONLY") {
+            for _ in 0..5 {
+                match only.as_str() {
+                    "sdk" => sdk_batch().await,
+                    _ => raw_batch().await,
+                };
+            }
+            return;
+        }
 
         // Warm up both paths (connections, allocator, caches).
         sdk_batch().await;
