@@ -210,7 +210,7 @@ private_key = {key:?}
                 tick += 1;
                 let creates = per_tick / 4 + 1;
                 // A delete every second: soft for contacts/persons, hard for sales, a status for tickets.
-                let deletes = u32::from(tick % 4 == 0);
+                let deletes = u32::from(tick.is_multiple_of(4));
                 let report = emu_handle.activity(creates, per_tick, deletes, None);
                 activity.fetch_add(
                     report.created.len() + report.updated.len() + report.deleted.len(),
