@@ -15,7 +15,10 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::{Error, Result};
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_page_cap_requests.sql"),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -222,6 +225,38 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         drop(store);
         open(&path).expect("reopening an up-to-date database is a no-op");
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syncd.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO subscriptions (name, entity, created_at) VALUES ('s', 'contact', 'then');
+                 INSERT INTO cursors (subscription) VALUES ('s');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = open(&path).unwrap();
+        let (version, cap, name): (u32, Option<i64>, String) = store
+            .read_blocking(|c| {
+                let v = c
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(sql)?;
+                let (cap, name) = c
+                    .query_row("SELECT page_cap, subscription FROM cursors", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map_err(sql)?;
+                Ok((v, cap, name))
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!((cap, name.as_str()), (None, "s"));
     }
 
     #[test]

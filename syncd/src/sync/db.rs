@@ -78,6 +78,8 @@ pub struct SubState {
     pub reconcile_requested: bool,
     /// Why the breaker holds the subscription, if it does.
     pub degraded: Option<String>,
+    /// The server's `$top` cap, when one was seen.
+    pub page_cap: Option<u32>,
 }
 
 /// Registers a subscription and its cursor; a changed fingerprint (columns, filter, transform…)
@@ -146,7 +148,7 @@ pub fn abort_stale_runs(tx: &Transaction<'_>, now: &str) -> Result<usize> {
 pub fn state(conn: &Connection, name: &str) -> Result<SubState> {
     conn.query_row(
         "SELECT c.phase, c.watermark, c.window_from, c.resume, c.last_success, c.last_reconcile,
-                c.resync_requested, c.reconcile_requested, s.state, s.state_reason
+                c.resync_requested, c.reconcile_requested, s.state, s.state_reason, c.page_cap
          FROM cursors c JOIN subscriptions s ON s.name = c.subscription WHERE c.subscription = ?1",
         [name],
         |r| {
@@ -163,10 +165,21 @@ pub fn state(conn: &Connection, name: &str) -> Result<SubState> {
                 resync_requested: r.get::<_, i64>(6)? != 0,
                 reconcile_requested: r.get::<_, i64>(7)? != 0,
                 degraded: (state == "degraded").then(|| reason.unwrap_or_default()),
+                page_cap: r.get(10)?,
             })
         },
     )
     .map_err(sql)
+}
+
+/// Remembers the server's `$top` cap.
+pub fn set_page_cap(tx: &Transaction<'_>, name: &str, cap: u32) -> Result<()> {
+    tx.execute(
+        "UPDATE cursors SET page_cap = ?2 WHERE subscription = ?1",
+        params![name, cap],
+    )
+    .map_err(sql)?;
+    Ok(())
 }
 
 /// Live records of a subscription.
@@ -438,11 +451,7 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 /// Applies a page: records, change rows, echoes, cursor, scope and queue, in `tx`.
 pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     let mut applied = Applied::default();
-    let mut existing = tx
-        .prepare_cached(
-            "SELECT hash, deleted_at IS NOT NULL, source_modified, parent_id FROM records WHERE subscription = ?1 AND id = ?2",
-        )
-        .map_err(sql)?;
+    let before_page = existing_rows(tx, &w.subscription, &w.upserts)?;
     let mut upsert = tx
         .prepare_cached(
             "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id)
@@ -457,19 +466,16 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             "UPDATE records SET source_modified = ?3, parent_id = COALESCE(?4, parent_id) WHERE subscription = ?1 AND id = ?2",
         )
         .map_err(sql)?;
-    let mut change = tx
-        .prepare_cached(
-            "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(sql)?;
+    // Per-row echo checks only when this entity has echoes at all.
+    let echo = match w.echo {
+        Some(mode) if echoes_exist(tx, w)? => Some(mode),
+        _ => None,
+    };
+    let mut new_records: Vec<&Upsert> = Vec::new();
+    let mut change_rows: Vec<(i64, &'static str, Option<&str>)> =
+        Vec::with_capacity(w.upserts.len() + w.deletes.len());
     for u in &w.upserts {
-        let before: Option<(String, bool, Option<String>, Option<i64>)> = existing
-            .query_row(params![w.subscription, u.id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-            .map_err(sql)?;
-        let op = match &before {
+        let op = match before_page.get(&u.id) {
             Some((hash, false, modified, parent)) if *hash == u.hash => {
                 if *modified != u.modified || (w.parent.is_some() && *parent != w.parent) {
                     touch
@@ -481,29 +487,31 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             Some((_, false, _, _)) => "update",
             _ => "insert",
         };
-        upsert
-            .execute(params![
-                w.subscription,
-                u.id,
-                u.json,
-                u.hash,
-                u.modified,
-                w.now,
-                w.parent
-            ])
-            .map_err(sql)?;
+        if before_page.contains_key(&u.id) {
+            upsert
+                .execute(params![
+                    w.subscription,
+                    u.id,
+                    u.json,
+                    u.hash,
+                    u.modified,
+                    w.now,
+                    w.parent
+                ])
+                .map_err(sql)?;
+        } else {
+            new_records.push(u);
+        }
         if op == "insert" {
             applied.live_delta += 1;
         }
-        if let Some(mode) = w.echo
+        if let Some(mode) = echo
             && echo_consumed(tx, w, u, mode)?
         {
             applied.suppressed += 1;
             continue;
         }
-        change
-            .execute(params![w.subscription, w.entity, u.id, op, w.now, u.hash])
-            .map_err(sql)?;
+        change_rows.push((u.id, op, Some(u.hash.as_str())));
         if op == "insert" {
             applied.inserts += 1;
         } else {
@@ -515,6 +523,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             applied.unannounced += 1;
         }
     }
+    insert_records(tx, w, &new_records)?;
     let mut tombstone = tx
         .prepare_cached(
             "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL",
@@ -526,16 +535,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             .map_err(sql)?
             == 1
         {
-            change
-                .execute(params![
-                    w.subscription,
-                    w.entity,
-                    id,
-                    "delete",
-                    w.now,
-                    Option::<String>::None
-                ])
-                .map_err(sql)?;
+            change_rows.push((*id, "delete", None));
             applied.deletes += 1;
             applied.live_delta -= 1;
             if let Some((entity, since)) = &w.unannounced
@@ -545,6 +545,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             }
         }
     }
+    insert_changes(tx, w, &change_rows)?;
     match &w.cursor {
         Some(CursorWrite::Progress(resume)) => {
             let text = serde_json::to_string(resume)
@@ -607,6 +608,138 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         .map_err(sql)?;
     }
     Ok(applied)
+}
+
+type Existing = (String, bool, Option<String>, Option<i64>);
+
+/// Rows per multi-row `INSERT` (fewer statement executions; well under SQLite's variable limit).
+const INSERT_CHUNK: usize = 50;
+
+fn values_list(row: &str, rows: usize) -> String {
+    let mut out = String::with_capacity((row.len() + 1) * rows);
+    for index in 0..rows {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(row);
+    }
+    out
+}
+
+/// Inserts records that do not exist yet, [`INSERT_CHUNK`] rows per statement.
+fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> Result<()> {
+    const HEAD: &str = "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, NULL, ?)";
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let text = format!("{HEAD}{}", values_list(ROW, chunk.len()));
+        let mut statement = tx.prepare_cached(&text).map_err(sql)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        for u in chunk {
+            values.extend([
+                &w.subscription as &dyn rusqlite::ToSql,
+                &u.id,
+                &u.json,
+                &u.hash,
+                &u.modified,
+                &w.now,
+                &w.now,
+                &w.parent,
+            ]);
+        }
+        statement
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Appends change rows, [`INSERT_CHUNK`] per statement, in order.
+fn insert_changes(
+    tx: &Transaction<'_>,
+    w: &PageWrite,
+    rows: &[(i64, &'static str, Option<&str>)],
+) -> Result<()> {
+    const HEAD: &str = "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let text = format!("{HEAD}{}", values_list(ROW, chunk.len()));
+        let mut statement = tx.prepare_cached(&text).map_err(sql)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 6);
+        for (id, op, hash) in chunk {
+            values.extend([
+                &w.subscription as &dyn rusqlite::ToSql,
+                &w.entity,
+                id,
+                op,
+                &w.now,
+                hash,
+            ]);
+        }
+        statement
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Whether `echoes` holds anything for this entity (one query per page instead of one per
+/// record).
+fn echoes_exist(tx: &Transaction<'_>, w: &PageWrite) -> Result<bool> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM echoes WHERE entity IN (?1, ?2))")
+        .map_err(sql)?
+        .query_row(params![w.entity, w.entity_name], |r| r.get(0))
+        .map_err(sql)
+}
+
+/// The stored (hash, deleted, source timestamp, parent) of the records a page upserts: one
+/// range query when the ids are dense (keyset pages), point lookups otherwise.
+fn existing_rows(
+    tx: &Transaction<'_>,
+    subscription: &str,
+    upserts: &[Upsert],
+) -> Result<HashMap<i64, Existing>> {
+    let mut out = HashMap::with_capacity(upserts.len());
+    let (Some(low), Some(high)) = (
+        upserts.iter().map(|u| u.id).min(),
+        upserts.iter().map(|u| u.id).max(),
+    ) else {
+        return Ok(out);
+    };
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Existing)> {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    };
+    if (high - low) as u128 <= 4 * upserts.len() as u128 + 16 {
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT id, hash, deleted_at IS NOT NULL, source_modified, parent_id FROM records
+                 WHERE subscription = ?1 AND id BETWEEN ?2 AND ?3",
+            )
+            .map_err(sql)?;
+        for row in statement
+            .query_map(params![subscription, low, high], map)
+            .map_err(sql)?
+        {
+            let (id, existing) = row.map_err(sql)?;
+            out.insert(id, existing);
+        }
+    } else {
+        let mut statement = tx
+            .prepare_cached(
+                "SELECT id, hash, deleted_at IS NOT NULL, source_modified, parent_id FROM records
+                 WHERE subscription = ?1 AND id = ?2",
+            )
+            .map_err(sql)?;
+        for u in upserts {
+            if let Some((id, existing)) = statement
+                .query_row(params![subscription, u.id], map)
+                .optional()
+                .map_err(sql)?
+            {
+                out.insert(id, existing);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether an `echoes` row makes this change our own. A recognised echo is remembered in
@@ -716,12 +849,13 @@ pub fn finish_run(
     run: i64,
     status: &str,
     fetched: u64,
+    requests: u64,
     applied: Applied,
     error: Option<&str>,
     now: &str,
 ) -> Result<()> {
     tx.execute(
-        "UPDATE runs SET ended_at = ?2, status = ?3, fetched = ?4, inserts = ?5, updates = ?6, deletes = ?7, error = ?8 WHERE id = ?1",
+        "UPDATE runs SET ended_at = ?2, status = ?3, fetched = ?4, inserts = ?5, updates = ?6, deletes = ?7, error = ?8, requests = ?9 WHERE id = ?1",
         params![
             run,
             now,
@@ -730,7 +864,8 @@ pub fn finish_run(
             applied.inserts as i64,
             applied.updates as i64,
             applied.deletes as i64,
-            error
+            error,
+            requests as i64
         ],
     )
     .map_err(sql)?;

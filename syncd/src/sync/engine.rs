@@ -15,7 +15,7 @@ use superoffice::{Client, SoDateTime};
 use tokio_util::sync::CancellationToken;
 
 use super::db::{self, Applied, CursorWrite, EchoMode, PageWrite, Resume, SubState, Upsert};
-use super::hash::{entity_hash, record_hash, strip_metadata};
+use super::hash::{canonical_text_and_hash, entity_hash, strip_metadata};
 use super::plan::{ParentRecord, Plan, Window, entity_deleted};
 use crate::config::Shape;
 use crate::{Error, Result, Services};
@@ -28,6 +28,10 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// Rows whose source timestamp is older than this need no settling (covers any time-zone
 /// offset between the server's timestamps and our clock).
 const SETTLE_HORIZON_HOURS: i64 = 15;
+
+/// A short page of a full scan with at least this many rows is checked for a server-side
+/// `$top` cap (see [`Engine::probe_cap`]).
+pub const PROBE_MIN: usize = 100;
 
 /// Queued webhook refetches handled per request.
 pub const REFETCH_BATCH: usize = 40;
@@ -79,6 +83,9 @@ pub struct Engine<'a> {
     /// The largest (source timestamp − our clock when we read it) seen, in milliseconds: the
     /// server's clock is at least our clock plus this (see [`Engine::build`]).
     pub server_ahead_ms: std::sync::atomic::AtomicI64,
+    /// Rows the server answers per page at most, when it turned out to be fewer than
+    /// `page_size` (0: not seen; see [`Engine::probe_cap`]).
+    pub page_cap: std::sync::atomic::AtomicU32,
 }
 
 fn naive_now() -> String {
@@ -213,10 +220,17 @@ impl Engine<'_> {
         let query = query
             .set_order_by(vec![(key.to_string(), Order::Asc)])
             .top(top);
+        let asked = Instant::now();
         let rows = tokio::select! {
             rows = paginate::fetch(&self.client, source, &query) => rows?,
             _ = self.shutdown.cancelled() => return Err(shutting_down()),
         };
+        tracing::debug!(
+            subscription = %self.plan.name,
+            rows = rows.len(),
+            ms = asked.elapsed().as_secs_f64() * 1e3,
+            "page fetched"
+        );
         let read = Utc::now();
         if let Some(newest) = rows
             .iter()
@@ -229,6 +243,48 @@ impl Engine<'_> {
                 .fetch_max(ahead, std::sync::atomic::Ordering::Relaxed);
         }
         Ok((rows, Instant::now()))
+    }
+
+    /// Rows asked for per page: `page_size`, or the server's cap once one was seen.
+    pub fn top(&self) -> u32 {
+        match self.page_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.plan.page_size,
+            cap => cap.min(self.plan.page_size),
+        }
+    }
+
+    /// The default and maximum `$top` of SuperOffice are undocumented (FACTS §8.1). A server
+    /// that answers fewer rows than asked although more exist would make a short page look like
+    /// the end of the data. So when a full scan (initial load, resync, reconcile) gets a short
+    /// page of at least [`PROBE_MIN`] rows, the next page is asked for once more: rows there
+    /// mean the server caps `$top` at this page's length, which is remembered
+    /// (`cursors.page_cap`) and used from then on (incremental windows included); the page is
+    /// returned to be processed next. Returns `(requests made, next page)`.
+    async fn probe_cap(
+        &self,
+        source: &Source,
+        base: &Query,
+        len: usize,
+        last: Option<i64>,
+    ) -> Result<(u64, Option<(Vec<Row>, Instant)>)> {
+        let top = self.top();
+        if len < PROBE_MIN || len >= top as usize || last.is_none() {
+            return Ok((0, None));
+        }
+        let page = self.fetch(source, base, last, top).await?;
+        if page.0.is_empty() {
+            return Ok((1, None));
+        }
+        let cap = len as u32;
+        self.page_cap
+            .store(cap, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(subscription = %self.plan.name, asked = top, answered = cap, "the server caps $top below page_size; using its page size from now on");
+        let name = self.plan.name.clone();
+        self.services
+            .store
+            .write(move |tx| db::set_page_cap(tx, &name, cap))
+            .await?;
+        Ok((0, Some(page)))
     }
 
     /// The last key of a page (rows come in key order).
@@ -279,16 +335,21 @@ impl Engine<'_> {
         refetch_all: bool,
     ) -> Result<Built> {
         let mut write = self.page_write(parent);
-        let mut max: Option<String> = None;
+        let mut newest: Option<(chrono::DateTime<Utc>, String)> = None;
         let mut floor: Option<String> = None;
         let mut requests = 0;
         let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
+        write.upserts.reserve(rows.len());
         for row in rows {
             let Some(id) = self.plan.row_id(&row) else {
                 continue;
             };
-            let modified = self.plan.row_modified(&row).map(|d| d.to_string());
-            max = later(max, modified.clone());
+            let modified = self.plan.row_modified_text(&row).map(|(at, text)| {
+                if newest.as_ref().is_none_or(|(n, _)| at > *n) {
+                    newest = Some((at, text.clone()));
+                }
+                text
+            });
             if self.plan.row_deleted(&row) {
                 write.deletes.push(id);
                 continue;
@@ -297,10 +358,11 @@ impl Engine<'_> {
                 Shape::Row => {
                     let json = self.plan.row_json(row);
                     if let Some(stored) = self.plan.transform(json)? {
+                        let (json, hash) = canonical_text_and_hash(&stored);
                         write.upserts.push(Upsert {
                             id,
-                            json: stored.to_string(),
-                            hash: record_hash(&stored),
+                            json,
+                            hash,
                             modified,
                             entity_hash: None,
                         });
@@ -309,6 +371,7 @@ impl Engine<'_> {
                 Shape::Entity => wanted.push((id, modified)),
             }
         }
+        let max = newest.map(|(_, text)| text);
         let done = |write, max, floor, requests| {
             Ok(Built {
                 write,
@@ -383,10 +446,11 @@ impl Engine<'_> {
                     let entity = strip_metadata(entity);
                     let raw_hash = entity_hash(&entity);
                     if let Some(stored) = self.plan.transform(entity)? {
+                        let (json, hash) = canonical_text_and_hash(&stored);
                         write.upserts.push(Upsert {
                             id,
-                            json: stored.to_string(),
-                            hash: record_hash(&stored),
+                            json,
+                            hash,
                             modified,
                             entity_hash: Some(raw_hash),
                         });
@@ -500,76 +564,140 @@ impl Engine<'_> {
     ) -> Result<()> {
         let source = self.plan.source(parent)?;
         let base = self.plan.base_query(&self.plan.select, parent, window)?;
-        let page_size = self.plan.page_size;
         let parent_id = parent.map(|p| p.id);
         let unannounced = if resume.kind == "poll" {
             self.unannounced_since()
         } else {
             None
         };
-        let mut current = self.fetch(&source, &base, resume.after, page_size).await?;
-        outcome.requests += 1;
-        loop {
-            self.alive();
-            let (rows, read_at) = current;
-            let full = rows.len() >= page_size as usize;
-            let last = if rows.is_empty() {
-                None
-            } else {
-                Some(self.last_key(&rows)?)
-            };
-            outcome.fetched += rows.len() as u64;
-            let write_page = async {
-                let Built {
-                    mut write,
-                    max,
-                    floor,
-                    requests,
-                } = self.build(rows, read_at, parent_id, false).await?;
-                resume.max = later(resume.max.take(), max);
-                resume.floor = earlier(resume.floor.take(), floor);
-                if full {
-                    resume.after = last;
-                    write.cursor = Some(CursorWrite::Progress(resume.clone()));
-                } else if let Some(parent) = parent_id {
-                    resume.parent = Some(parent.saturating_add(1));
-                    resume.after = None;
-                    write.cursor = Some(CursorWrite::Progress(resume.clone()));
-                    if window.is_none() {
-                        write.scope_loaded = Some(parent);
-                    }
+        // Three stages overlap: page N+1 is fetched while page N is built, and page N-1 is
+        // committed meanwhile on the store's blocking thread. Commits stay in page order.
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<Applied>>> = None;
+        let result = async {
+            let mut current = self.fetch(&source, &base, resume.after, self.top()).await?;
+            outcome.requests += 1;
+            loop {
+                self.alive();
+                let (rows, read_at) = current;
+                let mut full = rows.len() >= self.top() as usize;
+                let last = if rows.is_empty() {
+                    None
                 } else {
-                    write.cursor = Some(self.finish_cursor(state, resume));
+                    Some(self.last_key(&rows)?)
+                };
+                let mut probed = None;
+                if !full && window.is_none() {
+                    let (requests, page) = self.probe_cap(&source, &base, rows.len(), last).await?;
+                    outcome.requests += requests;
+                    if page.is_some() {
+                        full = true;
+                        probed = page;
+                    }
                 }
-                write.unannounced = unannounced.clone();
-                let applied = self.commit(write).await?;
-                Ok::<_, Error>((applied, requests))
-            };
-            let (next, written) = if full {
-                let (next, written) =
-                    tokio::join!(self.fetch(&source, &base, last, page_size), write_page);
-                (Some(next), written)
-            } else {
-                (None, write_page.await)
-            };
-            let (applied, requests) = written?;
-            outcome.applied += applied;
-            outcome.requests += requests;
-            if resume.kind != "poll" {
-                self.services.notifier.status(&format!(
-                    "{}: {} load, {} rows read",
-                    self.plan.name, resume.kind, outcome.fetched
-                ));
-            }
-            match next {
-                Some(next) => {
-                    current = next?;
-                    outcome.requests += 1;
+                outcome.fetched += rows.len() as u64;
+                let count = rows.len();
+                let build_page = async {
+                    let began = Instant::now();
+                    let Built {
+                        mut write,
+                        max,
+                        floor,
+                        requests,
+                    } = self.build(rows, read_at, parent_id, false).await?;
+                    resume.max = later(resume.max.take(), max);
+                    resume.floor = earlier(resume.floor.take(), floor);
+                    if full {
+                        resume.after = last;
+                        write.cursor = Some(CursorWrite::Progress(resume.clone()));
+                    } else if let Some(parent) = parent_id {
+                        resume.parent = Some(parent.saturating_add(1));
+                        resume.after = None;
+                        write.cursor = Some(CursorWrite::Progress(resume.clone()));
+                        if window.is_none() {
+                            write.scope_loaded = Some(parent);
+                        }
+                    } else {
+                        write.cursor = Some(self.finish_cursor(state, resume));
+                    }
+                    write.unannounced = unannounced.clone();
+                    tracing::debug!(
+                        subscription = %self.plan.name,
+                        rows = count,
+                        ms = began.elapsed().as_secs_f64() * 1e3,
+                        "page built"
+                    );
+                    Ok::<_, Error>((write, requests))
+                };
+                let (next, built) = if let Some(page) = probed {
+                    (Some(Ok(page)), build_page.await)
+                } else if full {
+                    let (next, built) =
+                        tokio::join!(self.fetch(&source, &base, last, self.top()), build_page);
+                    (Some(next), built)
+                } else {
+                    (None, build_page.await)
+                };
+                let (write, requests) = built?;
+                outcome.requests += requests;
+                if let Some(previous) = in_flight.take() {
+                    outcome.applied += self.settle_commit(previous).await?;
                 }
-                None => return Ok(()),
+                in_flight = Some(self.start_commit(write));
+                if resume.kind != "poll" {
+                    self.services.notifier.status(&format!(
+                        "{}: {} load, {} rows read",
+                        self.plan.name, resume.kind, outcome.fetched
+                    ));
+                }
+                match next {
+                    Some(next) => {
+                        current = next?;
+                        outcome.requests += 1;
+                    }
+                    None => return Ok(()),
+                }
+                self.cancelled()?;
             }
-            self.cancelled()?;
         }
+        .await;
+        // The last page's commit (or the one in flight when something failed) completes
+        // before the scan returns.
+        if let Some(last) = in_flight.take() {
+            let applied = self.settle_commit(last).await;
+            match (&result, applied) {
+                (_, Ok(applied)) => outcome.applied += applied,
+                (Ok(()), Err(error)) => return Err(error),
+                (Err(_), Err(error)) => {
+                    tracing::warn!(subscription = %self.plan.name, %error, "committing a page failed")
+                }
+            }
+        }
+        result
+    }
+
+    /// Starts committing a page on the store's blocking thread.
+    fn start_commit(&self, write: PageWrite) -> tokio::task::JoinHandle<Result<Applied>> {
+        let store = self.services.store.clone();
+        let name = self.plan.name.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let rows = write.upserts.len() + write.deletes.len();
+            let applied = store.write(move |tx| db::apply(tx, &write)).await;
+            tracing::debug!(subscription = %name, rows, ms = began.elapsed().as_secs_f64() * 1e3, "page committed");
+            applied
+        })
+    }
+
+    /// Waits for a commit started by [`Engine::start_commit`] and counts it.
+    async fn settle_commit(
+        &self,
+        handle: tokio::task::JoinHandle<Result<Applied>>,
+    ) -> Result<Applied> {
+        let applied = handle
+            .await
+            .map_err(|e| Error::Store(format!("commit task failed: {e}")))??;
+        self.record_metrics(applied);
+        Ok(applied)
     }
 
     /// Whether `n` deletes trip the mass-delete breaker with `live` rows stored.
@@ -794,7 +922,6 @@ impl Engine<'_> {
         let mut outcome = Outcome::default();
         let select = vec![self.plan.kind.primary_key().to_string()];
         let mut candidates: Vec<i64> = Vec::new();
-        let page_size = self.plan.page_size;
         let mut scopes: Vec<Option<ParentRecord>> = Vec::new();
         match &self.plan.parent {
             None => scopes.push(None),
@@ -830,14 +957,28 @@ impl Engine<'_> {
             let source = self.plan.source(parent)?;
             let base = self.plan.base_query(&select, parent, None)?;
             let mut after: Option<i64> = None;
+            let mut pending: Option<(Vec<Row>, Instant)> = None;
             loop {
                 self.cancelled()?;
                 self.alive();
-                let (rows, _) = self.fetch(&source, &base, after, page_size).await?;
+                let (rows, _) = match pending.take() {
+                    Some(page) => page,
+                    None => self.fetch(&source, &base, after, self.top()).await?,
+                };
                 outcome.requests += 1;
                 outcome.fetched += rows.len() as u64;
-                let full = rows.len() >= page_size as usize;
+                let mut full = rows.len() >= self.top() as usize;
                 let seen: BTreeSet<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
+                if !full {
+                    let (requests, page) = self
+                        .probe_cap(&source, &base, rows.len(), seen.last().copied())
+                        .await?;
+                    outcome.requests += requests;
+                    if page.is_some() {
+                        full = true;
+                        pending = page;
+                    }
+                }
                 let upto = if full { seen.last().copied() } else { None };
                 let name = self.plan.name.clone();
                 let parent_id = parent.map(|p| p.id);

@@ -19,11 +19,9 @@ pub const METADATA_KEYS: [&str; 3] = ["_Links", "TableRight", "FieldProperties"]
 
 /// Lower-case hex SHA-256 of the canonical JSON of `value`.
 pub fn record_hash(value: &Value) -> String {
-    let mut hasher = Sha256::new();
     let mut buffer = Vec::with_capacity(512);
     write_canonical(value, &mut buffer);
-    hasher.update(&buffer);
-    hex::encode(hasher.finalize())
+    hex::encode(Sha256::digest(&buffer))
 }
 
 /// Lower-case hex SHA-256 of the canonical JSON of an entity document without its top-level
@@ -53,6 +51,17 @@ fn strip_metadata_ref(map: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(k, _)| !METADATA_KEYS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// The canonical JSON text of `value` and its [`record_hash`], from one serialisation (what
+/// subscriptions store: the stored text is canonical, so its hash is the hash of the text).
+pub fn canonical_text_and_hash(value: &Value) -> (String, String) {
+    let mut buffer = Vec::with_capacity(512);
+    write_canonical(value, &mut buffer);
+    let hash = hex::encode(Sha256::digest(&buffer));
+    // Canonical JSON is serde_json output: valid UTF-8.
+    let text = String::from_utf8(buffer).unwrap_or_default();
+    (text, hash)
 }
 
 /// The canonical bytes of `value`.
@@ -90,13 +99,15 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         Value::String(text) => write_string(text, out),
         // Null, booleans and numbers: serde_json's own compact form (cannot fail).
-        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
 fn write_string(text: &str, out: &mut Vec<u8>) {
-    // Serialising a string cannot fail.
-    out.extend(serde_json::to_vec(text).unwrap_or_default());
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 #[cfg(test)]
@@ -114,6 +125,15 @@ mod tests {
             r#"{"a":{"x":"é\"","y":[1,2]},"b":1}"#
         );
         assert_ne!(record_hash(&a), record_hash(&json!({"b": 2})));
+    }
+
+    #[test]
+    fn the_stored_text_is_canonical_and_hashes_to_the_record_hash() {
+        let value = json!({"b": [1, {"z": null, "a": "x"}], "a": 1.5});
+        let (text, hash) = canonical_text_and_hash(&value);
+        assert_eq!(text, r#"{"a":1.5,"b":[1,{"a":"x","z":null}]}"#);
+        assert_eq!(hash, record_hash(&value));
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
     }
 
     #[test]

@@ -155,6 +155,9 @@ use plan::Plan;
 /// How often the loop re-reads its cursor flags (`syncd resync`/`reconcile`) while idle.
 const FLAG_CHECK: Duration = Duration::from_secs(2);
 
+/// How long a webhook wake-up waits for more events before the batch is fetched.
+const WEBHOOK_GATHER: Duration = Duration::from_millis(150);
+
 /// Webhook registration is re-checked at most this often (startup, after reconciles).
 const ENSURE_EVERY: Duration = Duration::from_secs(60);
 
@@ -351,6 +354,7 @@ pub async fn run_subscription(
         shutdown: &shutdown,
         loop_name: &loop_name,
         server_ahead_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+        page_cap: std::sync::atomic::AtomicU32::new(0),
     };
     let result = run_loop(&engine).await;
     services.notifier.unregister(&loop_name);
@@ -379,6 +383,18 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         .unwrap_or_default();
     if plan.webhooks {
         services.sync.ensure_webhooks(services).await;
+    }
+    {
+        let name = plan.name.clone();
+        let state = services
+            .store
+            .read(move |conn| db::state(conn, &name))
+            .await?;
+        if let Some(cap) = state.page_cap {
+            engine
+                .page_cap
+                .store(cap, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     let started = Instant::now();
     let mut next_poll = Instant::now();
@@ -514,7 +530,14 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 _ = tokio::time::sleep_until(step_until.into()) => {
                     services.notifier.alive(engine.loop_name);
                 }
-                _ = wake.notified() => break,
+                _ = wake.notified() => {
+                    // Let a burst of events gather into one batch.
+                    tokio::select! {
+                        _ = tokio::time::sleep(WEBHOOK_GATHER) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    break;
+                }
                 _ = shutdown.cancelled() => return Ok(()),
             }
         }
@@ -560,34 +583,44 @@ where
 {
     let services = engine.services;
     let plan = engine.plan;
-    let name = plan.name.clone();
-    let kind_text = kind.to_string();
-    let run = services
-        .store
-        .write(move |tx| db::start_run(tx, &name, &kind_text, &db::now_text()))
-        .await;
-    let run = match run {
-        Ok(run) => run,
-        Err(error) => {
-            tracing::error!(subscription = %plan.name, %error, "could not record a run");
-            return None;
+    // Webhook batches are frequent and small: they get a `runs` row only when they fail.
+    let always = kind != "webhook";
+    let started_at = db::now_text();
+    let run = if always {
+        let name = plan.name.clone();
+        let kind_text = kind.to_string();
+        let at = started_at.clone();
+        match services
+            .store
+            .write(move |tx| db::start_run(tx, &name, &kind_text, &at))
+            .await
+        {
+            Ok(run) => Some(run),
+            Err(error) => {
+                tracing::error!(subscription = %plan.name, %error, "could not record a run");
+                return None;
+            }
         }
+    } else {
+        None
     };
     let result = work.await;
-    let (status, fetched, applied, error) = match &result {
+    let (status, fetched, requests, applied, error) = match &result {
         Ok((outcome, degraded, _)) => (
             if *degraded { "degraded" } else { "ok" },
             outcome.fetched,
+            outcome.requests,
             outcome.applied,
             None,
         ),
         Err(_) if engine.shutdown.is_cancelled() => (
             "aborted",
             0,
+            0,
             Default::default(),
             Some("shutdown".to_string()),
         ),
-        Err(error) => ("failed", 0, Default::default(), Some(error.to_string())),
+        Err(error) => ("failed", 0, 0, Default::default(), Some(error.to_string())),
     };
     let labels_status = [
         ("subscription", plan.name.as_str()),
@@ -596,14 +629,22 @@ where
     ];
     services.metrics.inc("syncd_runs_total", &labels_status, 1);
     let error_text = error.clone();
+    let name = plan.name.clone();
+    let kind_text = kind.to_string();
     let recorded = services
         .store
         .write(move |tx| {
+            let run = match run {
+                Some(run) => run,
+                None if status == "failed" => db::start_run(tx, &name, &kind_text, &started_at)?,
+                None => return Ok(()),
+            };
             db::finish_run(
                 tx,
                 run,
                 status,
                 fetched,
+                requests,
                 applied,
                 error_text.as_deref(),
                 &db::now_text(),

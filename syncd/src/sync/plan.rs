@@ -447,6 +447,23 @@ impl Plan {
         }
     }
 
+    /// [`Plan::row_modified`] as the instant and the text SuperOffice wrote.
+    pub fn row_modified_text(&self, row: &Row) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        let read = |column: &str| {
+            let text = row.str(column)?;
+            let at = text.parse::<SoDateTime>().ok()?.set()?;
+            Some((at.to_utc(), text))
+        };
+        let newest = match (
+            read(self.kind.last_modified()),
+            read(self.kind.registered()),
+        ) {
+            (Some(u), Some(r)) => Some(if r.0 > u.0 { r } else { u }),
+            (u, r) => u.or(r),
+        };
+        newest.map(|(at, text)| (at, text.to_string()))
+    }
+
     /// Whether a row says the record is deleted (tickets: status Deleted).
     pub fn row_deleted(&self, row: &Row) -> bool {
         self.kind == EntityKind::Ticket && row.get("status").is_some_and(status_is_deleted)

@@ -232,6 +232,14 @@ pub fn query_i64(db: &Path, sql: &str) -> i64 {
     open(db).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// [`query_i64`] that answers `None` while the database is not there or not migrated yet.
+pub fn try_query_i64(db: &Path, sql: &str) -> Option<i64> {
+    if !db.exists() {
+        return None;
+    }
+    open(db).query_row(sql, [], |r| r.get(0)).ok()
+}
+
 /// Runs an SQL statement (what the CLI's `resync`/`reconcile` do).
 pub fn execute(db: &Path, sql: &str) {
     open(db).execute(sql, []).unwrap();
@@ -368,3 +376,5 @@ pub fn counts(contacts: u32, persons: u32, tickets: u32) -> SeedCounts {
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("syncd.db")
 }
+
+pub mod kill;

@@ -1,0 +1,199 @@
+//! The SIGKILL scenario shared by `tests/sync_kill.rs` (20 kills in CI) and
+//! `benches/sync.rs` (more): the `syncd` binary against a busy emulator, killed at random
+//! moments and restarted; afterwards the local copy must equal the ground truth and the change
+//! feed must be consistent.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use emulator::{EntityType, SeedCounts};
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
+    ("contacts", EntityType::Contact),
+    ("persons", EntityType::Person),
+    ("tickets", EntityType::Ticket),
+];
+
+fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("--log-format")
+        .arg("human")
+        .arg("run")
+        .env("RUST_LOG", "warn,syncd=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn syncd")
+}
+
+/// What [`kill_scenario`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillReport {
+    /// SIGKILLs sent.
+    pub kills: u32,
+    /// Changes the simulated users made meanwhile.
+    pub activity: usize,
+    /// Runs the kills left `running` (marked `aborted` at the next start).
+    pub aborted_runs: i64,
+    /// Change feed rows by op.
+    pub inserts: i64,
+    /// Updates.
+    pub updates: i64,
+    /// Deletes.
+    pub deletes: i64,
+    /// Time from the last restart until the local copy equalled the truth.
+    pub converged: Duration,
+}
+
+/// Runs the `syncd` binary (`binary`) against a busy emulator, SIGKILLs it `runs` times at
+/// random moments (seeded), restarts it, and checks in the end that the local copy equals
+/// the ground truth and the change feed is consistent (no loss, no duplicate). Panics with
+/// the reason otherwise.
+pub async fn kill_scenario(binary: &Path, runs: u32, seed: u64) -> KillReport {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let emu = Arc::new(
+        emulator(
+            SeedCounts {
+                contacts: 1500,
+                persons: 300,
+                tickets: 300,
+                ..SeedCounts::NONE
+            },
+            |_| {},
+        )
+        .await,
+    );
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let mut text = base_config(&emu, dir.path(), &webhook_control());
+    text.push_str(
+        r#"
+[[subscription]]
+name = "contacts"
+entity = "contact"
+columns = ["name", "department", "category"]
+page_size = 50
+poll_interval = "300ms"
+reconcile_interval = "2s"
+
+[[subscription]]
+name = "persons"
+entity = "person"
+shape = "entity"
+concurrency = 8
+page_size = 40
+poll_interval = "300ms"
+reconcile_interval = "2s"
+
+[[subscription]]
+name = "tickets"
+entity = "ticket"
+columns = ["title"]
+page_size = 30
+poll_interval = "300ms"
+reconcile_interval = "2s"
+"#,
+    );
+    let config = dir.path().join("syncd.toml");
+    std::fs::write(&config, &text).unwrap();
+    let log = dir.path().join("syncd.log");
+
+    // Other users at work the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let activity = {
+        let emu = emu.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut made = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                for (_, entity) in SUBSCRIPTIONS {
+                    let report = emu.activity(1, 4, 1, Some(entity));
+                    made += report.created.len() + report.updated.len() + report.deleted.len();
+                }
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            made
+        })
+    };
+
+    let started = Instant::now();
+    for run in 0..runs {
+        let mut child = spawn(binary, &config, &log);
+        // Early runs die during the initial load, later ones anywhere.
+        let lifetime = if run < runs / 2 {
+            rng.gen_range(80..600)
+        } else {
+            rng.gen_range(150..1500)
+        };
+        tokio::time::sleep(Duration::from_millis(lifetime)).await;
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("syncd exited by itself ({status}) in run {run}:\n{log}");
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let made = activity.await.unwrap();
+    let _ = started;
+    let settle = Instant::now();
+    let mut child = spawn(binary, &config, &log);
+    for (sub, entity) in SUBSCRIPTIONS {
+        let expected = truth_live(&emu, entity);
+        eventually(Duration::from_secs(60), sub, || async {
+            matches(&db, sub, &expected)
+        })
+        .await;
+    }
+    let converged = settle.elapsed();
+    if let Ok(copy) = std::env::var("SYNCD_KILL_LOG") {
+        std::fs::copy(&log, copy).unwrap();
+    }
+    // Let a reconcile pass over the settled data.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for (sub, entity) in SUBSCRIPTIONS {
+        matches(&db, sub, &truth_live(&emu, entity)).unwrap();
+        if let Err(error) = feed_is_consistent(&db, sub) {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("{error}\n{}", &log[log.len().saturating_sub(4000)..]);
+        }
+        // Every record ever stored that the truth says is deleted is tombstoned.
+        let truth = emu.truth(entity);
+        let stored = records(&db, sub);
+        for row in truth.iter().filter(|t| t.deleted) {
+            if let Some(record) = stored.get(&i64::from(row.id)) {
+                assert!(
+                    record.deleted,
+                    "{sub} {}: deleted upstream, live here",
+                    row.id
+                );
+            }
+        }
+    }
+    let count = |sql: &str| query_i64(&db, sql);
+    KillReport {
+        kills: runs,
+        activity: made,
+        aborted_runs: count("SELECT count(*) FROM runs WHERE status = 'aborted'"),
+        inserts: count("SELECT count(*) FROM changes WHERE op = 'insert'"),
+        updates: count("SELECT count(*) FROM changes WHERE op = 'update'"),
+        deletes: count("SELECT count(*) FROM changes WHERE op = 'delete'"),
+        converged,
+    }
+}
