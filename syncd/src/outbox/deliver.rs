@@ -26,6 +26,7 @@ use superoffice::entity::EntityKind;
 use superoffice::odata::Query;
 use tokio_util::sync::CancellationToken;
 
+use super::commit::Committer;
 use super::foreign::ForeignKeys;
 use super::hash;
 use super::ledger::{self, Echo, Finish};
@@ -54,6 +55,14 @@ pub enum Outcome {
     Finish(Box<Finish>),
     /// Shutting down before any write was sent: give the task back unchanged.
     Release,
+    /// A create's POST answered and its id is committed; storing the key is left to
+    /// [`Delivery::store_key`], outside the delivery slot (the task stays `in_flight`).
+    Posted {
+        /// The new record.
+        record: i64,
+        /// What the POST answered.
+        answer: Box<Value>,
+    },
 }
 
 /// Why a step stopped.
@@ -70,6 +79,8 @@ pub(crate) enum Stop {
     Finish(Box<Finish>),
     /// Shutdown before the first write.
     Shutdown,
+    /// A create's id is committed; the key is stored next (see [`Outcome::Posted`]).
+    Posted { record: i64, answer: Box<Value> },
 }
 
 impl From<superoffice::Error> for Stop {
@@ -102,6 +113,7 @@ pub(crate) struct Delivery<'a> {
     pub services: &'a Arc<Services>,
     pub shared: &'a OutboxShared,
     pub shutdown: &'a CancellationToken,
+    pub committer: &'a Committer,
 }
 
 /// The retry delay after `attempts` attempts: `backoff × 2^(attempts-1)`, capped, with jitter
@@ -157,6 +169,7 @@ impl Delivery<'_> {
             Ok(finish) => Outcome::Finish(Box::new(finish)),
             Err(Stop::Finish(finish)) => Outcome::Finish(finish),
             Err(Stop::Shutdown) => Outcome::Release,
+            Err(Stop::Posted { record, answer }) => Outcome::Posted { record, answer },
             Err(Stop::Api { error, sent }) => {
                 Outcome::Finish(Box::new(self.classify(task, error, sent)))
             }
@@ -304,8 +317,7 @@ impl Delivery<'_> {
 
     async fn record_posted(&self, task: &Task, record: i64) -> Step<()> {
         let id = task.id;
-        self.services
-            .store
+        self.committer
             .write(move |tx| ledger::record_posted(tx, id, record, Utc::now()))
             .await?;
         Ok(())
@@ -349,16 +361,49 @@ impl Delivery<'_> {
         self.record_posted(task, record).await?;
         drop(shared_guard);
         failpoint("outbox.after_record");
-        self.keys()
-            .store(client, kind, &task.record_key(), record)
-            .await?;
-        failpoint("outbox.after_key");
-        Ok(Finish::Done {
-            result_id: Some(record),
-            echo: Some(echo(kind, record, Some(&answer))),
-            result: Some(answer),
-            conflict: None,
+        Err(Stop::Posted {
+            record,
+            answer: Box::new(answer),
         })
+    }
+
+    /// The second half of a create whose id is committed: stores the record key on the
+    /// record, then the task is done (with the echo of what the POST answered). A failure
+    /// leaves `result_id` in place, so the next attempt only completes the key.
+    pub async fn store_key(&self, task: &Task, record: i64, answer: Value) -> Outcome {
+        let stored = async {
+            let kind = task.entity().map_err(|e| {
+                stop(Finish::Failed {
+                    error: e.to_string(),
+                })
+            })?;
+            let client = self.client(task)?;
+            self.keys()
+                .store(client, kind, &task.record_key(), record)
+                .await?;
+            Ok::<_, Stop>(kind)
+        };
+        match stored.await {
+            Ok(kind) => {
+                failpoint("outbox.after_key");
+                Outcome::Finish(Box::new(Finish::Done {
+                    result_id: Some(record),
+                    echo: Some(echo(kind, record, Some(&answer))),
+                    result: Some(answer),
+                    conflict: None,
+                }))
+            }
+            Err(Stop::Finish(finish)) => Outcome::Finish(finish),
+            Err(Stop::Api { error, .. }) => {
+                Outcome::Finish(Box::new(self.classify(task, error, false)))
+            }
+            Err(other) => Outcome::Finish(Box::new(self.retry_or_dead(
+                task,
+                format!("storing the key: {other:?}"),
+                false,
+                None,
+            ))),
+        }
     }
 
     /// The record key's record, from the prefetch or a lookup.

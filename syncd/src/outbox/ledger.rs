@@ -16,9 +16,14 @@ use super::task::{self, NewTask, PublishRequest, Task, TaskState, ts};
 use crate::store::sql;
 use crate::{Config, Error, Result};
 
-const COLUMNS: &str = "id, key, tenant, action, entity, record_id, external_key, lane, path, query, \
-     payload, payload_hash, if_unmodified_since, ius_source, source, state, attempts, maybe_sent, \
-     next_attempt_at, last_attempt_at, result_id, result, conflict, last_error, created_at, updated_at";
+macro_rules! columns {
+    () => {
+        "id, key, tenant, action, entity, record_id, external_key, lane, path, query, payload, \
+         payload_hash, if_unmodified_since, ius_source, source, state, attempts, maybe_sent, \
+         next_attempt_at, last_attempt_at, result_id, result, conflict, last_error, created_at, \
+         updated_at"
+    };
+}
 
 fn json_column(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
@@ -58,31 +63,29 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 
 /// One task by id.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Task>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"),
-        [id],
-        task_from_row,
-    )
-    .optional()
-    .map_err(sql)
+    conn.prepare_cached(concat!("SELECT ", columns!(), " FROM tasks WHERE id = ?1"))
+        .map_err(sql)?
+        .query_row([id], task_from_row)
+        .optional()
+        .map_err(sql)
 }
 
 /// One task by idempotency key.
 pub fn by_key(conn: &Connection, key: &str) -> Result<Option<Task>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM tasks WHERE key = ?1"),
-        [key],
-        task_from_row,
-    )
-    .optional()
-    .map_err(sql)
+    conn.prepare_cached(concat!("SELECT ", columns!(), " FROM tasks WHERE key = ?1"))
+        .map_err(sql)?
+        .query_row([key], task_from_row)
+        .optional()
+        .map_err(sql)
 }
 
 /// Tasks, newest first, optionally of one state.
 pub fn list(conn: &Connection, state: Option<TaskState>, limit: i64) -> Result<Vec<Task>> {
     let mut statement = conn
-        .prepare(&format!(
-            "SELECT {COLUMNS} FROM tasks WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
+        .prepare(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM tasks WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
         ))
         .map_err(sql)?;
     let rows = statement
@@ -283,11 +286,12 @@ pub fn claim(
     };
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE tasks SET state = 'in_flight', attempts = attempts + 1, last_attempt_at = ?2,
                  updated_at = ?2 WHERE id = ?1",
-            params![id, now],
         )
+        .map_err(sql)?
+        .execute(params![id, now])
         .map_err(sql)?;
         if let Some(task) = get(tx, id)? {
             claimed.push(task);
@@ -313,10 +317,11 @@ pub fn release(tx: &Transaction<'_>, ids: &[i64], now: DateTime<Utc>) -> Result<
 /// A create's POST answered with a new id: recorded before anything else happens, so a crash
 /// after this point resolves by id, not by search.
 pub fn record_posted(tx: &Transaction<'_>, id: i64, record: i64, now: DateTime<Utc>) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE tasks SET result_id = ?2, maybe_sent = 1, updated_at = ?3 WHERE id = ?1",
-        params![id, record, ts(now)],
     )
+    .map_err(sql)?
+    .execute(params![id, record, ts(now)])
     .map_err(sql)?;
     Ok(())
 }
@@ -427,27 +432,29 @@ pub fn finish(tx: &Transaction<'_>, id: i64, outcome: &Finish, now: DateTime<Utc
             conflict,
             echo,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE tasks SET state = 'done', result_id = coalesce(?2, result_id), result = ?3,
                      conflict = coalesce(?4, conflict), last_error = NULL, updated_at = ?5
                  WHERE id = ?1",
-                params![
-                    id,
-                    result_id,
-                    result.as_ref().map(Value::to_string),
-                    conflict.as_ref().map(Value::to_string),
-                    now_text
-                ],
             )
+            .map_err(sql)?
+            .execute(params![
+                id,
+                result_id,
+                result.as_ref().map(Value::to_string),
+                conflict.as_ref().map(Value::to_string),
+                now_text
+            ])
             .map_err(sql)?;
             if let Some(echo) = echo {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO echoes (entity, id, entity_hash, published_at, task_id)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (entity, id) DO UPDATE SET entity_hash = excluded.entity_hash,
                          published_at = excluded.published_at, task_id = excluded.task_id",
-                    params![echo.entity, echo.id, echo.hash, now_text, id],
                 )
+                .map_err(sql)?
+                .execute(params![echo.entity, echo.id, echo.hash, now_text, id])
                 .map_err(sql)?;
             }
         }

@@ -60,8 +60,9 @@
 //! # Test hooks
 //!
 //! `SYNCD_FAILPOINT=outbox.after_post[@N]` (also `outbox.after_record`, `outbox.after_key`)
-//! aborts the process at that point of the N-th create (default the first): the crash tests
-//! use it to kill the daemon between a POST and the commit of its answer.
+//! parks the delivery at that point of the N-th create (default the first) and prints
+//! `syncd: failpoint … reached` on stderr: the crash tests then SIGKILL the daemon between a
+//! POST and the commit of its answer. Unset, it costs one atomic load.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,6 +78,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{Config, Result, Services, Store};
 
 pub mod cli;
+pub mod commit;
 pub mod deliver;
 pub mod foreign;
 pub mod hash;
@@ -213,8 +215,9 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
     result
 }
 
-/// Aborts the process at a named point when `SYNCD_FAILPOINT` asks for it (crash tests):
-/// `name` fires on the first pass, `name@N` on the N-th.
+/// Parks the calling thread for good at a named point when `SYNCD_FAILPOINT` asks for it, so
+/// a crash test can SIGKILL the process there: `name` fires on the first pass, `name@N` on the
+/// N-th.
 pub(crate) fn failpoint(name: &str) {
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
@@ -230,7 +233,9 @@ pub(crate) fn failpoint(name: &str) {
         && point == name
         && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
     {
-        eprintln!("syncd: failpoint {name} reached: aborting");
-        std::process::abort();
+        eprintln!("syncd: failpoint {name} reached");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! batches their key lookups, runs at most `outbox.concurrency` deliveries per tenant, records
 //! every outcome, keeps the `syncd_tasks` gauge fresh and reports to the systemd watchdog.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::commit::Committer;
 use super::deliver::{Delivery, Outcome, Prefetch};
 use super::ledger::{self, Finish};
 use super::task::{Task, TaskState, ts};
@@ -23,6 +24,8 @@ const OUTBOX_POLL: Duration = Duration::from_millis(200);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Rows moved from the `outbox` table per transaction.
 const OUTBOX_BATCH: usize = 500;
+/// The longest a batch key lookup may take before its tasks look their keys up one by one.
+const PREFETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tenant publishes go to.
 pub(crate) fn publish_tenant(config: &Config) -> Option<String> {
@@ -47,25 +50,46 @@ pub(crate) async fn refresh_metrics(services: &Services) {
     }
 }
 
+type Claimed = Vec<(Task, Prefetch)>;
+
 pub(crate) struct Worker {
     services: Arc<Services>,
     shutdown: CancellationToken,
     config: Arc<Config>,
+    /// Claimed tasks waiting for a delivery slot of their tenant.
     queue: VecDeque<(Task, Prefetch)>,
+    /// Running deliveries per tenant.
     running: HashMap<String, usize>,
-    deliveries: JoinSet<String>,
+    deliveries: JoinSet<(Task, Outcome)>,
+    delivery_tenant: HashMap<tokio::task::Id, String>,
+    /// Outcomes being recorded, and keys of committed creates being stored: a delivery slot
+    /// is free again once its entity write is done; its task stays `in_flight`, blocking its
+    /// lane, until the outcome is committed.
+    recording: JoinSet<()>,
+    committer: Committer,
+    /// Claims (with their key lookups) run beside the deliveries, one per tenant at a time.
+    refills: JoinSet<(String, Result<Claimed>)>,
+    refilling: HashSet<String>,
+    /// A tenant whose last claim found nothing is not asked again before this (unless woken).
+    quiet_until: HashMap<String, Instant>,
 }
 
 impl Worker {
     pub(crate) fn new(services: Arc<Services>, shutdown: CancellationToken) -> Worker {
         let config = Arc::new(services.config.clone());
         Worker {
+            committer: Committer::start(services.store.clone()),
             services,
             shutdown,
             config,
             queue: VecDeque::new(),
             running: HashMap::new(),
             deliveries: JoinSet::new(),
+            delivery_tenant: HashMap::new(),
+            recording: JoinSet::new(),
+            refills: JoinSet::new(),
+            refilling: HashSet::new(),
+            quiet_until: HashMap::new(),
         }
     }
 
@@ -76,7 +100,6 @@ impl Worker {
     pub(crate) async fn run(mut self) -> Result<()> {
         let mut last_outbox = Instant::now() - OUTBOX_POLL;
         let mut last_metrics = Instant::now();
-        let mut dirty = true;
         loop {
             self.services.notifier.alive("outbox");
             if self.shutdown.is_cancelled() {
@@ -85,7 +108,7 @@ impl Worker {
             if last_outbox.elapsed() >= OUTBOX_POLL {
                 last_outbox = Instant::now();
                 match self.poll_outbox().await {
-                    Ok(true) => dirty = true,
+                    Ok(true) => self.quiet_until.clear(),
                     Ok(false) => {}
                     Err(error) => {
                         tracing::error!(%error, "outbox: moving rows of the outbox table failed")
@@ -96,22 +119,21 @@ impl Worker {
                 last_metrics = Instant::now();
                 refresh_metrics(&self.services).await;
             }
-            if dirty || self.queue.len() < self.concurrency() {
-                match self.fill().await {
-                    Ok(claimed) => dirty = claimed > 0,
-                    Err(error) => {
-                        tracing::error!(%error, "outbox: claiming tasks failed");
-                        dirty = false;
-                    }
-                }
-            }
+            self.refill();
             self.start();
             tokio::select! {
-                Some(joined) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
+                Some(joined) = self.deliveries.join_next_with_id(), if !self.deliveries.is_empty() => {
                     self.joined(joined);
-                    dirty = true;
                 }
-                _ = self.services.outbox.notify.notified() => dirty = true,
+                Some(recorded) = self.recording.join_next(), if !self.recording.is_empty() => {
+                    if let Err(error) = recorded {
+                        tracing::error!(%error, "outbox: recording an outcome panicked");
+                    }
+                }
+                Some(refilled) = self.refills.join_next(), if !self.refills.is_empty() => {
+                    self.refilled(refilled);
+                }
+                _ = self.services.outbox.notify.notified() => self.quiet_until.clear(),
                 _ = tokio::time::sleep(IDLE) => {}
                 _ = self.shutdown.cancelled() => {}
             }
@@ -120,25 +142,68 @@ impl Worker {
         Ok(())
     }
 
-    fn joined(&mut self, joined: std::result::Result<String, tokio::task::JoinError>) {
-        match joined {
-            Ok(tenant) => {
-                if let Some(n) = self.running.get_mut(&tenant) {
-                    *n = n.saturating_sub(1);
-                }
+    fn joined(
+        &mut self,
+        joined: std::result::Result<(tokio::task::Id, (Task, Outcome)), tokio::task::JoinError>,
+    ) {
+        let id = match joined {
+            Ok((id, (task, outcome))) => {
+                let services = self.services.clone();
+                let committer = self.committer.clone();
+                let shutdown = self.shutdown.clone();
+                self.recording.spawn(async move {
+                    let outcome = match outcome {
+                        Outcome::Posted { record, answer } => {
+                            Delivery {
+                                services: &services,
+                                shared: &services.outbox,
+                                shutdown: &shutdown,
+                                committer: &committer,
+                            }
+                            .store_key(&task, record, *answer)
+                            .await
+                        }
+                        other => other,
+                    };
+                    record(&services, &committer, task, outcome).await
+                });
+                id
             }
             Err(error) => {
                 tracing::error!(%error, "outbox: a delivery panicked; its task stays in flight until restart");
-                // Which tenant it belonged to is lost with the panic: recount conservatively.
-                let total: usize = self.running.values().sum();
-                if total > self.deliveries.len() {
-                    for n in self.running.values_mut() {
-                        if *n > 0 {
-                            *n -= 1;
-                            break;
-                        }
-                    }
+                error.id()
+            }
+        };
+        if let Some(tenant) = self.delivery_tenant.remove(&id) {
+            if let Some(n) = self.running.get_mut(&tenant) {
+                *n = n.saturating_sub(1);
+            }
+            // A finished task may unblock the next one of its lane.
+            self.quiet_until.remove(&tenant);
+        }
+    }
+
+    fn refilled(
+        &mut self,
+        refilled: std::result::Result<(String, Result<Claimed>), tokio::task::JoinError>,
+    ) {
+        match refilled {
+            Ok((tenant, Ok(claimed))) => {
+                self.refilling.remove(&tenant);
+                if claimed.is_empty() {
+                    self.quiet_until.insert(tenant, Instant::now() + IDLE);
                 }
+                self.queue.extend(claimed);
+            }
+            Ok((tenant, Err(error))) => {
+                tracing::error!(%error, "outbox: claiming tasks failed");
+                self.refilling.remove(&tenant);
+                self.quiet_until.insert(tenant, Instant::now() + IDLE);
+            }
+            Err(error) => {
+                // Tasks it claimed stay in flight until the next start resolves them.
+                tracing::error!(%error, "outbox: a claim panicked");
+                self.refilling.clear();
             }
         }
     }
@@ -163,120 +228,78 @@ impl Worker {
         Ok(moved.queued + moved.replays + moved.rejected > 0)
     }
 
-    /// Claims tasks while the local queue is short; returns how many.
-    async fn fill(&mut self) -> Result<usize> {
-        let now = ts(Utc::now());
-        let due = self
-            .services
-            .store
-            .read(move |conn| {
-                conn.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND next_attempt_at <= ?1)",
-                    [now],
-                    |r| r.get::<_, bool>(0),
-                )
-                .map_err(crate::store::sql)
-            })
-            .await?;
-        if !due {
-            return Ok(0);
-        }
-        let mut total = 0;
-        let tenants: Vec<String> = self.config.tenants.iter().map(|t| t.name.clone()).collect();
-        for tenant in tenants {
+    /// Starts a claim for every tenant whose queue runs low, beside the running deliveries.
+    fn refill(&mut self) {
+        let limit = self.concurrency();
+        let now = Instant::now();
+        for tenant in self.config.tenants.iter().map(|t| t.name.clone()) {
+            if self.refilling.contains(&tenant)
+                || self.quiet_until.get(&tenant).is_some_and(|t| *t > now)
+            {
+                continue;
+            }
             let queued = self
                 .queue
                 .iter()
                 .filter(|(t, _)| t.tenant == tenant)
                 .count();
             let running = self.running.get(&tenant).copied().unwrap_or(0);
-            let room = (self.concurrency() * 4).saturating_sub(queued + running);
-            if room == 0 || queued >= self.concurrency() * 2 {
+            // Refill when fewer than two slots' worth wait, up to six slots' worth, so one key
+            // lookup covers many creates and the slots never run dry while it runs.
+            let room = (limit * 6).saturating_sub(queued + running);
+            if queued >= limit * 2 || room == 0 {
                 continue;
             }
-            let name = tenant.clone();
-            let claimed = self
-                .services
-                .store
-                .write(move |tx| ledger::claim(tx, &name, room, Utc::now()))
-                .await?;
-            total += claimed.len();
-            let prefetched = self.prefetch(&tenant, &claimed).await;
-            for task in claimed {
-                let prefetch = prefetched
-                    .get(&task.id)
-                    .copied()
-                    .unwrap_or(Prefetch::Unknown);
-                self.queue.push_back((task, prefetch));
-            }
+            self.refilling.insert(tenant.clone());
+            let services = self.services.clone();
+            self.refills.spawn(async move {
+                let claimed = claim(&services, &tenant, room).await;
+                (tenant, claimed)
+            });
         }
-        Ok(total)
-    }
-
-    /// One `ForeignKeys` archive lookup per entity for the fresh creates among `tasks`.
-    async fn prefetch(&self, tenant: &str, tasks: &[Task]) -> BTreeMap<i64, Prefetch> {
-        let mut out = BTreeMap::new();
-        let Ok(client) = self.services.clients.get(tenant) else {
-            return out;
-        };
-        let mut by_entity: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
-        for task in tasks {
-            let fresh = !task.maybe_sent && task.result_id.is_none();
-            if fresh && task.action().is_ok_and(|a| a.creates()) {
-                by_entity.entry(task.entity.clone()).or_default().push(task);
-            }
-        }
-        for (entity, tasks) in by_entity {
-            let Ok(kind) = entity.parse() else { continue };
-            let values: Vec<String> = tasks.iter().map(|t| t.record_key()).collect();
-            match self
-                .services
-                .outbox
-                .keys
-                .lookup_many(client, kind, &values)
-                .await
-            {
-                Ok(found) => {
-                    for task in tasks {
-                        let prefetch = match found.get(&task.record_key()) {
-                            Some(id) => Prefetch::Found(*id),
-                            None => Prefetch::Absent,
-                        };
-                        out.insert(task.id, prefetch);
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "outbox: batch key lookup failed; looking up one by one")
-                }
-            }
-        }
-        out
     }
 
     /// Starts queued deliveries while their tenant has room.
     fn start(&mut self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
         let limit = self.concurrency();
         let mut rest = VecDeque::with_capacity(self.queue.len());
         while let Some((task, prefetch)) = self.queue.pop_front() {
             let running = self.running.entry(task.tenant.clone()).or_insert(0);
-            if *running >= limit || self.shutdown.is_cancelled() {
+            if *running >= limit {
                 rest.push_back((task, prefetch));
                 continue;
             }
             *running += 1;
             let services = self.services.clone();
             let shutdown = self.shutdown.clone();
-            self.deliveries.spawn(async move {
-                let tenant = task.tenant.clone();
-                deliver_one(&services, &shutdown, task, prefetch).await;
-                tenant
+            let committer = self.committer.clone();
+            let tenant = task.tenant.clone();
+            let handle = self.deliveries.spawn(async move {
+                let outcome = Delivery {
+                    services: &services,
+                    shared: &services.outbox,
+                    shutdown: &shutdown,
+                    committer: &committer,
+                }
+                .attempt(&task, prefetch)
+                .await;
+                (task, outcome)
             });
+            self.delivery_tenant.insert(handle.id(), tenant);
         }
         self.queue = rest;
     }
 
     /// Shutdown: give back what has not started, let running deliveries commit.
     async fn stop(&mut self) {
+        while let Some(refilled) = self.refills.join_next().await {
+            if let Ok((_, Ok(claimed))) = refilled {
+                self.queue.extend(claimed);
+            }
+        }
         let ids: Vec<i64> = self.queue.drain(..).map(|(t, _)| t.id).collect();
         if !ids.is_empty()
             && let Err(error) = self
@@ -287,51 +310,128 @@ impl Worker {
         {
             tracing::error!(%error, "outbox: releasing claimed tasks failed (they are resolved on the next start)");
         }
-        let waiting = async {
-            while let Some(joined) = self.deliveries.join_next().await {
-                if let Err(error) = joined {
-                    tracing::error!(%error, "outbox: a delivery failed during shutdown");
+        let deadline = tokio::time::Instant::now() + super::SHUTDOWN_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.deliveries.join_next_with_id()).await {
+                Ok(Some(joined)) => self.joined(joined),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "outbox: deliveries still running at shutdown stay in flight; the next start resolves them"
+                    );
+                    self.deliveries.abort_all();
+                    break;
                 }
             }
-        };
-        if tokio::time::timeout(super::SHUTDOWN_WAIT, waiting)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "outbox: deliveries still running at shutdown stay in flight; the next start resolves them"
-            );
-            self.deliveries.abort_all();
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, self.recording.join_next()).await {
+                Ok(Some(Err(error))) => {
+                    tracing::error!(%error, "outbox: recording an outcome failed during shutdown")
+                }
+                Ok(Some(Ok(()))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    // Storing keys of committed creates: the next start completes them.
+                    self.recording.abort_all();
+                    break;
+                }
+            }
         }
         refresh_metrics(&self.services).await;
     }
 }
 
-/// One attempt of one task, recorded.
-async fn deliver_one(
-    services: &Arc<Services>,
-    shutdown: &CancellationToken,
-    task: Task,
-    prefetch: Prefetch,
-) {
-    let delivery = Delivery {
-        services,
-        shared: &services.outbox,
-        shutdown,
+/// Claims up to `room` due tasks of `tenant` and looks their keys up.
+async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Claimed> {
+    let now = ts(Utc::now());
+    let due = services
+        .store
+        .read(move |conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND next_attempt_at <= ?1)",
+                [now],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(crate::store::sql)
+        })
+        .await?;
+    if !due {
+        return Ok(Vec::new());
+    }
+    let name = tenant.to_string();
+    let claimed = services
+        .store
+        .write(move |tx| ledger::claim(tx, &name, room, Utc::now()))
+        .await?;
+    // A slow lookup only costs the shortcut: every task then checks its own key.
+    let prefetched = tokio::time::timeout(PREFETCH_TIMEOUT, prefetch(services, tenant, &claimed))
+        .await
+        .unwrap_or_default();
+    Ok(claimed
+        .into_iter()
+        .map(|task| {
+            let prefetch = prefetched
+                .get(&task.id)
+                .copied()
+                .unwrap_or(Prefetch::Unknown);
+            (task, prefetch)
+        })
+        .collect())
+}
+
+/// One `ForeignKeys` archive lookup per entity for the fresh creates among `tasks`.
+async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap<i64, Prefetch> {
+    let mut out = BTreeMap::new();
+    let Ok(client) = services.clients.get(tenant) else {
+        return out;
     };
-    let outcome = delivery.attempt(&task, prefetch).await;
+    let mut by_entity: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
+    for task in tasks {
+        let fresh = !task.maybe_sent && task.result_id.is_none();
+        if fresh && task.action().is_ok_and(|a| a.creates()) {
+            by_entity.entry(task.entity.clone()).or_default().push(task);
+        }
+    }
+    for (entity, tasks) in by_entity {
+        let Ok(kind) = entity.parse() else { continue };
+        let values: Vec<String> = tasks.iter().map(|t| t.record_key()).collect();
+        match services
+            .outbox
+            .keys
+            .lookup_many(client, kind, &values)
+            .await
+        {
+            Ok(found) => {
+                for task in tasks {
+                    let prefetch = match found.get(&task.record_key()) {
+                        Some(id) => Prefetch::Found(*id),
+                        None => Prefetch::Absent,
+                    };
+                    out.insert(task.id, prefetch);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "outbox: batch key lookup failed; looking up one by one")
+            }
+        }
+    }
+    out
+}
+
+/// Records the outcome of an attempt (and counts it).
+async fn record(services: &Arc<Services>, committer: &Committer, task: Task, outcome: Outcome) {
     let id = task.id;
     let recorded = match &outcome {
+        Outcome::Posted { .. } => return,
         Outcome::Release => {
-            services
-                .store
+            committer
                 .write(move |tx| ledger::release(tx, &[id], Utc::now()))
                 .await
         }
         Outcome::Finish(finish) => {
             let finish = (**finish).clone();
-            services
-                .store
+            committer
                 .write(move |tx| ledger::finish(tx, id, &finish, Utc::now()))
                 .await
         }
@@ -340,36 +440,29 @@ async fn deliver_one(
         tracing::error!(task = id, %error, "outbox: recording the outcome failed; the task stays in flight until restart");
         return;
     }
-    if let Outcome::Finish(finish) = &outcome {
-        let outcome_label = match finish.state() {
-            TaskState::Pending => "retry",
-            other => other.as_str(),
-        };
-        services.metrics.inc(
-            "syncd_publish_total",
-            &[
-                ("entity", &task.entity),
-                ("action", &task.action),
-                ("outcome", outcome_label),
-            ],
-            1,
-        );
-        match &**finish {
-            Finish::Done { .. } => {
-                tracing::debug!(task = id, key = %task.key, "outbox: delivered")
-            }
-            Finish::Retry { error, at, .. } => {
-                tracing::info!(task = id, %error, retry_at = %at, "outbox: attempt failed; retrying")
-            }
-            Finish::Dead { error, .. } => {
-                tracing::error!(task = id, %error, "outbox: task is dead")
-            }
-            Finish::Failed { error } => {
-                tracing::error!(task = id, %error, "outbox: task failed")
-            }
-            Finish::Conflict { error, .. } => {
-                tracing::warn!(task = id, %error, "outbox: conflict")
-            }
+    let Outcome::Finish(finish) = &outcome else {
+        return;
+    };
+    let outcome_label = match finish.state() {
+        TaskState::Pending => "retry",
+        other => other.as_str(),
+    };
+    services.metrics.inc(
+        "syncd_publish_total",
+        &[
+            ("entity", &task.entity),
+            ("action", &task.action),
+            ("outcome", outcome_label),
+        ],
+        1,
+    );
+    match &**finish {
+        Finish::Done { .. } => tracing::debug!(task = id, key = %task.key, "outbox: delivered"),
+        Finish::Retry { error, at, .. } => {
+            tracing::info!(task = id, %error, retry_at = %at, "outbox: attempt failed; retrying")
         }
+        Finish::Dead { error, .. } => tracing::error!(task = id, %error, "outbox: task is dead"),
+        Finish::Failed { error } => tracing::error!(task = id, %error, "outbox: task failed"),
+        Finish::Conflict { error, .. } => tracing::warn!(task = id, %error, "outbox: conflict"),
     }
 }

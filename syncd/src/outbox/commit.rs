@@ -1,0 +1,164 @@
+//! Group commit for the ledger: the state changes of concurrent deliveries that arrive while a
+//! transaction is being written are applied together in the next one, each inside its own
+//! savepoint (one failing change does not undo the others). A delivery still waits for its own
+//! change to be committed before it makes its next API call; only the number of transactions
+//! (and writer-lock hand-offs) goes down.
+
+use rusqlite::Transaction;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Error, Result, Store};
+
+/// Changes applied in one transaction at most.
+const MAX_BATCH: usize = 128;
+
+type Change = Box<dyn FnOnce(&Transaction<'_>) -> Result<()> + Send>;
+
+struct Job {
+    change: Change,
+    done: oneshot::Sender<Result<()>>,
+}
+
+fn savepoint(tx: &Transaction<'_>, statement: &str) -> Result<()> {
+    tx.prepare_cached(statement)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(crate::store::sql)
+}
+
+/// A handle to the committer task; cheap to clone. The task ends when every handle is gone.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl Committer {
+    /// Starts the committer task for `store`.
+    pub fn start(store: Store) -> Committer {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let (changes, replies): (Vec<Change>, Vec<oneshot::Sender<Result<()>>>) =
+                    batch.into_iter().map(|j| (j.change, j.done)).unzip();
+                let results = store
+                    .write(move |tx| {
+                        let mut results = Vec::with_capacity(changes.len());
+                        let alone = changes.len() == 1;
+                        for change in changes {
+                            if alone {
+                                // Its own transaction: a failure rolls it back.
+                                change(tx)?;
+                                results.push(Ok(()));
+                                continue;
+                            }
+                            savepoint(tx, "SAVEPOINT outbox_change")?;
+                            let result = change(tx);
+                            if result.is_err() {
+                                savepoint(tx, "ROLLBACK TO outbox_change")?;
+                            }
+                            savepoint(tx, "RELEASE outbox_change")?;
+                            results.push(result);
+                        }
+                        Ok(results)
+                    })
+                    .await;
+                match results {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(error) if replies.len() == 1 => {
+                        if let Some(reply) = replies.into_iter().next() {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
+                    Err(error) => {
+                        let message = error.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(Error::Store(message.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Committer { jobs }
+    }
+
+    /// Applies `change` in the next transaction and waits until it is committed.
+    pub async fn write(
+        &self,
+        change: impl FnOnce(&Transaction<'_>) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let (done, committed) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                change: Box::new(change),
+                done,
+            })
+            .map_err(|_| Error::Store("the ledger committer has stopped".into()))?;
+        committed
+            .await
+            .map_err(|_| Error::Store("the ledger committer has stopped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn changes_commit_together_but_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        let committer = Committer::start(store.clone());
+        let insert = |name: &'static str| {
+            let committer = committer.clone();
+            async move {
+                committer
+                    .write(move |tx| {
+                        tx.execute(
+                            "INSERT INTO subscriptions (name, entity, created_at) VALUES (?1, 'contact', 'now')",
+                            [name],
+                        )
+                        .map_err(crate::store::sql)?;
+                        if name == "bad" {
+                            return Err(Error::Store("refused".into()));
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        };
+        let (a, b, c) = tokio::join!(insert("a"), insert("bad"), insert("c"));
+        assert!(a.is_ok() && c.is_ok());
+        assert!(b.is_err());
+        let names: Vec<String> = store
+            .read_blocking(|conn| {
+                let mut s = conn
+                    .prepare("SELECT name FROM subscriptions ORDER BY name")
+                    .map_err(crate::store::sql)?;
+                let rows = s
+                    .query_map([], |r| r.get(0))
+                    .map_err(crate::store::sql)?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+                    .map_err(crate::store::sql)?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert_eq!(names, ["a", "c"]);
+    }
+}
