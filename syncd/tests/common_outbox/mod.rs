@@ -1,0 +1,307 @@
+//! Helpers shared by the outbox and publish tests: an emulator, a daemon configured against it
+//! (in-process or as the `syncd` binary), the ledger as the tests see it, and the emulator's
+//! ground truth (records ever created, ForeignApp keys).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use emulator::{Emulator, EntityType, SeedCounts};
+use serde_json::Value;
+use syncd::outbox::{self, Intake, PublishRequest, Task, TaskState};
+use syncd::{Clients, Config, Daemon, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Contacts the emulator starts with.
+pub const SEEDED: usize = 5;
+
+/// An emulator with a few contacts and nothing else.
+pub async fn emulator() -> Emulator {
+    Emulator::start(emulator::Config {
+        counts: SeedCounts::contacts_only(SEEDED as u32),
+        seed: 11,
+        ..emulator::Config::default()
+    })
+    .await
+    .expect("emulator starts")
+}
+
+/// A test directory plus the config text against an emulator.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub text: String,
+}
+
+impl Setup {
+    /// `outbox` lines go under `[outbox]`; `tables` after it (e.g. `[[route]]`).
+    pub fn new(emu: &Emulator, outbox: &str, tables: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = format!(
+            r#"store = {store:?}
+
+[control]
+listen = "127.0.0.1:0"
+
+[[tenant]]
+name = "main"
+environment = {env:?}
+customer_id = {ctx:?}
+auth = "static"
+token = {{ value = {token:?} }}
+
+[outbox]
+backoff = "20ms"
+max_backoff = "200ms"
+{outbox}
+
+{tables}
+"#,
+            store = dir.path().join("syncd.db").display().to_string(),
+            env = emu.base_url(),
+            ctx = emu.context_identifier(),
+            token = emu.issue_access_token(),
+        );
+        Setup { dir, text }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(&self.text, "syncd.toml", &BTreeMap::new()).expect("valid config")
+    }
+
+    /// Writes the config file for the binary.
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("syncd.toml");
+        std::fs::write(&path, &self.text).unwrap();
+        path
+    }
+
+    pub fn store(&self) -> Store {
+        syncd::store::open(&self.dir.path().join("syncd.db")).expect("store opens")
+    }
+
+    /// Starts the daemon in-process.
+    pub async fn daemon(&self) -> Running {
+        let config = self.config();
+        let store = syncd::store::open(&config.store).expect("store opens");
+        let clients = Clients::build(&config).expect("clients");
+        let shutdown = CancellationToken::new();
+        let daemon = Daemon::start(
+            config.clone(),
+            store.clone(),
+            clients,
+            std::sync::Arc::new(syncd::systemd::Notifier::disabled()),
+            shutdown.clone(),
+        )
+        .await
+        .expect("daemon starts");
+        Running {
+            daemon: Some(daemon),
+            shutdown,
+            store,
+            config,
+        }
+    }
+}
+
+/// A running in-process daemon.
+pub struct Running {
+    pub daemon: Option<Daemon>,
+    pub shutdown: CancellationToken,
+    pub store: Store,
+    pub config: Config,
+}
+
+impl Running {
+    pub fn control_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.daemon.as_ref().expect("running").control_addr()
+        )
+    }
+
+    pub async fn publish(&self, request: &PublishRequest) -> syncd::Result<Intake> {
+        let intake = outbox::publish(&self.store, &self.config, request, "api").await;
+        if let Some(daemon) = &self.daemon {
+            daemon.services().outbox.wake();
+        }
+        intake
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(daemon) = self.daemon.take() {
+            daemon.wait().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// A request with the usual fields.
+pub fn request(action: &str, entity: &str, payload: Option<Value>) -> PublishRequest {
+    PublishRequest {
+        action: action.into(),
+        entity: entity.into(),
+        payload: payload.map(|p| p.to_string()),
+        ..PublishRequest::default()
+    }
+}
+
+/// Every task, in id order.
+pub fn tasks(store: &Store) -> Vec<Task> {
+    let mut tasks = store
+        .read_blocking(|conn| outbox::ledger::list(conn, None, 1_000_000))
+        .expect("tasks");
+    tasks.reverse();
+    tasks
+}
+
+pub fn task(store: &Store, id: i64) -> Task {
+    store
+        .read_blocking(|conn| outbox::ledger::get(conn, id))
+        .expect("read")
+        .expect("task exists")
+}
+
+/// Waits until `done` holds (checked every 20 ms) or panics after `timeout` with `what`.
+pub async fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until no task is pending or in flight.
+pub async fn settle(store: &Store, timeout: Duration) -> Vec<Task> {
+    wait_for(timeout, "the ledger to settle", || {
+        tasks(store)
+            .iter()
+            .all(|t| !matches!(t.state, TaskState::Pending | TaskState::InFlight))
+    })
+    .await;
+    tasks(store)
+}
+
+/// Waits until task `id` reaches `state`.
+pub async fn wait_state(store: &Store, id: i64, state: TaskState, timeout: Duration) -> Task {
+    let mut last = None;
+    let start = Instant::now();
+    loop {
+        let t = task(store, id);
+        if t.state == state {
+            return t;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "task {id} did not reach {state} within {timeout:?}; it is {t:#?} (was {last:?})"
+            );
+        }
+        last = Some(t.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records of an entity created after the seed (ids beyond the seeded ones), from the truth.
+pub fn created(emu: &Emulator, entity: EntityType, seeded: usize) -> Vec<emulator::TruthRow> {
+    let mut rows = emu.truth(entity);
+    rows.sort_by_key(|r| r.id);
+    rows.into_iter().skip(seeded).collect()
+}
+
+/// The ForeignApp keys of the default app/device/key name: value → record ids (ForeignKeys
+/// archive, every row).
+pub async fn foreign_keys(emu: &Emulator, table: &str) -> BTreeMap<String, Vec<i64>> {
+    let url = format!(
+        "{}/api/v1/ForeignApp?$select=keyValue,recordId,tableName,appName,deviceName,keyName&$top=1000",
+        emu.tenant_url()
+    );
+    let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut after = 0i64;
+    loop {
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "{url}&$filter=foreignkeyId gt {after}&$orderBy=foreignkeyId"
+            ))
+            .bearer_auth(emu.issue_access_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = page["value"].as_array().cloned().unwrap_or_default();
+        for row in &rows {
+            if row["tableName"] == table
+                && row["appName"] == "syncd"
+                && row["deviceName"] == "syncd"
+                && row["keyName"] == "idempotency_key"
+            {
+                out.entry(row["keyValue"].as_str().unwrap().to_string())
+                    .or_default()
+                    .push(row["recordId"].as_i64().unwrap());
+            }
+            after = after.max(
+                row["foreignkeyId"]
+                    .as_i64()
+                    .or_else(|| row["PrimaryKey"].as_i64())
+                    .unwrap_or(after),
+            );
+        }
+        if rows.len() < 1000 {
+            break;
+        }
+    }
+    out
+}
+
+/// GET an entity straight from the emulator.
+pub async fn get_entity(emu: &Emulator, entity: &str, id: i64) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/{entity}/{id}", emu.tenant_url()))
+        .bearer_auth(emu.issue_access_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// PATCH (merge) an entity straight on the emulator, as another user would.
+pub async fn merge_patch(emu: &Emulator, entity: &str, id: i64, patch: Value) -> Value {
+    reqwest::Client::new()
+        .patch(format!("{}/api/v1/{entity}/{id}", emu.tenant_url()))
+        .bearer_auth(emu.issue_access_token())
+        .header("content-type", "application/merge-patch+json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The `echoes` row of a record: (entity_hash, task_id).
+pub fn echo(store: &Store, table: &str, id: i64) -> Option<(Option<String>, Option<i64>)> {
+    store
+        .read_blocking(|conn| {
+            use rusqlite::OptionalExtension;
+            conn.query_row(
+                "SELECT entity_hash, task_id FROM echoes WHERE entity = ?1 AND id = ?2",
+                rusqlite::params![table, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(syncd::store::sql)
+        })
+        .unwrap()
+}
+
+/// The path of the `syncd` binary.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_syncd"))
+}
