@@ -1,0 +1,350 @@
+//! Outbox drain rate against the emulator's maximum create rate.
+//!
+//! `cargo bench -p syncd --bench outbox_drain [-- COUNT]` (default 10 000). Each phase runs on
+//! a fresh emulator in this process, with at most 8 HTTP requests in flight (the SDK's
+//! per-tenant limit, `max_concurrency = 8`):
+//!
+//! - **reference** ("the emulator's maximum create rate"): what a client achieves against
+//!   the emulator over HTTP on the same machine: COUNT plain `POST /api/v1/Contact` through
+//!   the SDK's entity API (the HTTP stack, auth and runtime syncd uses), 8 in flight.
+//! - **protocol**: the requests an exactly-once create needs and nothing else (no ledger):
+//!   one `ForeignKeys` archive lookup per 24 keys, then per create `POST` + `POST …/Key`,
+//!   8 creates in flight. The ceiling for any ForeignApp-keyed scheme at this concurrency.
+//! - **outbox**: the daemon in-process with `outbox.concurrency = 8`; COUNT create tasks are
+//!   inserted into the ledger in one transaction, the clock runs until every task is `done`.
+//!
+//! Ratio = outbox / reference (goal ≥ 0.8). Each phase checks the truth: COUNT new records.
+//! CPU per create is this process's user + system time (client and emulator together).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emulator::{Emulator, EntityType, SeedCounts};
+use futures::StreamExt;
+use serde_json::json;
+use superoffice::auth::StaticAuth;
+use superoffice::entity::EntityKind;
+use syncd::outbox::foreign::ForeignKeys;
+use syncd::outbox::{PublishRequest, TaskState, ledger, task};
+use syncd::{Clients, Config, Daemon};
+use tokio_util::sync::CancellationToken;
+
+const CONCURRENCY: usize = 8;
+/// Keys per archive lookup in the protocol phase (what the outbox's claims average).
+const LOOKUP_BATCH: usize = 24;
+
+/// CPU time this process used so far (user + system), from `/proc/self/stat`; `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+struct Measured {
+    rate: f64,
+    seconds: f64,
+    requests_per_create: f64,
+    cpu_per_create: Option<f64>,
+}
+
+/// Times `work`, which creates `count` contacts on `emu`.
+async fn measure<F: Future<Output = ()>>(emu: &Emulator, count: usize, work: F) -> Measured {
+    let requests = emu.stats().requests;
+    let cpu = cpu_seconds();
+    let start = Instant::now();
+    work.await;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu).map(|(b, a)| b - a);
+    Measured {
+        rate: count as f64 / seconds,
+        seconds,
+        requests_per_create: (emu.stats().requests - requests) as f64 / count as f64,
+        cpu_per_create: cpu.map(|c| c / count as f64),
+    }
+}
+
+async fn fresh_emulator() -> Emulator {
+    Emulator::start(emulator::Config {
+        counts: SeedCounts::NONE,
+        ..emulator::Config::default()
+    })
+    .await
+    .expect("emulator starts")
+}
+
+fn config_text(emu: &Emulator, dir: &std::path::Path) -> String {
+    format!(
+        r#"store = {store:?}
+[control]
+listen = "127.0.0.1:0"
+[[tenant]]
+name = "main"
+environment = {env:?}
+customer_id = {ctx:?}
+auth = "static"
+token = {{ value = {token:?} }}
+max_concurrency = {CONCURRENCY}
+[outbox]
+concurrency = {CONCURRENCY}
+"#,
+        store = dir.join("syncd.db").display().to_string(),
+        env = emu.base_url(),
+        ctx = emu.context_identifier(),
+        token = emu.issue_access_token(),
+    )
+}
+
+fn client(emu: &Emulator) -> superoffice::Client {
+    superoffice::Client::builder()
+        .base_url(emu.tenant_url())
+        .auth(StaticAuth::bearer(emu.issue_access_token()))
+        .max_concurrency(CONCURRENCY)
+        .build()
+        .expect("client")
+}
+
+async fn warm_up(client: &superoffice::Client) {
+    for i in 0..CONCURRENCY {
+        client
+            .entities(EntityKind::Contact)
+            .create(&json!({ "Name": format!("Warm {i}") }))
+            .await
+            .expect("create");
+    }
+}
+
+/// Plain POSTs through the SDK, `CONCURRENCY` in flight.
+async fn reference(count: usize) -> Measured {
+    let emu = fresh_emulator().await;
+    let client = client(&emu);
+    warm_up(&client).await;
+    let measured = measure(&emu, count, async {
+        let results: Vec<_> = futures::stream::iter(0..count)
+            .map(|i| {
+                let client = client.clone();
+                async move {
+                    client
+                        .entities(EntityKind::Contact)
+                        .create(&json!({ "Name": format!("Reference {i}") }))
+                        .await
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        assert!(results.iter().all(Result::is_ok), "every POST succeeded");
+    })
+    .await;
+    assert_eq!(emu.truth(EntityType::Contact).len(), count + CONCURRENCY);
+    measured
+}
+
+/// The exactly-once request pattern without a ledger.
+async fn protocol(count: usize) -> Measured {
+    let emu = fresh_emulator().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::parse(
+        &config_text(&emu, dir.path()),
+        "bench.toml",
+        &BTreeMap::new(),
+    )
+    .expect("config");
+    let keys = ForeignKeys::new(&config.outbox);
+    let client = client(&emu);
+    warm_up(&client).await;
+    keys.ensure(&client).await.expect("foreign app");
+    let measured = measure(&emu, count, async {
+        let batches: Vec<Vec<usize>> = (0..count)
+            .collect::<Vec<_>>()
+            .chunks(LOOKUP_BATCH)
+            .map(<[usize]>::to_vec)
+            .collect();
+        futures::stream::iter(batches)
+            .map(|batch| {
+                let (client, keys) = (client.clone(), keys.clone());
+                async move {
+                    let values: Vec<String> =
+                        batch.iter().map(|i| format!("protocol-{i}")).collect();
+                    let found = keys
+                        .lookup_many(&client, EntityKind::Contact, &values)
+                        .await
+                        .expect("lookup");
+                    assert!(found.is_empty());
+                    futures::stream::iter(batch)
+                        .map(|i| {
+                            let (client, keys) = (client.clone(), keys.clone());
+                            async move {
+                                let answer = client
+                                    .entities(EntityKind::Contact)
+                                    .create(&json!({ "Name": format!("Protocol {i}") }))
+                                    .await
+                                    .expect("create");
+                                let id = answer["ContactId"].as_i64().expect("id");
+                                keys.store(
+                                    &client,
+                                    EntityKind::Contact,
+                                    &format!("protocol-{i}"),
+                                    id,
+                                )
+                                .await
+                                .expect("key");
+                            }
+                        })
+                        .buffer_unordered(CONCURRENCY)
+                        .collect::<Vec<()>>()
+                        .await;
+                }
+            })
+            .buffered(2)
+            .collect::<Vec<()>>()
+            .await;
+    })
+    .await;
+    assert_eq!(emu.truth(EntityType::Contact).len(), count + CONCURRENCY);
+    measured
+}
+
+async fn outbox(count: usize) -> Measured {
+    let emu = fresh_emulator().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::parse(
+        &config_text(&emu, dir.path()),
+        "bench.toml",
+        &BTreeMap::new(),
+    )
+    .expect("config");
+    let store = syncd::store::open(&config.store).expect("store");
+    let shutdown = CancellationToken::new();
+    let daemon = Daemon::start(
+        config.clone(),
+        store.clone(),
+        Clients::build(&config).expect("clients"),
+        Arc::new(syncd::systemd::Notifier::disabled()),
+        shutdown.clone(),
+    )
+    .await
+    .expect("daemon starts");
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let request = PublishRequest {
+            action: "create".into(),
+            entity: "contact".into(),
+            payload: Some(json!({ "Name": format!("Outbox {i}") }).to_string()),
+            key: Some(format!("bench-{i}")),
+            ..PublishRequest::default()
+        };
+        tasks.push(task::validate(&config, &request).expect("valid"));
+    }
+    // Queue everything in one transaction (intake is not part of the drain), then time until
+    // every task is done.
+    let queued_config = config.clone();
+    store
+        .write(move |tx| {
+            for new in &tasks {
+                ledger::insert(tx, &queued_config, new, "api", chrono::Utc::now())?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("queued");
+    let measured = measure(&emu, count, async {
+        daemon.services().outbox.wake();
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let open: i64 = store
+                .read(|conn| {
+                    conn.query_row(
+                        "SELECT count(*) FROM tasks WHERE state IN ('pending', 'in_flight')",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(syncd::store::sql)
+                })
+                .await
+                .expect("count");
+            if open == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let counts = store.read(ledger::counts).await.expect("counts");
+    assert_eq!(
+        counts[&TaskState::Done] as usize,
+        count,
+        "all done: {counts:?}"
+    );
+    shutdown.cancel();
+    daemon.wait().await.expect("stops");
+    assert_eq!(
+        emu.truth(EntityType::Contact).len(),
+        count,
+        "exactly one record per task"
+    );
+    measured
+}
+
+fn line(name: &str, m: &Measured) {
+    println!(
+        "  {name:<10} {:>7.0} creates/s  ({:>5.2} s, {:.2} HTTP requests/create, {} CPU/create)",
+        m.rate,
+        m.seconds,
+        m.requests_per_create,
+        m.cpu_per_create
+            .map(|c| format!("{:.0} µs", c * 1e6))
+            .unwrap_or_else(|| "n/a".into())
+    );
+}
+
+fn main() {
+    let count: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::var("OUTBOX_DRAIN_ONLY").as_deref() == Ok("outbox") {
+        // For profiling: the outbox phase alone.
+        let outbox = runtime.block_on(outbox(count));
+        line("outbox", &outbox);
+        return;
+    }
+    runtime.block_on(async {
+        let in_process = fresh_emulator()
+            .await
+            .measure_create_rate(EntityType::Contact, count as u32);
+        let reference = reference(count).await;
+        let protocol = protocol(count).await;
+        let outbox = outbox(count).await;
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        println!(
+            "outbox drain: {count} creates of Contact, 8 in flight, emulator and client in one process ({cpus} CPUs)"
+        );
+        println!(
+            "  emulator in-process create rate, no HTTP (context only): {:.0} creates/s",
+            in_process.per_second
+        );
+        line("reference", &reference);
+        line("protocol", &protocol);
+        line("outbox", &outbox);
+        let ratio = outbox.rate / reference.rate;
+        println!(
+            "  ratio outbox / reference = {ratio:.2} (goal >= 0.80: {}); protocol / reference = {:.2}, outbox / protocol = {:.2}",
+            if ratio >= 0.8 { "met" } else { "missed" },
+            protocol.rate / reference.rate,
+            outbox.rate / protocol.rate
+        );
+        println!(
+            "  reference = \"the emulator's maximum create rate\": plain POSTs over HTTP from a client on the same machine, 8 in flight"
+        );
+        println!(
+            "  protocol  = the same plus what exactly-once needs (batched key lookup, key POST), no ledger"
+        );
+    });
+}
