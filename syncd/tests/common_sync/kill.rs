@@ -45,6 +45,8 @@ fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
 pub struct KillReport {
     /// SIGKILLs sent.
     pub kills: u32,
+    /// Kills sent while the process had a sync run open.
+    pub mid_run: u32,
     /// Changes the simulated users made meanwhile.
     pub activity: usize,
     /// Runs the kills left `running` (marked `aborted` at the next start).
@@ -131,7 +133,9 @@ reconcile_interval = "2s"
     };
 
     let started = Instant::now();
+    let mut mid_run = 0;
     for run in 0..runs {
+        let before = try_query_i64(&db, "SELECT coalesce(max(id), 0) FROM runs").unwrap_or(0);
         let mut child = spawn(binary, &config, &log);
         // Early runs die during the initial load, later ones anywhere.
         let lifetime = if run < runs / 2 {
@@ -140,6 +144,21 @@ reconcile_interval = "2s"
             rng.gen_range(150..1500)
         };
         tokio::time::sleep(Duration::from_millis(lifetime)).await;
+        // Then at the next moment this process is inside a sync run (a page being fetched,
+        // built or committed), so that kills between runs or before start-up do not make the
+        // scenario vacuous; a few random milliseconds later, to land anywhere in the run.
+        let running =
+            format!("SELECT count(*) FROM runs WHERE status = 'running' AND id > {before}");
+        let waited = Instant::now();
+        while try_query_i64(&db, &running).unwrap_or(0) == 0
+            && waited.elapsed() < Duration::from_secs(3)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if try_query_i64(&db, &running).unwrap_or(0) > 0 {
+            mid_run += 1;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
+        }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("syncd exited by itself ({status}) in run {run}:\n{log}");
@@ -189,6 +208,7 @@ reconcile_interval = "2s"
     let count = |sql: &str| query_i64(&db, sql);
     KillReport {
         kills: runs,
+        mid_run,
         activity: made,
         aborted_runs: count("SELECT count(*) FROM runs WHERE status = 'aborted'"),
         inserts: count("SELECT count(*) FROM changes WHERE op = 'insert'"),
