@@ -5,7 +5,7 @@
 //! (`…/Key/{keyName}/{table}/{recordId}`). Hard-deleting a contact or person drops its keys.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -82,6 +82,11 @@ pub struct ForeignStore {
     apps: BTreeMap<i32, App>,
     next_id: i32,
     version: u64,
+    /// The `ForeignKeys` archive's rows, kept in step with `apps`: a key added or saved
+    /// updates its row; the rare structural changes (rename, deletes) rebuild it.
+    archive: BTreeMap<i32, FkRow>,
+    /// Key ids by lower-cased value (SuperOffice indexes `subvalue`).
+    by_value: HashMap<String, BTreeSet<i32>>,
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -175,16 +180,44 @@ impl ForeignStore {
             app.updated = now;
             app.updated_by = by;
         }
+        self.rebuild_archive();
         Ok(())
+    }
+
+    fn rebuild_archive(&mut self) {
+        self.archive.clear();
+        self.by_value.clear();
+        for a in self.apps.values() {
+            for d in &a.devices {
+                for k in &d.keys {
+                    self.by_value
+                        .entry(k.value.to_lowercase())
+                        .or_default()
+                        .insert(k.id);
+                    self.archive.insert(
+                        k.id,
+                        FkRow {
+                            app: a.name.clone(),
+                            device: d.name.clone(),
+                            identifier: d.identifier.clone(),
+                            key: k.clone(),
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// Deletes an app with all its devices and keys.
     pub fn delete_app(&mut self, id: i32) -> Result<(), SoError> {
         self.version += 1;
-        self.apps
+        let removed = self
+            .apps
             .remove(&id)
             .map(|_| ())
-            .ok_or_else(|| SoError::not_found(format!("ForeignApp id {id} not found")))
+            .ok_or_else(|| SoError::not_found(format!("ForeignApp id {id} not found")));
+        self.rebuild_archive();
+        removed
     }
 
     fn app_mut(&mut self, name: &str) -> Result<&mut App, SoError> {
@@ -258,6 +291,7 @@ impl ForeignStore {
                 r.device
             )));
         }
+        self.rebuild_archive();
         Ok(())
     }
 
@@ -290,6 +324,10 @@ impl ForeignStore {
             ));
         }
         let id = self.next_id + 1;
+        let app = self
+            .app_by_name(r.app)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
         let dev = self.device_mut(r)?;
         if replace
             && let Some(k) = dev
@@ -304,8 +342,19 @@ impl ForeignStore {
             }
             let out = k.clone();
             self.version += 1;
+            if let Some(row) = self.archive.get_mut(&out.id) {
+                if let Some(ids) = self.by_value.get_mut(&row.key.value.to_lowercase()) {
+                    ids.remove(&out.id);
+                }
+                self.by_value
+                    .entry(out.value.to_lowercase())
+                    .or_default()
+                    .insert(out.id);
+                row.key = out.clone();
+            }
             return Ok(out);
         }
+        let (device, identifier) = (dev.name.clone(), dev.identifier.clone());
         let k = Key {
             id,
             key,
@@ -319,6 +368,19 @@ impl ForeignStore {
         };
         dev.keys.push(k.clone());
         self.next();
+        self.by_value
+            .entry(k.value.to_lowercase())
+            .or_default()
+            .insert(id);
+        self.archive.insert(
+            id,
+            FkRow {
+                app,
+                device,
+                identifier,
+                key: k.clone(),
+            },
+        );
         Ok(k)
     }
 
@@ -374,7 +436,11 @@ impl ForeignStore {
                 && (table.is_empty() || eq(&k.table, table))
                 && (record == 0 || k.record_id == record))
         });
-        Ok(before - dev.keys.len())
+        let deleted = before - dev.keys.len();
+        if deleted > 0 {
+            self.rebuild_archive();
+        }
+        Ok(deleted)
     }
 
     /// Every key on a record as `{"app.device.key": "value"}`.
@@ -402,28 +468,23 @@ impl ForeignStore {
                     .retain(|k| !(eq(&k.table, table) && k.record_id == record));
             }
         }
+        self.rebuild_archive();
         self.version += 1;
     }
 
     /// Flat rows for the `ForeignKeys` archive, ordered by key id.
-    pub fn archive_rows(&self) -> BTreeMap<i32, FkRow> {
-        let mut out = BTreeMap::new();
-        for a in self.apps.values() {
-            for d in &a.devices {
-                for k in &d.keys {
-                    out.insert(
-                        k.id,
-                        FkRow {
-                            app: a.name.clone(),
-                            device: d.name.clone(),
-                            identifier: d.identifier.clone(),
-                            key: k.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        out
+    pub fn archive_rows(&self) -> &BTreeMap<i32, FkRow> {
+        &self.archive
+    }
+
+    /// The archive rows whose value is one of `values` (lower-cased), through the value index.
+    pub fn archive_rows_with_values(&self, values: &[String]) -> BTreeMap<i32, FkRow> {
+        values
+            .iter()
+            .filter_map(|v| self.by_value.get(v))
+            .flatten()
+            .filter_map(|id| self.archive.get(id).map(|row| (*id, row.clone())))
+            .collect()
     }
 }
 
@@ -619,8 +680,19 @@ mod tests {
             s.keys_on_record("contact", 123)["acme.sync.ext_id"],
             json!("EXT-99")
         );
+        // The archive and its value index follow every change.
+        let values = |v: &[&str]| v.iter().map(|v| v.to_lowercase()).collect::<Vec<_>>();
+        assert!(s.archive_rows_with_values(&values(&["EXT-42"])).is_empty());
+        let found = s.archive_rows_with_values(&values(&["ext-99", "EXT-7"]));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found.values().next().unwrap().key.value, "EXT-99");
+        assert_eq!(s.archive_rows().len(), 1);
+        s.rename_app(app, "acme2", 1, now).unwrap();
+        assert_eq!(s.archive_rows().values().next().unwrap().app, "acme2");
         s.remove_record("contact", 123);
         assert!(s.keys_on_record("contact", 123).is_empty());
+        assert!(s.archive_rows().is_empty());
+        assert!(s.archive_rows_with_values(&values(&["EXT-99"])).is_empty());
     }
 
     #[test]

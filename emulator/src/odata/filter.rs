@@ -7,6 +7,7 @@
 //! columns compare the day only (the "precision trap" of FACTS §3.1), date-time columns the
 //! full timestamp.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use crate::clock::Ts;
@@ -612,30 +613,50 @@ fn eval_num(op: Op, x: f64, lit: Option<&Lit>) -> bool {
     }
 }
 
+/// `s` in lower case, allocating only when something changes.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
+}
+
 fn eval_str(op: Op, s: &str, lit: Option<&Lit>) -> bool {
-    let items: Vec<String> = lit
-        .map(|l| l.items().iter().map(|i| i.text()).collect())
+    // Called once per row: literals are borrowed and only non-lowercase text is copied.
+    let items: Vec<Cow<'_, str>> = lit
+        .map(|l| {
+            l.items()
+                .into_iter()
+                .map(|i| match i {
+                    Lit::Str(text) => Cow::Borrowed(text.as_str()),
+                    other => Cow::Owned(other.text()),
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let Some(first) = items.first() else {
         return matches!(op, Op::Set) && !s.is_empty();
     };
-    let ls = s.to_lowercase();
-    let lf = first.to_lowercase();
+    let ls_owned = lower(s);
+    let ls: &str = &ls_owned;
+    let lf_owned = lower(first);
+    let lf: &str = &lf_owned;
     match op {
         Op::Eq => ls == lf,
         Op::Ne => ls != lf,
-        Op::Begins => ls.starts_with(&lf),
-        Op::NotBegins => !ls.starts_with(&lf),
-        Op::Contains => ls.contains(&lf),
-        Op::NotContains => !ls.contains(&lf),
-        Op::Ends => ls.ends_with(&lf),
+        Op::Begins => ls.starts_with(lf),
+        Op::NotBegins => !ls.starts_with(lf),
+        Op::Contains => ls.contains(lf),
+        Op::NotContains => !ls.contains(lf),
+        Op::Ends => ls.ends_with(lf),
         Op::OneOf => items.iter().any(|i| i.eq_ignore_ascii_case(s)),
         Op::NotOneOf => !items.iter().any(|i| i.eq_ignore_ascii_case(s)),
         Op::Lt | Op::Before => ls < lf,
         Op::Le | Op::BeforeOrEqual => ls <= lf,
         Op::Gt | Op::After => ls > lf,
         Op::Ge | Op::AfterOrEqual => ls >= lf,
-        Op::Between if items.len() == 2 => ls >= lf && ls <= items[1].to_lowercase(),
+        Op::Between if items.len() == 2 => ls >= lf && ls <= &*lower(&items[1]),
         Op::Set => !s.is_empty(),
         _ => false,
     }
@@ -765,6 +786,29 @@ fn eval_time(c: &Clause, t: Ts, cx: &EvalCx<'_>) -> bool {
         }),
         _ => false,
     }
+}
+
+/// The values a string column must take for `e` to hold, when `e` is a clause or conjunction
+/// with `column eq 'x'` or `column oneOf('x', 'y', …)` at its top level: an index lookup on
+/// those values (lower-cased) finds a superset of the matching rows. `None` when the filter
+/// does not pin the column.
+pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
+    let clauses: Vec<&Clause> = match e {
+        Some(Expr::Clause(c)) => vec![c],
+        Some(Expr::And(v)) => v
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Clause(c) => Some(c),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    clauses
+        .into_iter()
+        .find(|c| c.column.eq_ignore_ascii_case(column) && matches!(c.op, Op::Eq | Op::OneOf))
+        .and_then(|c| c.value.as_ref())
+        .map(|v| v.items().iter().map(|i| i.text().to_lowercase()).collect())
 }
 
 /// Primary-key bounds implied by top-level `and` clauses on the key column, for the fast path.

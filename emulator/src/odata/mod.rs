@@ -360,9 +360,11 @@ pub fn run(db: &Db, p: &Provider, q: &Query, rcx: &RunCx<'_>) -> (String, usize)
             page_of(table.rows(), |r: &T| r.deleted_at().is_some(), p, q, rcx, &cx, table.version())
         }),
         Source::ForeignKeys => {
-            let rows = db.foreign.archive_rows();
+            // `keyValue eq/oneOf …` goes through the value index, as on a real server.
+            let indexed = filter::str_candidates(q.filter.as_ref(), "keyValue")
+                .map(|values| db.foreign.archive_rows_with_values(&values));
             page_of(
-                &rows,
+                indexed.as_ref().unwrap_or_else(|| db.foreign.archive_rows()),
                 |_: &FkRow| true,
                 p,
                 q,
