@@ -364,7 +364,9 @@ pub fn run(db: &Db, p: &Provider, q: &Query, rcx: &RunCx<'_>) -> (String, usize)
             let indexed = filter::str_candidates(q.filter.as_ref(), "keyValue")
                 .map(|values| db.foreign.archive_rows_with_values(&values));
             page_of(
-                indexed.as_ref().unwrap_or_else(|| db.foreign.archive_rows()),
+                indexed
+                    .as_ref()
+                    .unwrap_or_else(|| db.foreign.archive_rows()),
                 |_: &FkRow| true,
                 p,
                 q,

@@ -6,8 +6,8 @@
 //! memory (VmHWM) of the rustc process compiling `superoffice`, sampled from `/proc`, and the
 //! codegen time the build script recorded in `OUT_DIR/codegen-stats.json`.
 
-use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
