@@ -788,12 +788,9 @@ fn eval_time(c: &Clause, t: Ts, cx: &EvalCx<'_>) -> bool {
     }
 }
 
-/// The values a string column must take for `e` to hold, when `e` is a clause or conjunction
-/// with `column eq 'x'` or `column oneOf('x', 'y', …)` at its top level: an index lookup on
-/// those values (lower-cased) finds a superset of the matching rows. `None` when the filter
-/// does not pin the column.
-pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
-    let clauses: Vec<&Clause> = match e {
+/// The clauses every match must satisfy: `e` itself, or the clauses of a top-level `and`.
+fn top_clauses(e: Option<&Expr>) -> Vec<&Clause> {
+    match e {
         Some(Expr::Clause(c)) => vec![c],
         Some(Expr::And(v)) => v
             .iter()
@@ -803,7 +800,15 @@ pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
             })
             .collect(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// The values a string column must take for `e` to hold, when `e` is a clause or conjunction
+/// with `column eq 'x'` or `column oneOf('x', 'y', …)` at its top level: an index lookup on
+/// those values (lower-cased) finds a superset of the matching rows. `None` when the filter
+/// does not pin the column.
+pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
+    let clauses = top_clauses(e);
     clauses
         .into_iter()
         .find(|c| c.column.eq_ignore_ascii_case(column) && matches!(c.op, Op::Eq | Op::OneOf))
@@ -815,17 +820,7 @@ pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
 pub fn pk_bounds(e: Option<&Expr>, pk: &str) -> (i64, i64) {
     let mut lo = i64::MIN;
     let mut hi = i64::MAX;
-    let clauses: Vec<&Clause> = match e {
-        Some(Expr::Clause(c)) => vec![c],
-        Some(Expr::And(v)) => v
-            .iter()
-            .filter_map(|x| match x {
-                Expr::Clause(c) => Some(c),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let clauses = top_clauses(e);
     for c in clauses.into_iter().filter(|c| c.column == pk) {
         let Some(n) = c
             .value
