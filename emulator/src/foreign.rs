@@ -468,7 +468,20 @@ impl ForeignStore {
                     .retain(|k| !(eq(&k.table, table) && k.record_id == record));
             }
         }
-        self.rebuild_archive();
+        // Runs on every hard delete: drop only this record's rows, do not rebuild.
+        let gone: Vec<i32> = self
+            .archive
+            .iter()
+            .filter(|(_, r)| eq(&r.key.table, table) && r.key.record_id == record)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(row) = self.archive.remove(&id)
+                && let Some(ids) = self.by_value.get_mut(&row.key.value.to_lowercase())
+            {
+                ids.remove(&id);
+            }
+        }
         self.version += 1;
     }
 
