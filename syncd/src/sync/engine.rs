@@ -287,6 +287,21 @@ impl Engine<'_> {
         Ok((0, Some(page)))
     }
 
+    /// What a record stores: the transform's output as canonical JSON and its hash; `None`
+    /// when the transform skips the record.
+    fn stored(&self, id: i64, value: Value, modified: Option<String>) -> Result<Option<Upsert>> {
+        Ok(self.plan.transform(value)?.map(|stored| {
+            let (json, hash) = canonical_text_and_hash(&stored);
+            Upsert {
+                id,
+                json,
+                hash,
+                modified,
+                entity_hash: None,
+            }
+        }))
+    }
+
     /// The last key of a page (rows come in key order).
     fn last_key(&self, rows: &[Row]) -> Result<i64> {
         rows.iter()
@@ -356,17 +371,8 @@ impl Engine<'_> {
             }
             match self.plan.shape {
                 Shape::Row => {
-                    let json = self.plan.row_json(row);
-                    if let Some(stored) = self.plan.transform(json)? {
-                        let (json, hash) = canonical_text_and_hash(&stored);
-                        write.upserts.push(Upsert {
-                            id,
-                            json,
-                            hash,
-                            modified,
-                            entity_hash: None,
-                        });
-                    }
+                    let stored = self.stored(id, self.plan.row_json(row), modified)?;
+                    write.upserts.extend(stored);
                 }
                 Shape::Entity => wanted.push((id, modified)),
             }
@@ -444,16 +450,12 @@ impl Engine<'_> {
                 Some(entity) if entity_deleted(self.plan.kind, &entity) => write.deletes.push(id),
                 Some(entity) => {
                     let entity = strip_metadata(entity);
-                    let raw_hash = entity_hash(&entity);
-                    if let Some(stored) = self.plan.transform(entity)? {
-                        let (json, hash) = canonical_text_and_hash(&stored);
-                        write.upserts.push(Upsert {
-                            id,
-                            json,
-                            hash,
-                            modified,
-                            entity_hash: Some(raw_hash),
-                        });
+                    // Without a transform the stored document is the entity itself, so its
+                    // hash is the entity hash: computed once.
+                    let raw_hash = self.plan.transform.is_some().then(|| entity_hash(&entity));
+                    if let Some(mut stored) = self.stored(id, entity, modified)? {
+                        stored.entity_hash = Some(raw_hash.unwrap_or_else(|| stored.hash.clone()));
+                        write.upserts.push(stored);
                     }
                 }
             }

@@ -19,9 +19,7 @@ pub const METADATA_KEYS: [&str; 3] = ["_Links", "TableRight", "FieldProperties"]
 
 /// Lower-case hex SHA-256 of the canonical JSON of `value`.
 pub fn record_hash(value: &Value) -> String {
-    let mut buffer = Vec::with_capacity(512);
-    write_canonical(value, &mut buffer);
-    hex::encode(Sha256::digest(&buffer))
+    hex::encode(Sha256::digest(canonical_json(value)))
 }
 
 /// Lower-case hex SHA-256 of the canonical JSON of an entity document without its top-level
@@ -56,8 +54,7 @@ fn strip_metadata_ref(map: &Map<String, Value>) -> Map<String, Value> {
 /// The canonical JSON text of `value` and its [`record_hash`], from one serialisation (what
 /// subscriptions store: the stored text is canonical, so its hash is the hash of the text).
 pub fn canonical_text_and_hash(value: &Value) -> (String, String) {
-    let mut buffer = Vec::with_capacity(512);
-    write_canonical(value, &mut buffer);
+    let buffer = canonical_json(value);
     let hash = hex::encode(Sha256::digest(&buffer));
     // Canonical JSON is serde_json output: valid UTF-8.
     let text = String::from_utf8(buffer).unwrap_or_default();
