@@ -20,7 +20,6 @@
 //! CPU per create is this process's user + system time (client and emulator together).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, FaultRule, RouteClass, SeedCounts};
@@ -30,7 +29,7 @@ use superoffice::auth::StaticAuth;
 use superoffice::entity::EntityKind;
 use syncd::outbox::foreign::ForeignKeys;
 use syncd::outbox::{PublishRequest, TaskState, ledger, task};
-use syncd::{Clients, Config, Daemon};
+use syncd::{Config, Daemon};
 use tokio_util::sync::CancellationToken;
 
 const CONCURRENCY: usize = 8;
@@ -227,17 +226,10 @@ async fn outbox(count: usize, latency_ms: u64) -> Measured {
         &BTreeMap::new(),
     )
     .expect("config");
-    let store = syncd::store::open(&config.store).expect("store");
     let shutdown = CancellationToken::new();
-    let daemon = Daemon::start(
-        config.clone(),
-        store.clone(),
-        Clients::build(&config).expect("clients"),
-        Arc::new(syncd::systemd::Notifier::disabled()),
-        shutdown.clone(),
-    )
-    .await
-    .expect("daemon starts");
+    let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone())
+        .await
+        .expect("daemon starts");
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let request = PublishRequest {

@@ -122,18 +122,7 @@ impl Context {
 }
 
 fn default_config_path() -> PathBuf {
-    match std::env::var_os("CONFIGURATION_DIRECTORY") {
-        Some(dirs) => {
-            let first = dirs
-                .to_string_lossy()
-                .split(':')
-                .next()
-                .unwrap_or(".")
-                .to_string();
-            PathBuf::from(first).join("syncd.toml")
-        }
-        None => PathBuf::from("syncd.toml"),
-    }
+    crate::config::in_systemd_directory("CONFIGURATION_DIRECTORY", "syncd.toml")
 }
 
 /// Entry point of the `syncd` binary.

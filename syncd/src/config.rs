@@ -807,7 +807,13 @@ pub fn default_store() -> PathBuf {
 }
 
 fn default_state_file(name: &str) -> PathBuf {
-    match std::env::var_os("STATE_DIRECTORY") {
+    in_systemd_directory("STATE_DIRECTORY", name)
+}
+
+/// `name` inside the first directory systemd passes in `variable` (`STATE_DIRECTORY`,
+/// `CONFIGURATION_DIRECTORY`, …), else `name` in the working directory.
+pub fn in_systemd_directory(variable: &str, name: &str) -> PathBuf {
+    match std::env::var_os(variable) {
         // systemd may pass several colon-separated directories; the first is ours.
         Some(dirs) => {
             let first = dirs

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Context;
 use crate::config::{Config, parse_duration};
 use crate::store::{self, sql};
-use crate::{Clients, Daemon, Error, Result};
+use crate::{Daemon, Error, Result};
 
 /// `syncd demo` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -180,18 +180,8 @@ private_key = {key:?}
     }
     let config = Config::parse(&text, "demo", &BTreeMap::new())?;
 
-    let store = store::open(&config.store)?;
-    let clients = Clients::build(&config)?;
     let shutdown = CancellationToken::new();
-    let notifier = Arc::new(crate::systemd::Notifier::disabled());
-    let daemon = Daemon::start(
-        config.clone(),
-        store.clone(),
-        clients,
-        notifier,
-        shutdown.clone(),
-    )
-    .await?;
+    let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone()).await?;
     tracing::info!(emulator = %emu.base_url(), control = %daemon.control_addr(), "demo running");
 
     // Live activity by "other users".

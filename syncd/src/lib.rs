@@ -106,6 +106,19 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// [`Daemon::start`] for embedding (the demo, tests, benchmarks): opens the configured
+    /// store, builds the clients and sends no systemd notifications. Returns the store too.
+    pub async fn start_embedded(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<(Daemon, Store)> {
+        let store = store::open(&config.store)?;
+        let clients = Clients::build(&config)?;
+        let notifier = Arc::new(systemd::Notifier::disabled());
+        let daemon = Daemon::start(config, store.clone(), clients, notifier, shutdown).await?;
+        Ok((daemon, store))
+    }
+
     /// Starts everything: registers the subscriptions, verifies each tenant's credentials,
     /// binds the control plane, starts one task per subscription and the outbox worker, then
     /// sends `READY=1`. Returns once running; [`Daemon::wait`] waits for shutdown.

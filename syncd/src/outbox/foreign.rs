@@ -164,17 +164,7 @@ impl ForeignKeys {
                     self.archive_filter(kind)
                         .and(col("keyValue").one_of(chunk.iter().map(String::as_str))),
                 );
-            let rows: Vec<superoffice::odata::Row> = paginate::rows(
-                client,
-                Source::List("ForeignApp".into()),
-                query,
-                1000,
-                Strategy::Keyset {
-                    key: "foreignkeyId".into(),
-                },
-            )
-            .try_collect()
-            .await?;
+            let rows = archive_rows(client, query).await?;
             for row in rows {
                 let (Some(value), Some(record)) = (row.str("keyValue"), row.int("recordId")) else {
                     continue;
@@ -203,17 +193,7 @@ impl ForeignKeys {
                 self.archive_filter(kind)
                     .and(col("recordId").one_of(chunk.iter().copied())),
             );
-            let rows: Vec<superoffice::odata::Row> = paginate::rows(
-                client,
-                Source::List("ForeignApp".into()),
-                query,
-                1000,
-                Strategy::Keyset {
-                    key: "foreignkeyId".into(),
-                },
-            )
-            .try_collect()
-            .await?;
+            let rows = archive_rows(client, query).await?;
             keyed.extend(rows.iter().filter_map(|r| r.int("recordId")));
         }
         Ok(keyed)
@@ -249,6 +229,21 @@ impl ForeignKeys {
         }
         self.store(client, kind, value, record).await
     }
+}
+
+/// Every row of the `ForeignKeys` archive that `query` selects, keyset-paged on the key id.
+async fn archive_rows(client: &Client, query: Query) -> Result<Vec<superoffice::odata::Row>> {
+    Ok(paginate::rows(
+        client,
+        Source::List("ForeignApp".into()),
+        query,
+        1000,
+        Strategy::Keyset {
+            key: "foreignkeyId".into(),
+        },
+    )
+    .try_collect()
+    .await?)
 }
 
 #[cfg(test)]

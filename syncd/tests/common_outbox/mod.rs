@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use emulator::{Emulator, EntityType, SeedCounts};
 use serde_json::Value;
 use syncd::outbox::{self, Intake, PublishRequest, Task, TaskState};
-use syncd::{Clients, Config, Daemon, Store};
+use syncd::{Config, Daemon, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Contacts the emulator starts with.
@@ -84,18 +84,10 @@ max_backoff = "200ms"
     /// Starts the daemon in-process.
     pub async fn daemon(&self) -> Running {
         let config = self.config();
-        let store = syncd::store::open(&config.store).expect("store opens");
-        let clients = Clients::build(&config).expect("clients");
         let shutdown = CancellationToken::new();
-        let daemon = Daemon::start(
-            config.clone(),
-            store.clone(),
-            clients,
-            std::sync::Arc::new(syncd::systemd::Notifier::disabled()),
-            shutdown.clone(),
-        )
-        .await
-        .expect("daemon starts");
+        let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone())
+            .await
+            .expect("daemon starts");
         Running {
             daemon: Some(daemon),
             shutdown,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use emulator::{Emulator, EntityType, SeedCounts};
 use rusqlite::Connection;
 use superoffice::auth::StaticAuth;
-use syncd::{Clients, Config, Daemon};
+use syncd::{Config, Daemon};
 use tokio_util::sync::CancellationToken;
 
 /// The webhook secret the tests configure.
@@ -109,18 +109,8 @@ pub async fn start(text: &str) -> Running {
 /// Like [`start`], returning the error.
 pub async fn try_start(text: &str) -> syncd::Result<Running> {
     let config = Config::parse(text, "test.toml", &BTreeMap::new())?;
-    let store = syncd::store::open(&config.store)?;
-    let clients = Clients::build(&config)?;
     let shutdown = CancellationToken::new();
-    let notifier = Arc::new(syncd::systemd::Notifier::disabled());
-    let daemon = Daemon::start(
-        config.clone(),
-        store.clone(),
-        clients,
-        notifier,
-        shutdown.clone(),
-    )
-    .await?;
+    let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone()).await?;
     Ok(Running {
         daemon: Some(daemon),
         shutdown,
