@@ -20,7 +20,7 @@ use crate::clock::Ts;
 use crate::config::ODataConfig;
 use crate::error::SoError;
 use crate::foreign::{FK_COLUMNS, FkRow};
-use crate::model::{Cell, ColType, Column, Cx, Entity, EntityType};
+use crate::model::{Cell, Column, Cx, Entity, EntityType};
 use crate::store::{Db, Stored};
 use crate::with_entity;
 use filter::{EvalCx, Expr};
@@ -469,8 +469,7 @@ fn sorted_ids<R: Row>(
         })
         .collect();
     keyed.sort_by(|(a, ida), (b, idb)| {
-        for (i, (c, desc)) in q.order.iter().enumerate() {
-            let _ = c;
+        for (i, (_, desc)) in q.order.iter().enumerate() {
             let o = a[i].partial_cmp(&b[i]).unwrap_or(Ordering::Equal);
             let o = if *desc { o.reverse() } else { o };
             if o != Ordering::Equal {
@@ -511,7 +510,7 @@ fn render<R: Row>(page: &[&R], p: &Provider, q: &Query, rcx: &RunCx<'_>, cx: &Cx
             out.push(',');
             push_json_str(&mut out, name);
             out.push(':');
-            push_cell(&mut out, r.cell(c.name, cx), c.ty, cx.utc);
+            push_cell(&mut out, r.cell(c.name, cx), cx.utc);
         }
         out.push('}');
     }
@@ -534,7 +533,7 @@ fn next_link(request_url: &str, skip: usize) -> String {
     format!("{path}?{}", parts.join("&"))
 }
 
-fn push_cell(out: &mut String, c: Cell<'_>, ty: ColType, utc: bool) {
+fn push_cell(out: &mut String, c: Cell<'_>, utc: bool) {
     match c {
         Cell::Null => out.push_str("null"),
         Cell::Int(i) => {
@@ -554,7 +553,6 @@ fn push_cell(out: &mut String, c: Cell<'_>, ty: ColType, utc: bool) {
             out.push('"');
             t.write_iso(out, utc && !t.is_min());
             out.push('"');
-            let _ = ty;
         }
     }
 }

@@ -132,7 +132,6 @@ reconcile_interval = "2s"
         })
     };
 
-    let started = Instant::now();
     let mut mid_run = 0;
     for run in 0..runs {
         let before = try_query_i64(&db, "SELECT coalesce(max(id), 0) FROM runs").unwrap_or(0);
@@ -168,7 +167,6 @@ reconcile_interval = "2s"
     }
     stop.store(true, Ordering::Relaxed);
     let made = activity.await.unwrap();
-    let _ = started;
     let settle = Instant::now();
     let mut child = spawn(binary, &config, &log);
     for (sub, entity) in SUBSCRIPTIONS {
