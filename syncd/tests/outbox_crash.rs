@@ -27,6 +27,16 @@ struct Daemon {
     lines: mpsc::Receiver<String>,
 }
 
+/// A failing check does not leave the process running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn(config: &Path, failpoint: Option<String>) -> Daemon {
     let mut command = Command::new(binary());
     command
@@ -310,7 +320,7 @@ async fn sigterm_leaves_no_task_half_recorded() {
             "a given-back task was never sent: {t:#?}"
         );
     }
-    drop(daemon.lines);
+    drop(daemon);
 
     let daemon = spawn(&config_file, None);
     wait_done(&store, "the rest after a restart").await;

@@ -20,7 +20,19 @@ const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
     ("tickets", EntityType::Ticket),
 ];
 
-fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
+/// The daemon's process, killed when dropped: a failing check does not leave it running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(binary: &Path, config: &Path, log: &Path) -> Running {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -37,6 +49,7 @@ fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Running)
         .expect("spawn syncd")
 }
 
@@ -168,12 +181,12 @@ mass_delete_absolute = 1000000
             mid_run += 1;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("syncd exited by itself ({status}) in run {run}:\n{log}");
         }
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     let made = activity.await.unwrap();
@@ -192,8 +205,8 @@ mass_delete_absolute = 1000000
     }
     // Let a reconcile pass over the settled data.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     for (sub, entity) in SUBSCRIPTIONS {
         matches(&db, sub, &truth_live(&emu, entity)).unwrap();
         if let Err(error) = feed_is_consistent(&db, sub) {
