@@ -249,7 +249,7 @@ async fn sigterm_leaves_no_task_half_recorded() {
         status: None,
         rate: 1.0,
         retry_after: None,
-        latency_ms: Some(25),
+        latency_ms: Some(100),
         drop_connection: false,
         count: None,
     })
@@ -270,6 +270,8 @@ async fn sigterm_leaves_no_task_half_recorded() {
             .await
             .unwrap();
     }
+    // 40 creates at 4 at a time and 100 ms each take over a second: SIGTERM after the
+    // fifth lands mid-way even on a machine that stalls for a few hundred milliseconds.
     let mut daemon = spawn(&config_file, None);
     wait_for(Duration::from_secs(20), "a few deliveries", || {
         tasks(&store)
