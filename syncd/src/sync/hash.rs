@@ -71,16 +71,17 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
+            // Entries, not keys: sorting pairs saves a hash lookup per key.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
-            for (index, key) in keys.into_iter().enumerate() {
+            for (index, (key, value)) in entries.into_iter().enumerate() {
                 if index > 0 {
                     out.push(b',');
                 }
                 write_string(key, out);
                 out.push(b':');
-                write_canonical(&map[key.as_str()], out);
+                write_canonical(value, out);
             }
             out.push(b'}');
         }
