@@ -56,7 +56,7 @@ pub enum Outcome {
     /// Shutting down before any write was sent: give the task back unchanged.
     Release,
     /// A create's POST answered and its id is committed; storing the key is left to
-    /// [`Delivery::store_key`], outside the delivery slot (the task stays `in_flight`).
+    /// `Delivery::store_key`, outside the delivery slot (the task stays `in_flight`).
     Posted {
         /// The new record.
         record: i64,

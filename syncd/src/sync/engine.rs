@@ -30,7 +30,7 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 const SETTLE_HORIZON_HOURS: i64 = 15;
 
 /// A short page of a full scan with at least this many rows is checked for a server-side
-/// `$top` cap (see [`Engine::probe_cap`]).
+/// `$top` cap (see `Engine::probe_cap`).
 pub const PROBE_MIN: usize = 100;
 
 /// Queued webhook refetches handled per request.
@@ -81,10 +81,10 @@ pub struct Engine<'a> {
     /// Loop name for the watchdog.
     pub loop_name: &'a str,
     /// The largest (source timestamp − our clock when we read it) seen, in milliseconds: the
-    /// server's clock is at least our clock plus this (see [`Engine::build`]).
+    /// server's clock is at least our clock plus this (see `Engine::build`).
     pub server_ahead_ms: std::sync::atomic::AtomicI64,
     /// Rows the server answers per page at most, when it turned out to be fewer than
-    /// `page_size` (0: not seen; see [`Engine::probe_cap`]).
+    /// `page_size` (0: not seen; see `Engine::probe_cap`).
     pub page_cap: std::sync::atomic::AtomicU32,
 }
 
