@@ -5,15 +5,17 @@
 //! recorded.
 
 mod common_outbox;
+mod common_process;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common_outbox::*;
+use common_process::KillOnDrop;
 use emulator::{Emulator, EntityType, FaultRule, RouteClass};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -23,18 +25,8 @@ const RUNS: usize = 20;
 const PER_RUN: usize = 6;
 
 struct Daemon {
-    child: Child,
+    child: KillOnDrop,
     lines: mpsc::Receiver<String>,
-}
-
-/// A failing check does not leave the process running.
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn spawn(config: &Path, failpoint: Option<String>) -> Daemon {
@@ -64,7 +56,10 @@ fn spawn(config: &Path, failpoint: Option<String>) -> Daemon {
             }
         }
     });
-    Daemon { child, lines }
+    Daemon {
+        child: KillOnDrop(child),
+        lines,
+    }
 }
 
 impl Daemon {

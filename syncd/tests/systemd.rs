@@ -2,10 +2,14 @@
 //! verified, `STATUS=` updates, `WATCHDOG=1` while the loops run, and on SIGTERM `STOPPING=1`
 //! and exit status 0 within 10 s. SIGHUP reloads the configuration.
 
+mod common_process;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common_process::KillOnDrop;
 
 struct FakeSystemd {
     socket: UnixDatagram,
@@ -87,18 +91,6 @@ fn spawn(dir: &Path, notify: &Path) -> Child {
         .unwrap()
 }
 
-/// Kills the daemon if a test fails before stopping it (no orphaned processes).
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -131,7 +123,7 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
     write_config(dir.path(), &emu, "1s", &emu.issue_access_token());
     let notify_path = dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&notify_path);
-    let mut daemon = Daemon(spawn(dir.path(), &notify_path));
+    let mut daemon = KillOnDrop(spawn(dir.path(), &notify_path));
     let child = &mut daemon.0;
 
     assert!(
@@ -218,7 +210,7 @@ async fn bad_credentials_never_signal_ready() {
     write_config(dir.path(), &emu, "1s", "8A:Cust12345.forged");
     let notify_path = dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&notify_path);
-    let mut daemon = Daemon(spawn(dir.path(), &notify_path));
+    let mut daemon = KillOnDrop(spawn(dir.path(), &notify_path));
     let status =
         wait_exit(&mut daemon.0, Duration::from_secs(30)).expect("exits on bad credentials");
     assert!(!status.success());

@@ -4,7 +4,7 @@
 //! feed must be consistent.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use emulator::{EntityType, SeedCounts};
 use rand::{Rng, SeedableRng};
 
+use super::process::KillOnDrop;
 use super::*;
 
 const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
@@ -20,19 +21,7 @@ const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
     ("tickets", EntityType::Ticket),
 ];
 
-/// The daemon's process, killed when dropped: a failing check does not leave it running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn spawn(binary: &Path, config: &Path, log: &Path) -> Running {
+fn spawn(binary: &Path, config: &Path, log: &Path) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -49,7 +38,7 @@ fn spawn(binary: &Path, config: &Path, log: &Path) -> Running {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .map(Running)
+        .map(KillOnDrop)
         .expect("spawn syncd")
 }
 
@@ -181,12 +170,12 @@ mass_delete_absolute = 1000000
             mid_run += 1;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
         }
-        if let Ok(Some(status)) = child.0.try_wait() {
+        if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("syncd exited by itself ({status}) in run {run}:\n{log}");
         }
-        child.0.kill().expect("SIGKILL");
-        child.0.wait().unwrap();
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     let made = activity.await.unwrap();
@@ -205,8 +194,8 @@ mass_delete_absolute = 1000000
     }
     // Let a reconcile pass over the settled data.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     for (sub, entity) in SUBSCRIPTIONS {
         matches(&db, sub, &truth_live(&emu, entity)).unwrap();
         if let Err(error) = feed_is_consistent(&db, sub) {

@@ -368,3 +368,5 @@ pub fn db_path(dir: &Path) -> PathBuf {
 }
 
 pub mod kill;
+#[path = "../common_process/mod.rs"]
+pub mod process;
