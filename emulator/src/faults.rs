@@ -74,6 +74,15 @@ impl FaultRule {
         }
     }
 
+    /// A rule that delays every matching request by `ms` and then handles it normally.
+    pub fn latency(route_class: RouteClass, ms: u64) -> Self {
+        FaultRule {
+            status: None,
+            latency_ms: Some(ms),
+            ..FaultRule::status(route_class, 200)
+        }
+    }
+
     /// Checks the values.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.rate) {

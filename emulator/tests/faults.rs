@@ -112,10 +112,8 @@ async fn latency_and_auth_and_state_classes() {
     let env = Env::default().await;
     env.emu
         .add_fault(FaultRule {
-            latency_ms: Some(150),
-            status: None,
             count: Some(1),
-            ..FaultRule::status(RouteClass::Entity, 500)
+            ..FaultRule::latency(RouteClass::Entity, 150)
         })
         .unwrap();
     let t = Instant::now();

@@ -77,10 +77,8 @@ async fn fresh_emulator(latency_ms: u64) -> Emulator {
     .await
     .expect("emulator starts");
     if latency_ms > 0 {
-        let mut rule = FaultRule::status(RouteClass::Data, 200);
-        rule.status = None;
-        rule.latency_ms = Some(latency_ms);
-        emu.add_fault(rule).expect("latency rule");
+        emu.add_fault(FaultRule::latency(RouteClass::Data, latency_ms))
+            .expect("latency rule");
     }
     emu
 }

@@ -380,10 +380,8 @@ async fn main() {
         // archive page is delayed by SYNC_BENCH_LATENCY_MS (default 30) for both readers.
         let latency = env_u64("SYNC_BENCH_LATENCY_MS", 30);
         if !skipped("throughput") && latency > 0 {
-            let mut rule = emulator::FaultRule::status(RouteClass::Odata, 200);
-            rule.status = None;
-            rule.latency_ms = Some(latency);
-            emu.add_fault(rule).unwrap();
+            emu.add_fault(emulator::FaultRule::latency(RouteClass::Odata, latency))
+                .unwrap();
             let (fetched, took) = fetch_only(&emu).await;
             let fetch_rate = fetched as f64 / took.as_secs_f64();
             let slow_dir = workdir();

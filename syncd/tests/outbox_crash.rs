@@ -144,13 +144,8 @@ async fn sigkill_between_post_and_commit_leaves_no_duplicate_and_no_lost_publish
     // A little latency on every entity call keeps deliveries in flight long enough for the
     // random kills to land mid-call.
     emu.add_fault(FaultRule {
-        route_class: RouteClass::Entity,
-        status: None,
         rate: 0.7,
-        retry_after: None,
-        latency_ms: Some(4),
-        drop_connection: false,
-        count: None,
+        ..FaultRule::latency(RouteClass::Entity, 4)
     })
     .unwrap();
     let setup = Setup::new(&emu, "concurrency = 3", "");
@@ -239,16 +234,8 @@ async fn sigkill_between_post_and_commit_leaves_no_duplicate_and_no_lost_publish
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_leaves_no_task_half_recorded() {
     let emu = emulator().await;
-    emu.add_fault(FaultRule {
-        route_class: RouteClass::Entity,
-        status: None,
-        rate: 1.0,
-        retry_after: None,
-        latency_ms: Some(100),
-        drop_connection: false,
-        count: None,
-    })
-    .unwrap();
+    emu.add_fault(FaultRule::latency(RouteClass::Entity, 100))
+        .unwrap();
     let setup = Setup::new(&emu, "concurrency = 4", "");
     let config_file = setup.config_file();
     let config = setup.config();

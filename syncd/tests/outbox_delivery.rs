@@ -209,13 +209,8 @@ async fn later_changes_never_overtake_earlier_ones_of_the_same_record() {
     let running = setup.daemon().await;
     // Jitter: half of the entity calls wait 15 ms.
     emu.add_fault(FaultRule {
-        route_class: RouteClass::Entity,
-        status: None,
         rate: 0.5,
-        retry_after: None,
-        latency_ms: Some(15),
-        drop_connection: false,
-        count: None,
+        ..FaultRule::latency(RouteClass::Entity, 15)
     })
     .unwrap();
 
