@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AuthMode, Config};
 use crate::logging::LogFormat;
 use crate::store::{self, sql};
-use crate::{Clients, Error, Result};
+use crate::{Error, Result};
 
 /// syncd: SuperOffice → SQLite sync with a change feed, and idempotent publishes back.
 #[derive(Debug, Parser)]
@@ -194,13 +194,10 @@ async fn run(context: &Context) -> Result<()> {
     let mut signals = Signals::install()?;
     let mut config = context.config()?;
     loop {
-        let store = store::open(&config.store)?;
-        let clients = Clients::build(&config)?;
         let shutdown = CancellationToken::new();
         let notifier = Arc::new(crate::systemd::Notifier::from_env());
-        let daemon =
-            crate::Daemon::start(config.clone(), store, clients, notifier, shutdown.clone())
-                .await?;
+        let (daemon, _) =
+            crate::Daemon::open_and_start(config.clone(), notifier, shutdown.clone()).await?;
         let reload = signals.next().await;
         shutdown.cancel();
         daemon.wait().await?;

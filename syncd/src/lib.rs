@@ -106,17 +106,27 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// [`Daemon::start`] for embedding (the demo, tests, benchmarks): opens the configured
-    /// store, builds the clients and sends no systemd notifications. Returns the store too.
-    pub async fn start_embedded(
+    /// [`Daemon::start`] from the configuration alone: opens the configured store and builds
+    /// the clients. Returns the store too.
+    pub async fn open_and_start(
         config: Config,
+        notifier: Arc<systemd::Notifier>,
         shutdown: CancellationToken,
     ) -> Result<(Daemon, Store)> {
         let store = store::open(&config.store)?;
         let clients = Clients::build(&config)?;
-        let notifier = Arc::new(systemd::Notifier::disabled());
         let daemon = Daemon::start(config, store.clone(), clients, notifier, shutdown).await?;
         Ok((daemon, store))
+    }
+
+    /// [`Daemon::open_and_start`] for embedding (the demo, tests, benchmarks): no systemd
+    /// notifications.
+    pub async fn start_embedded(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<(Daemon, Store)> {
+        let notifier = Arc::new(systemd::Notifier::disabled());
+        Daemon::open_and_start(config, notifier, shutdown).await
     }
 
     /// Starts everything: registers the subscriptions, verifies each tenant's credentials,
