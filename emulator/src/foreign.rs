@@ -82,11 +82,43 @@ pub struct ForeignStore {
     apps: BTreeMap<i32, App>,
     next_id: i32,
     version: u64,
-    /// The `ForeignKeys` archive's rows, kept in step with `apps`: a key added or saved
-    /// updates its row; the rare structural changes (rename, deletes) rebuild it.
-    archive: BTreeMap<i32, FkRow>,
-    /// Key ids by lower-cased value (SuperOffice indexes `subvalue`).
+    /// The `ForeignKeys` archive, kept in step with `apps`: a key added or saved updates its
+    /// row, a hard-deleted record drops its rows; the rare structural changes (rename, deletes
+    /// of apps, devices or keys) rebuild it.
+    archive: FkArchive,
+}
+
+/// The `ForeignKeys` archive's rows by key id, with an index on the lower-cased value
+/// (SuperOffice indexes `subvalue`).
+#[derive(Debug, Default)]
+struct FkArchive {
+    rows: BTreeMap<i32, FkRow>,
     by_value: HashMap<String, BTreeSet<i32>>,
+}
+
+impl FkArchive {
+    /// Adds or replaces the row of `row.key.id`.
+    fn insert(&mut self, row: FkRow) {
+        let id = row.key.id;
+        self.remove(id);
+        self.by_value
+            .entry(row.key.value.to_lowercase())
+            .or_default()
+            .insert(id);
+        self.rows.insert(id, row);
+    }
+
+    fn remove(&mut self, id: i32) -> Option<FkRow> {
+        let row = self.rows.remove(&id)?;
+        let value = row.key.value.to_lowercase();
+        if let Some(ids) = self.by_value.get_mut(&value) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_value.remove(&value);
+            }
+        }
+        Some(row)
+    }
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -185,24 +217,16 @@ impl ForeignStore {
     }
 
     fn rebuild_archive(&mut self) {
-        self.archive.clear();
-        self.by_value.clear();
+        self.archive = FkArchive::default();
         for a in self.apps.values() {
             for d in &a.devices {
                 for k in &d.keys {
-                    self.by_value
-                        .entry(k.value.to_lowercase())
-                        .or_default()
-                        .insert(k.id);
-                    self.archive.insert(
-                        k.id,
-                        FkRow {
-                            app: a.name.clone(),
-                            device: d.name.clone(),
-                            identifier: d.identifier.clone(),
-                            key: k.clone(),
-                        },
-                    );
+                    self.archive.insert(FkRow {
+                        app: a.name.clone(),
+                        device: d.name.clone(),
+                        identifier: d.identifier.clone(),
+                        key: k.clone(),
+                    });
                 }
             }
         }
@@ -342,15 +366,9 @@ impl ForeignStore {
             }
             let out = k.clone();
             self.version += 1;
-            if let Some(row) = self.archive.get_mut(&out.id) {
-                if let Some(ids) = self.by_value.get_mut(&row.key.value.to_lowercase()) {
-                    ids.remove(&out.id);
-                }
-                self.by_value
-                    .entry(out.value.to_lowercase())
-                    .or_default()
-                    .insert(out.id);
+            if let Some(mut row) = self.archive.remove(out.id) {
                 row.key = out.clone();
+                self.archive.insert(row);
             }
             return Ok(out);
         }
@@ -368,19 +386,12 @@ impl ForeignStore {
         };
         dev.keys.push(k.clone());
         self.next();
-        self.by_value
-            .entry(k.value.to_lowercase())
-            .or_default()
-            .insert(id);
-        self.archive.insert(
-            id,
-            FkRow {
-                app,
-                device,
-                identifier,
-                key: k.clone(),
-            },
-        );
+        self.archive.insert(FkRow {
+            app,
+            device,
+            identifier,
+            key: k.clone(),
+        });
         Ok(k)
     }
 
@@ -471,32 +482,29 @@ impl ForeignStore {
         // Runs on every hard delete: drop only this record's rows, do not rebuild.
         let gone: Vec<i32> = self
             .archive
-            .iter()
-            .filter(|(_, r)| eq(&r.key.table, table) && r.key.record_id == record)
-            .map(|(id, _)| *id)
+            .rows
+            .values()
+            .filter(|r| eq(&r.key.table, table) && r.key.record_id == record)
+            .map(|r| r.key.id)
             .collect();
         for id in gone {
-            if let Some(row) = self.archive.remove(&id)
-                && let Some(ids) = self.by_value.get_mut(&row.key.value.to_lowercase())
-            {
-                ids.remove(&id);
-            }
+            self.archive.remove(id);
         }
         self.version += 1;
     }
 
     /// Flat rows for the `ForeignKeys` archive, ordered by key id.
     pub fn archive_rows(&self) -> &BTreeMap<i32, FkRow> {
-        &self.archive
+        &self.archive.rows
     }
 
     /// The archive rows whose value is one of `values` (lower-cased), through the value index.
     pub fn archive_rows_with_values(&self, values: &[String]) -> BTreeMap<i32, FkRow> {
         values
             .iter()
-            .filter_map(|v| self.by_value.get(v))
+            .filter_map(|v| self.archive.by_value.get(v))
             .flatten()
-            .filter_map(|id| self.archive.get(id).map(|row| (*id, row.clone())))
+            .filter_map(|id| self.archive.rows.get(id).map(|row| (*id, row.clone())))
             .collect()
     }
 }
