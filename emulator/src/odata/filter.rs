@@ -638,10 +638,8 @@ fn eval_str(op: Op, s: &str, lit: Option<&Lit>) -> bool {
     let Some(first) = items.first() else {
         return matches!(op, Op::Set) && !s.is_empty();
     };
-    let ls_owned = lower(s);
-    let ls: &str = &ls_owned;
-    let lf_owned = lower(first);
-    let lf: &str = &lf_owned;
+    let (ls, lf) = (lower(s), lower(first));
+    let (ls, lf) = (ls.as_ref(), lf.as_ref());
     match op {
         Op::Eq => ls == lf,
         Op::Ne => ls != lf,
@@ -808,8 +806,7 @@ fn top_clauses(e: Option<&Expr>) -> Vec<&Clause> {
 /// those values (lower-cased) finds a superset of the matching rows. `None` when the filter
 /// does not pin the column.
 pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
-    let clauses = top_clauses(e);
-    clauses
+    top_clauses(e)
         .into_iter()
         .find(|c| c.column.eq_ignore_ascii_case(column) && matches!(c.op, Op::Eq | Op::OneOf))
         .and_then(|c| c.value.as_ref())
@@ -820,8 +817,7 @@ pub fn str_candidates(e: Option<&Expr>, column: &str) -> Option<Vec<String>> {
 pub fn pk_bounds(e: Option<&Expr>, pk: &str) -> (i64, i64) {
     let mut lo = i64::MIN;
     let mut hi = i64::MAX;
-    let clauses = top_clauses(e);
-    for c in clauses.into_iter().filter(|c| c.column == pk) {
+    for c in top_clauses(e).into_iter().filter(|c| c.column == pk) {
         let Some(n) = c
             .value
             .as_ref()
