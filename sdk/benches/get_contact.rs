@@ -6,8 +6,8 @@
 //! Method: one in-process HTTP/1.1 server on 127.0.0.1 answering a fixed body; a keep-alive
 //! client per side; rounds of `BATCH` sequential requests alternate between the two sides
 //! (so drift affects both); the ratio is taken over the medians of the rounds, and the
-//! quartiles of the per-round ratios show the spread (on the 2-core CI machine about
-//! ±0.1 around the median, so one run cannot tell 1.05 from 1.15). On a busy machine
+//! quartiles of the per-round ratios show the spread (on a 2-core machine about ±0.1
+//! around the median, so one run cannot tell 1.05 from 1.15). On a busy machine
 //! wall-clock ratios drift; `GET_CONTACT_ONLY=sdk|raw` under `valgrind --tool=callgrind`
 //! compares instruction counts instead.
 //!

@@ -86,8 +86,8 @@
 //! when the row's timestamp is at most `published_at` + 2 s. The echo row is consumed (deleted)
 //! by the first change of the record either way. Deletes are never suppressed.
 //! Known window: the echo row is written when the outbox commits the write's answer, so a
-//! pass that reads the record between the server applying the write and that commit (a few
-//! milliseconds) reports the write as an ordinary update.
+//! pass that reads the record between the server applying the write and that commit (the
+//! answer's way back plus one group commit) reports the write as an ordinary update.
 //!
 //! # Webhooks
 //!
