@@ -12,6 +12,19 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Waits until the count `sql` selects reaches `at_least`.
+async fn count_reaches(db: &std::path::Path, what: &str, sql: &str, at_least: i64) {
+    eventually(T, what, || async {
+        let n = query_i64(db, sql);
+        if n >= at_least {
+            Ok(())
+        } else {
+            Err(format!("{n} of {at_least}: {sql}"))
+        }
+    })
+    .await;
+}
+
 fn subscription(name: &str, entity: &str, extra: &str) -> String {
     format!(
         "\n[[subscription]]\nname = {name:?}\nentity = {entity:?}\npoll_interval = \"200ms\"\n{}{extra}\n",
@@ -77,17 +90,12 @@ async fn initial_load_equals_truth_and_an_idle_pass_emits_nothing() {
         &db,
         "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'",
     );
-    eventually(T, "three more polls", || async {
-        let now = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'",
-        );
-        if now >= polls + 6 {
-            Ok(())
-        } else {
-            Err(format!("{now} polls"))
-        }
-    })
+    count_reaches(
+        &db,
+        "three more polls",
+        "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'",
+        polls + 6,
+    )
     .await;
     assert_eq!(query_i64(&db, "SELECT count(*) FROM changes"), before);
     assert_eq!(
@@ -441,17 +449,12 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
     })
     .await;
     // The run is closed after the subscription is degraded (and its gauge set).
-    eventually(T, "degraded run recorded", || async {
-        let runs = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND status = 'degraded'",
-        );
-        if runs >= 1 {
-            Ok(())
-        } else {
-            Err("no degraded reconcile run yet".into())
-        }
-    })
+    count_reaches(
+        &db,
+        "degraded run recorded",
+        "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND status = 'degraded'",
+        1,
+    )
     .await;
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
@@ -688,17 +691,12 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     // Right after a poll, write like the outbox does and record the echo.
     let polls = query_i64(&db, "SELECT count(*) FROM runs WHERE kind = 'poll'");
-    eventually(T, "a poll", || async {
-        if query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'poll' AND ended_at IS NOT NULL",
-        ) > polls + 1
-        {
-            Ok(())
-        } else {
-            Err("waiting".into())
-        }
-    })
+    count_reaches(
+        &db,
+        "a poll",
+        "SELECT count(*) FROM runs WHERE kind = 'poll' AND ended_at IS NOT NULL",
+        polls + 2,
+    )
     .await;
     let answer = contacts
         .merge_patch(7, &json!({"Department": "echo"}), None)
@@ -781,15 +779,7 @@ async fn a_storm_of_429_and_503_token_expiry_and_a_tenant_move_all_complete() {
     rule.rate = 0.1765;
     emu.add_fault(rule).unwrap();
     let running = start(&text).await;
-    eventually(T, "some pages", || async {
-        let n = query_i64(&db, "SELECT count(*) FROM records");
-        if n > 100 {
-            Ok(())
-        } else {
-            Err(format!("{n} records"))
-        }
-    })
-    .await;
+    count_reaches(&db, "some pages", "SELECT count(*) FROM records", 101).await;
     emu.expire_tokens();
     emu.move_tenant();
     // The test's own edit goes through the storm too: let it retry the PATCH.
@@ -897,17 +887,12 @@ async fn bad_configuration_is_a_clear_error() {
         )
     );
     let running = start(&text).await;
-    eventually(T, "resync after a config change", || async {
-        let n = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'resync' AND status = 'ok'",
-        );
-        if n >= 1 {
-            Ok(())
-        } else {
-            Err("no resync".into())
-        }
-    })
+    count_reaches(
+        &db,
+        "resync after a config change",
+        "SELECT count(*) FROM runs WHERE kind = 'resync' AND status = 'ok'",
+        1,
+    )
     .await;
     assert!(records(&db, "c")[&1].json.contains("department"));
     // And a subscription that synced contacts cannot silently become persons.
