@@ -300,6 +300,28 @@ fn line(name: &str, m: &Measured) {
     );
 }
 
+/// The three phases in order, each on a fresh emulator.
+async fn phases(count: usize, latency_ms: u64) -> (Measured, Measured, Measured) {
+    let reference = reference(count, latency_ms).await;
+    let protocol = protocol(count, latency_ms).await;
+    let outbox = outbox(count, latency_ms).await;
+    (reference, protocol, outbox)
+}
+
+/// One line per phase, then the ratios.
+fn report((reference, protocol, outbox): &(Measured, Measured, Measured)) {
+    line("reference", reference);
+    line("protocol", protocol);
+    line("outbox", outbox);
+    let ratio = outbox.rate / reference.rate;
+    println!(
+        "  ratio outbox / reference = {ratio:.2} (goal >= 0.80: {}); protocol / reference = {:.2}, outbox / protocol = {:.2}",
+        if ratio >= 0.8 { "met" } else { "missed" },
+        protocol.rate / reference.rate,
+        outbox.rate / protocol.rate
+    );
+}
+
 fn main() {
     let count: usize = std::env::args()
         .skip(1)
@@ -319,9 +341,7 @@ fn main() {
         let in_process = fresh_emulator(0)
             .await
             .measure_create_rate(EntityType::Contact, count as u32);
-        let reference = reference(count, 0).await;
-        let protocol = protocol(count, 0).await;
-        let outbox = outbox(count, 0).await;
+        let measured = phases(count, 0).await;
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -332,16 +352,7 @@ fn main() {
             "  emulator in-process create rate, no HTTP (context only): {:.0} creates/s",
             in_process.per_second
         );
-        line("reference", &reference);
-        line("protocol", &protocol);
-        line("outbox", &outbox);
-        let ratio = outbox.rate / reference.rate;
-        println!(
-            "  ratio outbox / reference = {ratio:.2} (goal >= 0.80: {}); protocol / reference = {:.2}, outbox / protocol = {:.2}",
-            if ratio >= 0.8 { "met" } else { "missed" },
-            protocol.rate / reference.rate,
-            outbox.rate / protocol.rate
-        );
+        report(&measured);
         println!(
             "  reference = \"the emulator's maximum create rate\": plain POSTs over HTTP from a client on the same machine, 8 in flight"
         );
@@ -357,21 +368,9 @@ fn main() {
             .unwrap_or(30);
         if latency > 0 {
             let slow_count = (count / 5).max(CONCURRENCY * 10);
-            let slow_reference = self::reference(slow_count, latency).await;
-            let slow_protocol = self::protocol(slow_count, latency).await;
-            let slow_outbox = self::outbox(slow_count, latency).await;
-            println!(
-                "with {latency} ms per data call at the server, {slow_count} creates:"
-            );
-            line("reference", &slow_reference);
-            line("protocol", &slow_protocol);
-            line("outbox", &slow_outbox);
-            println!(
-                "  ratio outbox / reference = {:.2}; protocol / reference = {:.2}, outbox / protocol = {:.2}",
-                slow_outbox.rate / slow_reference.rate,
-                slow_protocol.rate / slow_reference.rate,
-                slow_outbox.rate / slow_protocol.rate
-            );
+            let slow = phases(slow_count, latency).await;
+            println!("with {latency} ms per data call at the server, {slow_count} creates:");
+            report(&slow);
         }
     });
 }
