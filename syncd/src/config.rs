@@ -29,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,6 +43,16 @@ use crate::{Error, Result};
 
 /// The default control-plane address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(86_400);
+/// `poll_interval`: zero would be a hot loop.
+const POLL_INTERVAL: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(30 * 86_400);
+/// `reconcile_interval`.
+const RECONCILE_INTERVAL: RangeInclusive<Duration> = SECOND..=Duration::from_secs(365 * 86_400);
+/// `outbox.backoff` and `outbox.max_backoff`.
+const BACKOFF: RangeInclusive<Duration> = Duration::from_millis(1)..=DAY;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -236,7 +247,8 @@ struct SecretSource {
 }
 
 impl SecretSource {
-    fn resolve(&self, key: &str) -> Result<Secret> {
+    /// Reads the secret; the error says what is wrong (without the key).
+    fn read(&self) -> std::result::Result<Secret, String> {
         let sources = [
             self.env.is_some(),
             self.file.is_some(),
@@ -244,27 +256,27 @@ impl SecretSource {
             self.value.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(Error::Config(format!(
-                "{key}: give exactly one of env, file, credential, value"
-            )));
+            return Err("give exactly one of env, file, credential, value".into());
         }
         if let Some(var) = &self.env {
-            return std::env::var(var).map(Secret::new).map_err(|_| {
-                Error::Config(format!("{key}: environment variable {var} is not set"))
-            });
+            return std::env::var(var)
+                .map(Secret::new)
+                .map_err(|_| format!("environment variable {var} is not set"));
         }
         let path = match (&self.file, &self.credential) {
             (Some(file), _) => file.clone(),
             (_, Some(name)) => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                    Error::Config(format!("{key}: credential {name:?} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"))
+                    format!(
+                        "credential {name:?} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
+                    )
                 })?;
                 Path::new(&dir).join(name)
             }
             _ => return Ok(Secret::new(self.value.clone().unwrap_or_default())),
         };
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Config(format!("{key}: reading {}: {e}", path.display())))?;
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
         Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
     }
 }
@@ -291,7 +303,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     listen: Option<Spanned<String>>,
-    webhook_secret: Option<SecretSource>,
+    webhook_secret: Option<Spanned<SecretSource>>,
     public_url: Option<String>,
 }
 
@@ -304,14 +316,14 @@ struct RawTenant {
     customer_id: String,
     #[serde(default)]
     client_id: String,
-    client_secret: Option<SecretSource>,
+    client_secret: Option<Spanned<SecretSource>>,
     auth: Spanned<String>,
     token_file: Option<PathBuf>,
     redirect_uri: Option<String>,
     system_token: Option<String>,
     private_key: Option<PathBuf>,
-    token: Option<SecretSource>,
-    max_concurrency: Option<usize>,
+    token: Option<Spanned<SecretSource>>,
+    max_concurrency: Option<Spanned<usize>>,
     language: Option<String>,
 }
 
@@ -334,11 +346,11 @@ struct RawSubscription {
     poll_interval: Option<Spanned<String>>,
     webhooks: Option<bool>,
     reconcile_interval: Option<Spanned<String>>,
-    mass_delete_percent: Option<f64>,
+    mass_delete_percent: Option<Spanned<f64>>,
     mass_delete_absolute: Option<u64>,
-    page_size: Option<u32>,
-    overlap_days: Option<u32>,
-    concurrency: Option<usize>,
+    page_size: Option<Spanned<u32>>,
+    overlap_days: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,12 +359,12 @@ struct RawOutbox {
     foreign_app: Option<String>,
     device: Option<String>,
     key_name: Option<String>,
-    max_attempts: Option<u32>,
-    concurrency: Option<usize>,
+    max_attempts: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<usize>>,
     backoff: Option<Spanned<String>>,
     max_backoff: Option<Spanned<String>>,
     echo_suppression: Option<bool>,
-    tenant: Option<String>,
+    tenant: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -389,7 +401,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("{text:?} is not a positive duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is too long"))
 }
 
 /// Turns a byte offset into a 1-based line number.
@@ -419,17 +431,85 @@ impl Ctx<'_> {
         Error::Config(format!("{}: {key}: {message}", self.file))
     }
 
+    /// A duration key within `range` (the default when absent).
     fn duration(
         &self,
         value: Option<&Spanned<String>>,
         key: &str,
         default: Duration,
+        range: RangeInclusive<Duration>,
     ) -> Result<Duration> {
-        match value {
-            Some(v) => parse_duration(v.get_ref()).map_err(|e| self.at(v, key, e)),
-            None => Ok(default),
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        let duration = parse_duration(v.get_ref()).map_err(|e| self.at(v, key, e))?;
+        if !range.contains(&duration) {
+            return Err(self.at(
+                v,
+                key,
+                format!(
+                    "{:?} is out of range: give {} to {}",
+                    v.get_ref(),
+                    format_duration(*range.start()),
+                    format_duration(*range.end())
+                ),
+            ));
+        }
+        Ok(duration)
+    }
+
+    /// A secret key, resolved now; the error names the key and line.
+    fn secret(&self, value: Option<&Spanned<SecretSource>>, key: &str) -> Result<Option<Secret>> {
+        value
+            .map(|v| v.get_ref().read().map_err(|e| self.at(v, key, e)))
+            .transpose()
+    }
+
+    /// A numeric key within `range` (the default when absent).
+    fn number<T>(
+        &self,
+        value: Option<&Spanned<T>>,
+        key: &str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T>
+    where
+        T: PartialOrd + Copy + std::fmt::Display,
+    {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        let number = *v.get_ref();
+        // `contains` is false for NaN, so a NaN percentage is refused too.
+        if !range.contains(&number) {
+            return Err(self.at(
+                v,
+                key,
+                format!(
+                    "{number} is out of range: give {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(number)
+    }
+}
+
+/// Formats a duration the way the config writes them (`250ms`, `30s`, `5m`, `6h`, `1d`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
         }
     }
+    format!("{ms}ms")
 }
 
 impl Config {
@@ -485,12 +565,10 @@ impl Config {
         };
         let control = Control {
             listen,
-            webhook_secret: raw
-                .control
-                .webhook_secret
-                .as_ref()
-                .map(|s| s.resolve("control.webhook_secret"))
-                .transpose()?,
+            webhook_secret: ctx.secret(
+                raw.control.webhook_secret.as_ref(),
+                "control.webhook_secret",
+            )?,
             public_url: raw.control.public_url.clone(),
         };
 
@@ -518,11 +596,7 @@ impl Config {
             let base_url = var("BASE_URL").or_else(|| t.base_url.clone());
             let customer_id = var("CUSTOMER_ID").unwrap_or_else(|| t.customer_id.clone());
             let client_id = var("CLIENT_ID").unwrap_or_else(|| t.client_id.clone());
-            let client_secret = t
-                .client_secret
-                .as_ref()
-                .map(|s| s.resolve(&key("client_secret")))
-                .transpose()?;
+            let client_secret = ctx.secret(t.client_secret.as_ref(), &key("client_secret"))?;
             let auth = match t.auth.get_ref().as_str() {
                 "oauth" => AuthMode::OAuth {
                     token_file: t
@@ -551,13 +625,11 @@ impl Config {
                     })?,
                 },
                 "static" => AuthMode::Static {
-                    token: t
-                        .token
-                        .as_ref()
+                    token: ctx
+                        .secret(t.token.as_ref(), &key("token"))?
                         .ok_or_else(|| {
                             ctx.at(&t.auth, &key("token"), "required with auth = \"static\"")
-                        })?
-                        .resolve(&key("token"))?,
+                        })?,
                 },
                 other => {
                     return Err(ctx.at(
@@ -582,7 +654,12 @@ impl Config {
                 client_id,
                 client_secret,
                 auth,
-                max_concurrency: t.max_concurrency.unwrap_or(8).max(1),
+                max_concurrency: ctx.number(
+                    t.max_concurrency.as_ref(),
+                    &key("max_concurrency"),
+                    8,
+                    1..=256,
+                )?,
                 language: t.language.clone(),
             });
         }
@@ -656,11 +733,13 @@ impl Config {
                 s.poll_interval.as_ref(),
                 &key("poll_interval"),
                 Duration::from_secs(300),
+                POLL_INTERVAL,
             )?;
             let reconcile_interval = ctx.duration(
                 s.reconcile_interval.as_ref(),
                 &key("reconcile_interval"),
                 Duration::from_secs(6 * 3600),
+                RECONCILE_INTERVAL,
             )?;
             subscriptions.push(Subscription {
                 name: s.name.clone(),
@@ -677,12 +756,23 @@ impl Config {
                 webhooks: s.webhooks.unwrap_or(true),
                 reconcile_interval,
                 mass_delete: MassDelete {
-                    percent: s.mass_delete_percent.unwrap_or(10.0),
+                    percent: ctx.number(
+                        s.mass_delete_percent.as_ref(),
+                        &key("mass_delete_percent"),
+                        10.0,
+                        0.0..=100.0,
+                    )?,
                     absolute: s.mass_delete_absolute.unwrap_or(1000),
                 },
-                page_size: s.page_size.unwrap_or(1000).clamp(1, 1000),
-                overlap_days: s.overlap_days.unwrap_or(1),
-                concurrency: s.concurrency.unwrap_or(4).max(1),
+                // SuperOffice serves at most 1000 rows a page.
+                page_size: ctx.number(s.page_size.as_ref(), &key("page_size"), 1000, 1..=1000)?,
+                overlap_days: ctx.number(
+                    s.overlap_days.as_ref(),
+                    &key("overlap_days"),
+                    1,
+                    0..=365,
+                )?,
+                concurrency: ctx.number(s.concurrency.as_ref(), &key("concurrency"), 4, 1..=64)?,
             });
         }
 
@@ -694,21 +784,50 @@ impl Config {
                 .key_name
                 .clone()
                 .unwrap_or_else(|| "idempotency_key".into()),
-            max_attempts: o.max_attempts.unwrap_or(8).max(1),
-            concurrency: o.concurrency.unwrap_or(8).max(1),
-            backoff: ctx.duration(o.backoff.as_ref(), "outbox.backoff", Duration::from_secs(1))?,
+            max_attempts: ctx.number(
+                o.max_attempts.as_ref(),
+                "outbox.max_attempts",
+                8,
+                1..=1000,
+            )?,
+            concurrency: ctx.number(o.concurrency.as_ref(), "outbox.concurrency", 8, 1..=256)?,
+            backoff: ctx.duration(
+                o.backoff.as_ref(),
+                "outbox.backoff",
+                Duration::from_secs(1),
+                BACKOFF,
+            )?,
             max_backoff: ctx.duration(
                 o.max_backoff.as_ref(),
                 "outbox.max_backoff",
                 Duration::from_secs(300),
+                BACKOFF,
             )?,
             echo_suppression: o.echo_suppression.unwrap_or(true),
-            tenant: o.tenant.clone(),
+            tenant: o.tenant.as_ref().map(|t| t.get_ref().clone()),
         };
-        if let Some(t) = &outbox.tenant
-            && !tenants.iter().any(|x| x.name == *t)
+        if let (Some(span), true) = (
+            o.max_backoff.as_ref().or(o.backoff.as_ref()),
+            outbox.max_backoff < outbox.backoff,
+        ) {
+            return Err(ctx.at(
+                span,
+                "outbox.max_backoff",
+                format!(
+                    "{} is shorter than outbox.backoff ({})",
+                    format_duration(outbox.max_backoff),
+                    format_duration(outbox.backoff)
+                ),
+            ));
+        }
+        if let Some(t) = &o.tenant
+            && !tenants.iter().any(|x| x.name == *t.get_ref())
         {
-            return Err(ctx.plain("outbox.tenant", format!("no [[tenant]] is named {t:?}")));
+            return Err(ctx.at(
+                t,
+                "outbox.tenant",
+                format!("no [[tenant]] is named {:?}", t.get_ref()),
+            ));
         }
 
         let mut routes = Vec::new();
