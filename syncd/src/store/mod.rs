@@ -1,6 +1,6 @@
 //! The SQLite store: the only module that opens the database.
 //!
-//! [`open`] sets the pragmas outside any transaction (WAL, `synchronous=NORMAL`, foreign keys,
+//! [`open`] sets the pragmas outside any transaction (WAL, `synchronous=FULL`, foreign keys,
 //! busy timeout), then applies the append-only migrations keyed on `user_version` in one
 //! IMMEDIATE transaction, and refuses a database written by a newer syncd. The returned
 //! [`Store`] owns one writer connection (behind a mutex) and opens reader connections on
@@ -46,7 +46,11 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
         .map_err(|e| db_error(path, e))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(|e| db_error(path, e))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    // FULL: every commit is on disk before it returns. With NORMAL a power loss may undo the
+    // last commits, and change-feed sequence numbers a consumer already read (or a task id a
+    // publisher was given) would be handed out again for other changes. The price is one
+    // fsync of the WAL per commit (a page, a webhook event, an outbox batch).
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| db_error(path, e))?;
     Ok(())
 }
@@ -208,6 +212,10 @@ mod tests {
         let store = open(&path).unwrap();
         let (mode, fk, version): (String, i64, u32) = store
             .read_blocking(|c| {
+                let synchronous: i64 = c
+                    .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(sql)?;
+                assert_eq!(synchronous, 2, "readers run with synchronous=FULL");
                 let mode = c
                     .query_row("PRAGMA journal_mode", [], |r| r.get(0))
                     .map_err(sql)?;
@@ -223,6 +231,13 @@ mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(fk, 1);
         assert_eq!(version, SCHEMA_VERSION);
+        let synchronous: i64 = store
+            .write_blocking(|tx| {
+                tx.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(sql)
+            })
+            .unwrap();
+        assert_eq!(synchronous, 2, "the writer commits with synchronous=FULL");
         drop(store);
         open(&path).expect("reopening an up-to-date database is a no-op");
     }
