@@ -58,6 +58,8 @@ pub struct Config {
     pub outbox: Outbox,
     /// Per-entity publish routes.
     pub routes: Vec<Route>,
+    /// How long history rows are kept.
+    pub retention: Retention,
     /// The file the config came from (for messages), if any.
     pub source: Option<PathBuf>,
 }
@@ -67,7 +69,8 @@ pub struct Config {
 pub struct Control {
     /// Listen address (loopback by default).
     pub listen: SocketAddr,
-    /// Shared secret for `X-SuperOffice-Signature`; without it webhooks are accepted unsigned.
+    /// Shared secret for `X-SuperOffice-Signature`; without it the one in the state directory
+    /// is used (generated when needed, see [`crate::sync::secret`]). Webhooks are always signed.
     pub webhook_secret: Option<Secret>,
     /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
     pub public_url: Option<String>,
@@ -224,6 +227,27 @@ pub struct Route {
     pub use_synced_last_modified: bool,
 }
 
+/// `[retention]`: how long history rows are kept before the daemon deletes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `webhook_events` rows (by `received_at`; only events whose refetch is done).
+    pub webhook_events: Duration,
+    /// `runs` rows (by `started_at`; only ended runs).
+    pub runs: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            webhook_events: Duration::from_secs(7 * 86400),
+            runs: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+/// The longest retention accepted (100 years).
+const MAX_RETENTION: Duration = Duration::from_secs(36_500 * 86400);
+
 /// A secret given as `{ env = "VAR" }`, `{ file = "path" }`, `{ credential = "name" }`
 /// (`$CREDENTIALS_DIRECTORY/name`, systemd `LoadCredential=`) or `{ value = "…" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +309,15 @@ struct RawConfig {
     outbox: RawOutbox,
     #[serde(default, rename = "route")]
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    webhook_events: Option<Spanned<String>>,
+    runs: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -428,6 +461,25 @@ impl Ctx<'_> {
         match value {
             Some(v) => parse_duration(v.get_ref()).map_err(|e| self.at(v, key, e)),
             None => Ok(default),
+        }
+    }
+
+    /// A `[retention]` duration: longer than zero, at most [`MAX_RETENTION`].
+    fn retention(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration> {
+        let duration = self.duration(value, key, default)?;
+        match value {
+            Some(v) if duration.is_zero() => Err(self.at(
+                v,
+                key,
+                "must be longer than 0 (rows would be deleted at once)",
+            )),
+            Some(v) if duration > MAX_RETENTION => Err(self.at(v, key, "must be at most 36500d")),
+            _ => Ok(duration),
         }
     }
 }
@@ -740,6 +792,16 @@ impl Config {
             });
         }
 
+        let defaults = Retention::default();
+        let retention = Retention {
+            webhook_events: ctx.retention(
+                raw.retention.webhook_events.as_ref(),
+                "retention.webhook_events",
+                defaults.webhook_events,
+            )?,
+            runs: ctx.retention(raw.retention.runs.as_ref(), "retention.runs", defaults.runs)?,
+        };
+
         Ok(Config {
             store,
             control,
@@ -747,6 +809,7 @@ impl Config {
             subscriptions,
             outbox,
             routes,
+            retention,
             source: None,
         })
     }
@@ -949,6 +1012,50 @@ poll_interval = "30s"
         assert_eq!(config.store, PathBuf::from("/tmp/x.db"));
         assert_eq!(config.tenants[0].customer_id, "Cust99");
         assert_eq!(config.control.listen.port(), 1234);
+    }
+
+    #[test]
+    fn retention_has_defaults_and_refuses_zero_naming_key_and_line() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.retention, Retention::default());
+        assert_eq!(
+            config.retention.webhook_events,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(config.retention.runs, Duration::from_secs(30 * 86400));
+
+        let text = format!("{MINIMAL}\n[retention]\nwebhook_events = \"36h\"\nruns = \"90d\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.retention.webhook_events,
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(config.retention.runs, Duration::from_secs(90 * 86400));
+
+        let line = MINIMAL.lines().count() + 3;
+        let zero = format!("{MINIMAL}\n[retention]\nwebhook_events = \"0s\"\n");
+        let err = parse(&zero).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("syncd.toml:{line}:"))
+                && err.contains("retention.webhook_events")
+                && err.contains("longer than 0"),
+            "{err}"
+        );
+        let bad = format!("{MINIMAL}\n[retention]\nruns = \"forever\"\n");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("syncd.toml:{line}:")) && err.contains("retention.runs"),
+            "{err}"
+        );
+        let huge = format!("{MINIMAL}\n[retention]\nruns = \"40000d\"\n");
+        let err = parse(&huge).unwrap_err().to_string();
+        assert!(
+            err.contains("retention.runs") && err.contains("36500d"),
+            "{err}"
+        );
+        let unknown = format!("{MINIMAL}\n[retention]\nchanges = \"1d\"\n");
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("changes"), "{err}");
     }
 
     #[test]
