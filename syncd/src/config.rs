@@ -833,7 +833,8 @@ impl Config {
             })
     }
 
-    /// Offline checks beyond parsing: files that must exist, at least one tenant.
+    /// Offline checks beyond parsing: files that must exist, at least one tenant, a usable
+    /// webhook secret.
     pub fn check(&self) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         if self.tenants.is_empty() {
@@ -859,6 +860,18 @@ impl Config {
         }
         if self.subscriptions.is_empty() {
             notes.push("no [[subscription]] is configured: the daemon will only publish".into());
+        }
+        // The webhook secret: an empty one or a secret file others can read is an error; none
+        // at all means every webhook is refused.
+        let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
+        if secret.is_none()
+            && self.control.public_url.is_none()
+            && self.subscriptions.iter().any(|s| s.webhooks)
+        {
+            notes.push(format!(
+                "no webhook secret (control.webhook_secret is not set, no {}): webhooks will be refused with 401; set control.public_url or run `syncd webhooks ensure` to generate one",
+                crate::sync::secret::secret_path(self).display()
+            ));
         }
         Ok(notes)
     }

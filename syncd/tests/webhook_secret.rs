@@ -2,6 +2,7 @@
 //! secret, `syncd webhooks ensure` and start-up with `public_url` generate one (0600, in the
 //! state directory), register it (also on an existing webhook that has none) and the receiver
 //! checks deliveries with it. Unfollowed events are not stored; oversized bodies are 413.
+//! `[retention]`: the daemon deletes old webhook events and runs at start-up.
 
 mod common_sync;
 
@@ -309,5 +310,66 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
         0
     );
     feed_is_consistent(&db, "contacts").unwrap();
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_prunes_old_webhook_events_and_runs_at_start_up() {
+    let emu = emulator(counts(3, 0, 0), |_| {}).await;
+    let dir = workdir();
+    let db = db_path(dir.path());
+    {
+        let store = syncd::store::open(&db).unwrap();
+        let now = chrono::Utc::now();
+        let at = |days: i64| {
+            (now - chrono::TimeDelta::days(days))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string()
+        };
+        store
+            .write_blocking(|tx| {
+                let run = |e: rusqlite::Error| syncd::Error::Store(e.to_string());
+                for (id, received) in [("old", at(3)), ("new", at(1))] {
+                    tx.execute(
+                        "INSERT INTO webhook_events (event_id, received_at, event, entity, primary_key, body, processed_at, outcome)
+                         VALUES (?1, ?2, 'contact.changed', 'contact', 1, '{}', ?2, 'queued')",
+                        rusqlite::params![id, received],
+                    )
+                    .map_err(run)?;
+                }
+                for started in [at(11), at(9)] {
+                    tx.execute(
+                        "INSERT INTO runs (subscription, kind, started_at, status) VALUES ('gone', 'poll', ?1, 'ok')",
+                        [started],
+                    )
+                    .map_err(run)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut text = base_config(&emu, dir.path(), "");
+    text.push_str("\n[retention]\nwebhook_events = \"2d\"\nruns = \"10d\"\n");
+    let running = start(&text).await;
+    eventually(T, "start-up prune", || async {
+        let events = query_i64(&db, "SELECT count(*) FROM webhook_events");
+        let runs = query_i64(&db, "SELECT count(*) FROM runs WHERE subscription = 'gone'");
+        // The counter moves once both tables are done.
+        let counted = ["webhook_events", "runs"]
+            .map(|table| metric(&running, "syncd_pruned_rows_total", &[("table", table)]));
+        if (events, runs, counted) == (1, 1, [1.0, 1.0]) {
+            Ok(())
+        } else {
+            Err(format!("{events} events, {runs} runs, counted {counted:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM webhook_events WHERE event_id = 'new'"
+        ),
+        1
+    );
     running.stop().await;
 }

@@ -351,6 +351,25 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(&path).unwrap(), "abc", "left untouched");
 
+        // `syncd config check` reports it too.
+        let with_tenant = Config::parse(
+            &format!(
+                "store = {:?}\n[[tenant]]\nname = \"t\"\nenvironment = \"http://127.0.0.1:9\"\ncustomer_id = \"C\"\nauth = \"static\"\ntoken = {{ value = \"x\" }}\n[[subscription]]\nname = \"c\"\nentity = \"contact\"\n",
+                dir.path().join("syncd.db").display().to_string()
+            ),
+            "t.toml",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let err = with_tenant.check().unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        fs::remove_file(&path).unwrap();
+        let notes = with_tenant.check().unwrap();
+        assert!(
+            notes.iter().any(|n| n.contains("refused with 401")),
+            "{notes:?}"
+        );
+
         fs::write(&path, "\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = resolve(&config, Generate::IfMissing)
