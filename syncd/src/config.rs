@@ -69,6 +69,8 @@ pub struct Config {
     pub outbox: Outbox,
     /// Per-entity publish routes.
     pub routes: Vec<Route>,
+    /// How long history rows are kept.
+    pub retention: Retention,
     /// The file the config came from (for messages), if any.
     pub source: Option<PathBuf>,
 }
@@ -78,7 +80,8 @@ pub struct Config {
 pub struct Control {
     /// Listen address (loopback by default).
     pub listen: SocketAddr,
-    /// Shared secret for `X-SuperOffice-Signature`; without it webhooks are accepted unsigned.
+    /// Shared secret for `X-SuperOffice-Signature`; without it the one in the state directory
+    /// is used (generated when needed, see [`crate::sync::secret`]). Webhooks are always signed.
     pub webhook_secret: Option<Secret>,
     /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
     pub public_url: Option<String>,
@@ -235,6 +238,27 @@ pub struct Route {
     pub use_synced_last_modified: bool,
 }
 
+/// `[retention]`: how long history rows are kept before the daemon deletes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `webhook_events` rows (by `received_at`; only events whose refetch is done).
+    pub webhook_events: Duration,
+    /// `runs` rows (by `started_at`; only ended runs).
+    pub runs: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            webhook_events: Duration::from_secs(7 * 86400),
+            runs: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+/// `[retention]` durations: longer than zero (rows would be deleted at once), at most 100 years.
+const RETENTION: RangeInclusive<Duration> = SECOND..=Duration::from_secs(36_500 * 86400);
+
 /// A secret given as `{ env = "VAR" }`, `{ file = "path" }`, `{ credential = "name" }`
 /// (`$CREDENTIALS_DIRECTORY/name`, systemd `LoadCredential=`) or `{ value = "…" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +321,15 @@ struct RawConfig {
     outbox: RawOutbox,
     #[serde(default, rename = "route")]
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    webhook_events: Option<Spanned<String>>,
+    runs: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -859,6 +892,22 @@ impl Config {
             });
         }
 
+        let defaults = Retention::default();
+        let retention = Retention {
+            webhook_events: ctx.duration(
+                raw.retention.webhook_events.as_ref(),
+                "retention.webhook_events",
+                defaults.webhook_events,
+                RETENTION,
+            )?,
+            runs: ctx.duration(
+                raw.retention.runs.as_ref(),
+                "retention.runs",
+                defaults.runs,
+                RETENTION,
+            )?,
+        };
+
         Ok(Config {
             store,
             control,
@@ -866,6 +915,7 @@ impl Config {
             subscriptions,
             outbox,
             routes,
+            retention,
             source: None,
         })
     }
@@ -889,7 +939,8 @@ impl Config {
             })
     }
 
-    /// Offline checks beyond parsing: files that must exist, at least one tenant.
+    /// Offline checks beyond parsing: files that must exist, at least one tenant, a usable
+    /// webhook secret.
     pub fn check(&self) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         if self.tenants.is_empty() {
@@ -915,6 +966,18 @@ impl Config {
         }
         if self.subscriptions.is_empty() {
             notes.push("no [[subscription]] is configured: the daemon will only publish".into());
+        }
+        // The webhook secret: an empty one or a secret file others can read is an error; none
+        // at all means every webhook is refused.
+        let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
+        if secret.is_none()
+            && self.control.public_url.is_none()
+            && self.subscriptions.iter().any(|s| s.webhooks)
+        {
+            notes.push(format!(
+                "no webhook secret (control.webhook_secret is not set, no {}): webhooks will be refused with 401; set control.public_url or run `syncd webhooks ensure` to generate one",
+                crate::sync::secret::secret_path(self).display()
+            ));
         }
         Ok(notes)
     }
@@ -1068,6 +1131,50 @@ poll_interval = "30s"
         assert_eq!(config.store, PathBuf::from("/tmp/x.db"));
         assert_eq!(config.tenants[0].customer_id, "Cust99");
         assert_eq!(config.control.listen.port(), 1234);
+    }
+
+    #[test]
+    fn retention_has_defaults_and_refuses_zero_naming_key_and_line() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.retention, Retention::default());
+        assert_eq!(
+            config.retention.webhook_events,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(config.retention.runs, Duration::from_secs(30 * 86400));
+
+        let text = format!("{MINIMAL}\n[retention]\nwebhook_events = \"36h\"\nruns = \"90d\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.retention.webhook_events,
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(config.retention.runs, Duration::from_secs(90 * 86400));
+
+        let line = MINIMAL.lines().count() + 3;
+        let zero = format!("{MINIMAL}\n[retention]\nwebhook_events = \"0s\"\n");
+        let err = parse(&zero).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("syncd.toml:{line}:"))
+                && err.contains("retention.webhook_events")
+                && err.contains("out of range: give 1s to 36500d"),
+            "{err}"
+        );
+        let bad = format!("{MINIMAL}\n[retention]\nruns = \"forever\"\n");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("syncd.toml:{line}:")) && err.contains("retention.runs"),
+            "{err}"
+        );
+        let huge = format!("{MINIMAL}\n[retention]\nruns = \"40000d\"\n");
+        let err = parse(&huge).unwrap_err().to_string();
+        assert!(
+            err.contains("retention.runs") && err.contains("36500d"),
+            "{err}"
+        );
+        let unknown = format!("{MINIMAL}\n[retention]\nchanges = \"1d\"\n");
+        let err = parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("changes"), "{err}");
     }
 
     #[test]

@@ -198,6 +198,15 @@ impl Daemon {
                 }
             });
         }
+        {
+            let services = services.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(error) = sync::retention::run(services, shutdown).await {
+                    tracing::error!(%error, "retention loop stopped");
+                }
+            });
+        }
         tracker.close();
         services.health.set_started();
         services.notifier.ready();

@@ -12,7 +12,10 @@
 //! | `syncd_errors_total` | counter | subscription |
 //! | `syncd_requests_total` | counter | tenant, status (`none` = no answer) |
 //! | `syncd_retries_total` | counter | tenant, reason |
-//! | `syncd_webhook_events_total` | counter | outcome (`queued`, `duplicate`, `rejected`, `test`, `ignored`) |
+//! | `syncd_webhook_events_total` | counter | outcome (`queued`, `duplicate`, `rejected` (unsigned, wrongly signed or malformed), `no_secret`, `too_large`, `test`, `unfollowed`, `ignored` (no `PrimaryKey`)) |
+//! | `syncd_webhook_secret_present` | gauge | (1: a webhook secret is in force; 0: every webhook is refused) |
+//! | `syncd_pruned_rows_total` | counter | table (`webhook_events`, `runs`: deleted by `[retention]`) |
+//! | `syncd_retention_errors_total` | counter | (failed prunes) |
 //! | `syncd_unannounced_changes_total` | counter | subscription (found by polling, no webhook said so) |
 //! | `syncd_tasks` | gauge | state (publish ledger) |
 //! | `syncd_publish_total` | counter | entity, action, outcome |
@@ -60,6 +63,12 @@ fn describe(name: &str) -> (&'static str, &'static str) {
         "syncd_requests_total" => ("counter", "SuperOffice API attempts by HTTP status."),
         "syncd_retries_total" => ("counter", "Retries the SDK runtime made, by reason."),
         "syncd_webhook_events_total" => ("counter", "Webhook deliveries received, by outcome."),
+        "syncd_webhook_secret_present" => (
+            "gauge",
+            "1 while a webhook secret is in force; 0: every webhook is refused.",
+        ),
+        "syncd_pruned_rows_total" => ("counter", "Old rows deleted by [retention], by table."),
+        "syncd_retention_errors_total" => ("counter", "Failed retention prunes."),
         "syncd_unannounced_changes_total" => (
             "counter",
             "Changes polling found that no webhook announced.",

@@ -364,7 +364,9 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
     // `ensure` is idempotent and re-activates a webhook SuperOffice stopped.
     let services = running.services().clone();
     let target = format!("{url}/webhooks/superoffice");
-    let again = syncd::sync::ensure::ensure(&services.config, &services.clients, &target)
+    let secret = services.sync.webhook_secret().unwrap().secret.clone();
+    assert_eq!(secret.expose(), SECRET);
+    let again = syncd::sync::ensure::ensure(&services.config, &services.clients, &target, &secret)
         .await
         .unwrap();
     assert_eq!(again[0].action, "unchanged");
@@ -377,7 +379,7 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
             )
             .unwrap();
     api.send_raw("webhook_patch", request).await.unwrap();
-    let fixed = syncd::sync::ensure::ensure(&services.config, &services.clients, &target)
+    let fixed = syncd::sync::ensure::ensure(&services.config, &services.clients, &target, &secret)
         .await
         .unwrap();
     assert_eq!(fixed[0].action, "reactivated");

@@ -2,14 +2,15 @@
 
 use serde_json::Value;
 
-use super::ensure;
+use super::{ensure, secret};
 use crate::cli::Context;
 use crate::{Clients, Error, Result};
 
 /// `syncd webhooks …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhooksCommand {
-    /// Register (or update, or re-activate) syncd's webhook for every subscription that uses webhooks.
+    /// Register (or update, or re-activate) syncd's webhook for every subscription that uses
+    /// webhooks, with the configured secret or the state directory's (generated when missing).
     Ensure,
     /// List the tenant's webhooks.
     List,
@@ -32,7 +33,21 @@ pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()>
                 );
                 return Ok(());
             }
-            for done in ensure::ensure(&config, &clients, &target).await? {
+            // Nothing registers a webhook without a secret: without a configured one, the
+            // state directory's file is used (generated now when there is none).
+            let found = secret::resolve(&config, secret::Generate::IfMissing)?
+                .ok_or_else(|| Error::Config("no webhook secret could be resolved".into()))?;
+            match (found.source, &found.path) {
+                (secret::SecretSource::Generated, Some(path)) => println!(
+                    "webhook secret: generated and stored in {} (mode 0600); restart or reload the daemon (systemctl reload syncd) so its receiver uses it",
+                    path.display()
+                ),
+                (secret::SecretSource::File, Some(path)) => {
+                    println!("webhook secret: from {}", path.display())
+                }
+                _ => println!("webhook secret: control.webhook_secret"),
+            }
+            for done in ensure::ensure(&config, &clients, &target, &found.secret).await? {
                 println!(
                     "{}: webhook {} (id {}) {} → {} [{}]",
                     done.tenant,

@@ -150,6 +150,8 @@ pub mod engine;
 pub mod ensure;
 pub mod hash;
 pub mod plan;
+pub mod retention;
+pub mod secret;
 pub mod webhook;
 
 use engine::{Engine, Outcome};
@@ -165,13 +167,16 @@ const WEBHOOK_GATHER: Duration = Duration::from_millis(150);
 const ENSURE_EVERY: Duration = Duration::from_secs(60);
 
 /// Subscription state shared with the control plane: the compiled subscriptions, a wake-up
-/// per subscription (webhooks), and the webhook registration state.
+/// per subscription (webhooks), the webhook secret in force and the registration state.
 #[derive(Debug)]
 pub struct SyncShared {
     plans: BTreeMap<String, Plan>,
     errors: Vec<String>,
     wakes: BTreeMap<String, Arc<Notify>>,
     ensured: tokio::sync::Mutex<Option<Instant>>,
+    /// Resolved once in [`prepare`]; `Some(None)`: there is no secret.
+    webhook_secret: std::sync::OnceLock<Option<secret::WebhookSecret>>,
+    no_secret_logged: std::sync::atomic::AtomicBool,
 }
 
 impl SyncShared {
@@ -194,6 +199,26 @@ impl SyncShared {
             errors,
             wakes,
             ensured: tokio::sync::Mutex::new(None),
+            webhook_secret: std::sync::OnceLock::new(),
+            no_secret_logged: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The webhook secret in force (`None`: none was configured or generated, or [`prepare`]
+    /// has not run; every webhook is then refused).
+    pub fn webhook_secret(&self) -> Option<&secret::WebhookSecret> {
+        self.webhook_secret.get().and_then(Option::as_ref)
+    }
+
+    /// Logs, once per daemon, that a webhook was refused because there is no secret.
+    fn log_no_secret_once(&self) {
+        if !self
+            .no_secret_logged
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(
+                "webhook refused (401): there is no webhook secret (control.webhook_secret is not set and there is no webhook_secret file in the state directory); set control.public_url or run `syncd webhooks ensure` to generate and register one. Logged once."
+            );
         }
     }
 
@@ -261,12 +286,16 @@ impl SyncShared {
                 return;
             }
         };
+        let Some(secret) = self.webhook_secret() else {
+            tracing::warn!("webhooks not registered: there is no webhook secret");
+            return;
+        };
         let mut last = self.ensured.lock().await;
         if last.is_some_and(|at| at.elapsed() < ENSURE_EVERY) {
             return;
         }
         *last = Some(Instant::now());
-        match ensure::ensure(&services.config, &services.clients, &target).await {
+        match ensure::ensure(&services.config, &services.clients, &target, &secret.secret).await {
             Ok(done) => {
                 for e in done {
                     if e.action != "unchanged" {
@@ -336,6 +365,43 @@ pub async fn prepare(services: &Services) -> Result<()> {
         tracing::info!(
             "webhooks are on but control.public_url is not set: register them with `syncd webhooks ensure`, or rely on polling"
         );
+    }
+    prepare_webhook_secret(services).await
+}
+
+/// Resolves the webhook secret in force (see [`secret`]): generated when `public_url` is set
+/// and a subscription uses webhooks, else only configured or read from the state directory.
+async fn prepare_webhook_secret(services: &Services) -> Result<()> {
+    let shared = &services.sync;
+    let uses_webhooks = shared.plans.values().any(|p| p.webhooks);
+    let generate = if uses_webhooks && services.config.control.public_url.is_some() {
+        secret::Generate::IfMissing
+    } else {
+        secret::Generate::Never
+    };
+    let config = services.config.clone();
+    let resolved = tokio::task::spawn_blocking(move || secret::resolve(&config, generate))
+        .await
+        .map_err(|e| Error::Io(format!("resolving the webhook secret: {e}")))??;
+    match &resolved {
+        Some(found) => tracing::info!(
+            source = found.source.as_str(),
+            path = ?found.path,
+            "webhook receiver: signatures are checked with the webhook secret"
+        ),
+        None if uses_webhooks => tracing::warn!(
+            path = %secret::secret_path(&services.config).display(),
+            "no webhook secret (control.webhook_secret is not set and the file does not exist): every webhook is refused with 401 until one exists; set control.public_url or run `syncd webhooks ensure`"
+        ),
+        None => tracing::debug!("no webhook secret: every webhook is refused with 401"),
+    }
+    services.metrics.set(
+        "syncd_webhook_secret_present",
+        &[],
+        if resolved.is_some() { 1.0 } else { 0.0 },
+    );
+    if shared.webhook_secret.set(resolved).is_err() {
+        tracing::debug!("the webhook secret was already resolved; keeping it");
     }
     Ok(())
 }

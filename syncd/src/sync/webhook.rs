@@ -1,19 +1,35 @@
 //! The webhook receiver, `POST /webhooks/superoffice` on the control plane (FACTS §4).
 //!
-//! 1. With `control.webhook_secret` set, `X-SuperOffice-Signature` must be the Base64
-//!    HMAC-SHA256 of the raw body under that secret, compared in constant time; otherwise
-//!    **401** and nothing is stored.
-//! 2. The body must be JSON (**400** with the parser's message otherwise). `test` events
-//!    (`"Event":"test"` or `X-Hook-Test: true`, sent when a webhook is saved) answer 200 and are
-//!    ignored.
-//! 3. The raw body is stored in `webhook_events` under its `EventId`; a redelivered id is a
-//!    duplicate (200, nothing else happens). In the same transaction a targeted refetch is
-//!    queued (`refetch_queue`) for every subscription of the event's tenant
-//!    (`ContextIdentifier`) whose entity's webhook name matches `Entity` (`activity` for
-//!    appointments) and that has `webhooks = true`; events for the same record coalesce.
-//! 4. The answer is 200 as soon as that commits; the subscription loops are woken and do the
+//! Webhooks fail closed: every delivery must be signed, whatever is configured.
+//!
+//! 1. A body over [`MAX_BODY`] (64 KiB) is refused with **413** (the control plane's body limit
+//!    normally answers first; the handler checks again).
+//! 2. The secret in force ([`super::secret`]: `control.webhook_secret`, else the generated
+//!    `webhook_secret` file in the state directory) is resolved once at start-up. When there is
+//!    none, every delivery is refused with **401** (logged once, `no_secret` in
+//!    `syncd_webhook_events_total`, `syncd_webhook_secret_present` is 0).
+//! 3. `X-SuperOffice-Signature` must be the Base64 HMAC-SHA256 of the raw body under that
+//!    secret (FACTS §4.5: SuperOffice sends it whenever the webhook has a `Secret`, and
+//!    `syncd webhooks ensure` always registers one), compared in constant time; a missing or
+//!    wrong signature is **401** and nothing is stored.
+//! 4. The body must be a JSON object (**400** with the parser's message otherwise). `test`
+//!    events (`"Event":"test"` or `X-Hook-Test: true`, sent when a webhook is saved) answer 200
+//!    and are not stored.
+//! 5. The targets are the subscriptions of the event's tenant (`ContextIdentifier`) whose
+//!    entity's webhook name matches `Entity` (`activity` for appointments) and that have
+//!    `webhooks = true`. An event no subscription follows answers 200 and is **not stored**
+//!    (`unfollowed`); one without a `PrimaryKey` likewise (`ignored`, logged; polling finds
+//!    the change).
+//! 6. Otherwise the raw body is stored in `webhook_events` under its `EventId`; a redelivered
+//!    id is a duplicate (200, nothing else happens). In the same transaction a targeted
+//!    refetch is queued (`refetch_queue`) for every target; events for the same record
+//!    coalesce.
+//! 7. The answer is 200 as soon as that commits; the subscription loops are woken and do the
 //!    refetch (and delete confirmation) themselves. If the database cannot store the event the
 //!    answer is 503, so SuperOffice retries.
+//!
+//! Stored events are deleted after `[retention] webhook_events` (default 7 days), once their
+//! refetch is done ([`crate::store::retention`]).
 
 use std::sync::Arc;
 
@@ -36,6 +52,9 @@ use crate::store::sql;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-superoffice-signature";
+
+/// The largest webhook body accepted (SuperOffice's payloads are a few KiB).
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Base64 (standard alphabet) of HMAC-SHA256(`secret`, `body`), as SuperOffice signs.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
@@ -78,7 +97,6 @@ fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
 enum Stored {
     Duplicate,
     Queued(Vec<String>),
-    Ignored,
 }
 
 /// `POST /webhooks/superoffice`.
@@ -92,21 +110,39 @@ pub async fn receive(
             .metrics
             .inc("syncd_webhook_events_total", &[("outcome", outcome)], 1);
     };
-    if let Some(secret) = &services.config.control.webhook_secret {
-        let valid = headers
-            .get(SIGNATURE_HEADER)
-            .is_some_and(|sig| verify(secret.expose().as_bytes(), &body, sig.as_bytes()));
-        if !valid {
-            count("rejected");
-            tracing::warn!(
-                signed = headers.contains_key(SIGNATURE_HEADER),
-                "webhook rejected: missing or wrong X-SuperOffice-Signature"
-            );
-            return answer(
-                StatusCode::UNAUTHORIZED,
-                "missing or invalid X-SuperOffice-Signature",
-            );
-        }
+    if body.len() > MAX_BODY {
+        count("too_large");
+        tracing::warn!(
+            bytes = body.len(),
+            limit = MAX_BODY,
+            "webhook rejected: body too large"
+        );
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("webhook body is larger than {MAX_BODY} bytes"),
+        );
+    }
+    let Some(secret) = services.sync.webhook_secret() else {
+        count("no_secret");
+        services.sync.log_no_secret_once();
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "webhooks are refused: syncd has no webhook secret",
+        );
+    };
+    let valid = headers
+        .get(SIGNATURE_HEADER)
+        .is_some_and(|sig| verify(secret.secret.expose().as_bytes(), &body, sig.as_bytes()));
+    if !valid {
+        count("rejected");
+        tracing::warn!(
+            signed = headers.contains_key(SIGNATURE_HEADER),
+            "webhook rejected: missing or wrong X-SuperOffice-Signature"
+        );
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid X-SuperOffice-Signature",
+        );
     }
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(value @ Value::Object(_)) => value,
@@ -164,15 +200,22 @@ pub async fn receive(
     let context = field(&payload, "ContextIdentifier")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let targets = match primary_key {
-        Some(_) => services
-            .sync
-            .targets(&services.config, context.as_deref(), &entity),
-        None => Vec::new(),
-    };
     if event.to_ascii_lowercase().starts_with("webhook") {
         tracing::warn!(%event, "webhook state event (delivery problems?); `syncd webhooks ensure` re-activates it");
     }
+    let targets = services
+        .sync
+        .targets(&services.config, context.as_deref(), &entity);
+    if targets.is_empty() {
+        count("unfollowed");
+        tracing::debug!(%event, %entity, event_id = %event_id, "webhook event no subscription follows; not stored");
+        return answer(StatusCode::OK, "no subscription follows this event");
+    }
+    let Some(id) = primary_key else {
+        count("ignored");
+        tracing::warn!(%event, event_id = %event_id, "webhook event without a PrimaryKey; not stored (polling finds the change)");
+        return answer(StatusCode::OK, "event has no PrimaryKey; ignored");
+    };
     let text = String::from_utf8_lossy(&body).into_owned();
     let stored = services
         .store
@@ -187,19 +230,16 @@ pub async fn receive(
                         now,
                         event,
                         entity.to_ascii_lowercase(),
-                        primary_key,
+                        id,
                         text,
-                        targets.is_empty().then_some(&now),
-                        if targets.is_empty() { "ignored" } else { "queued" },
+                        None::<String>,
+                        "queued",
                     ],
                 )
                 .map_err(sql)?;
             if inserted == 0 {
                 return Ok(Stored::Duplicate);
             }
-            let Some(id) = primary_key.filter(|_| !targets.is_empty()) else {
-                return Ok(Stored::Ignored);
-            };
             for subscription in &targets {
                 let previous: Option<String> = tx
                     .query_row(
@@ -229,10 +269,6 @@ pub async fn receive(
         Ok(Stored::Duplicate) => {
             count("duplicate");
             answer(StatusCode::OK, "duplicate event ignored")
-        }
-        Ok(Stored::Ignored) => {
-            count("ignored");
-            answer(StatusCode::OK, "no subscription follows this event")
         }
         Ok(Stored::Queued(targets)) => {
             count("queued");

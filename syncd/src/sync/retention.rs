@@ -1,0 +1,105 @@
+//! The retention loop: deletes `webhook_events` and `runs` rows older than `[retention]` says
+//! (defaults 7 days and 30 days), at start-up and then every hour.
+//!
+//! Deletes run in batches of [`BATCH`] rows, one short write transaction each, so the daemon's
+//! writers never wait long (the statements are [`crate::store::retention`]). What was deleted
+//! is logged at debug and counted in `syncd_pruned_rows_total{table}`; a failure is logged at
+//! warn with the error, counted in `syncd_retention_errors_total`, and retried after
+//! [`RETRY`]. The loop only ends with the daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::retention;
+use crate::{Error, Result, Services};
+
+/// Time between prunes.
+pub const EVERY: Duration = Duration::from_secs(3600);
+
+/// Time before a failed prune is tried again.
+pub const RETRY: Duration = Duration::from_secs(300);
+
+/// Rows deleted per transaction.
+pub const BATCH: usize = 5000;
+
+/// Rows one prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// `webhook_events` rows.
+    pub webhook_events: usize,
+    /// `runs` rows.
+    pub runs: usize,
+}
+
+fn cutoff(keep: Duration) -> Result<chrono::DateTime<Utc>> {
+    let keep = chrono::TimeDelta::from_std(keep)
+        .map_err(|e| Error::Config(format!("retention {keep:?}: {e}")))?;
+    Utc::now()
+        .checked_sub_signed(keep)
+        .ok_or_else(|| Error::Config(format!("retention {keep}: before the earliest date")))
+}
+
+/// Deletes what `[retention]` no longer keeps, [`BATCH`] rows per transaction.
+pub async fn prune_once(services: &Services) -> Result<Pruned> {
+    let events_before = cutoff(services.config.retention.webhook_events)?;
+    let runs_before = cutoff(services.config.retention.runs)?;
+    let mut pruned = Pruned::default();
+    loop {
+        let n = services
+            .store
+            .write(move |tx| retention::prune_webhook_events(tx, events_before, BATCH))
+            .await?;
+        pruned.webhook_events += n;
+        if n < BATCH {
+            break;
+        }
+    }
+    loop {
+        let n = services
+            .store
+            .write(move |tx| retention::prune_runs(tx, runs_before, BATCH))
+            .await?;
+        pruned.runs += n;
+        if n < BATCH {
+            break;
+        }
+    }
+    Ok(pruned)
+}
+
+/// Prunes at start and every [`EVERY`] until `shutdown`. Never returns an error: failures are
+/// logged, counted and retried.
+pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
+    loop {
+        let wait = match prune_once(&services).await {
+            Ok(pruned) => {
+                for (table, n) in [
+                    ("webhook_events", pruned.webhook_events),
+                    ("runs", pruned.runs),
+                ] {
+                    services
+                        .metrics
+                        .inc("syncd_pruned_rows_total", &[("table", table)], n as u64);
+                }
+                tracing::debug!(
+                    webhook_events = pruned.webhook_events,
+                    runs = pruned.runs,
+                    "retention: deleted old rows"
+                );
+                EVERY
+            }
+            Err(error) => {
+                services.metrics.inc("syncd_retention_errors_total", &[], 1);
+                tracing::warn!(%error, retry_in = ?RETRY, "retention: deleting old webhook events and runs failed");
+                RETRY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
