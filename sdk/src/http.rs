@@ -3,7 +3,7 @@
 //! **Credentials never follow a redirect.** Every client the SDK builds (the API runtime, the
 //! State API lookup, the OAuth token endpoint, the JWKS fetch, the system-user login) comes
 //! from [`client_builder`], which does not follow redirects: a 3xx answer (other than
-//! `304 Not Modified`) is [`Error::Redirect`](crate::Error::Redirect), naming the operation,
+//! `304 Not Modified`) is [`Error::Redirect`], naming the operation,
 //! the status and the `Location`, and nothing is sent to the redirect target. reqwest's own
 //! redirect handling would drop `Authorization` on a cross-origin hop but forward
 //! `SO-AppToken` and any request body (the system-user login carries the application token
@@ -13,7 +13,7 @@
 //! `OAuthConfig::with_http_client`, `SystemUserConfig::with_http_client`) should be built from
 //! [`client_builder`] too. If it follows redirects anyway, the SDK still refuses any answer
 //! that came from another origin than the request went to (scheme, host and port; so also
-//! https → http) with [`Error::Redirect`](crate::Error::Redirect), but by then the client has
+//! https → http) with [`Error::Redirect`], but by then the client has
 //! already re-sent the request to that origin: only a non-following client keeps the
 //! credentials home.
 

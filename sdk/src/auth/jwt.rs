@@ -4,8 +4,8 @@
 //! Verification needs the JWKS. When it cannot be fetched (network down, no such endpoint,
 //! an error status, not JSON), the token is refused with [`Error::JwksUnavailable`], unless
 //! the caller opted out explicitly
-//! ([`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable`](super::OAuthConfig::allow_unverified_id_token_when_jwks_unreachable),
-//! [`SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable`](super::SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable)):
+//! ([`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable`](super::OAuthConfig::allow_unverified_id_token_when_jwks_unreachable()),
+//! [`SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable`](super::SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable())):
 //! then the claims are still checked (issuer, audience, expiry, nonce) but the signature is
 //! not, [`VerifiedJwt::verified`] is false and a warning is logged. When the JWKS can be
 //! fetched, any failure (unknown key, bad signature, wrong issuer or audience, expired) is an

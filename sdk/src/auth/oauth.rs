@@ -82,7 +82,7 @@ pub struct OAuthConfig {
     /// Accept an ID token whose signature cannot be checked because the JWKS is unreachable
     /// (claims still checked, [`VerifiedJwt::verified`] false). Default false: such a token is
     /// refused with [`Error::JwksUnavailable`]. Set with
-    /// [`allow_unverified_id_token_when_jwks_unreachable`](Self::allow_unverified_id_token_when_jwks_unreachable).
+    /// [`allow_unverified_id_token_when_jwks_unreachable`](Self::allow_unverified_id_token_when_jwks_unreachable()).
     pub allow_unverified_id_token_when_jwks_unreachable: bool,
 }
 
@@ -502,7 +502,7 @@ impl OAuth {
     /// Exchanges the authorization code from the redirect for tokens, verifies the ID token
     /// against the JWKS (an unreachable JWKS fails the sign-in with
     /// [`Error::JwksUnavailable`] unless
-    /// [`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable`] was set), and saves the
+    /// [`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable()`] was set), and saves the
     /// tokens to the store. Returns the ID token's claims.
     pub async fn exchange_code(
         &self,

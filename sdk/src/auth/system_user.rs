@@ -163,7 +163,7 @@ pub struct SystemUserConfig {
     pub http: Option<reqwest::Client>,
     /// Accept a system-user JWT whose signature cannot be checked because the JWKS is
     /// unreachable. Default false: the login fails with [`Error::JwksUnavailable`]. Set with
-    /// [`allow_unverified_jwt_when_jwks_unreachable`](Self::allow_unverified_jwt_when_jwks_unreachable).
+    /// [`allow_unverified_jwt_when_jwks_unreachable`](Self::allow_unverified_jwt_when_jwks_unreachable()).
     pub allow_unverified_jwt_when_jwks_unreachable: bool,
 }
 
