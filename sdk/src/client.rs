@@ -11,6 +11,11 @@
 //!     .build()?;
 //! # Ok(()) }
 //! ```
+//!
+//! The client never follows redirects: a 3xx answer is [`Error::Redirect`], so the
+//! credential and `SO-AppToken` only ever go to the configured base URL or the tenant
+//! endpoint the State API reported (which must be one the environment trusts, see
+//! [`Environment::check_endpoint`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,6 +278,11 @@ impl ClientBuilder {
 
     /// Use this reqwest client (its own timeouts and TLS settings apply; the connect timeout
     /// and user agent of this builder do not).
+    ///
+    /// Build it from [`crate::http::client_builder`], which does not follow redirects. The
+    /// SDK refuses every redirect ([`Error::Redirect`]) and every answer from another origin
+    /// than the request went to, but a client that follows redirects has already re-sent the
+    /// request (with `Authorization` and `SO-AppToken`) by then; see [`crate::http`].
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -297,11 +307,7 @@ impl ClientBuilder {
         let (baseurl, tenant) = match (&self.base_url, &self.environment, &self.customer_id) {
             (Some(base), _, _) => (base.trim_end_matches('/').to_string(), None),
             (None, Some(environment), Some(customer)) => {
-                let resolver = TenantResolver::new(
-                    environment.state_url(customer),
-                    customer.clone(),
-                    http.clone(),
-                );
+                let resolver = TenantResolver::new(environment, customer.clone(), http.clone());
                 (
                     format!("{}/{customer}", environment.login_base()),
                     Some(Arc::new(resolver)),

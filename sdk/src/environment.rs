@@ -20,7 +20,8 @@ pub enum Environment {
     Stage,
     /// Production: `https://online.superoffice.com`.
     Online,
-    /// Any other login host, e.g. the emulator's `http://127.0.0.1:PORT`.
+    /// Any other login host, e.g. the emulator's `http://127.0.0.1:PORT`. It trusts tenant
+    /// endpoints on its own origin only ([`Environment::check_endpoint`]).
     Custom(Url),
 }
 
@@ -80,7 +81,74 @@ impl Environment {
     pub fn system_user_url(&self) -> Url {
         self.join("/Login/api/PartnerSystemUser/Authenticate")
     }
+
+    /// Checks a tenant endpoint the State API reported for `context` before anything (a
+    /// credential above all) is sent to it, and returns it parsed.
+    ///
+    /// - `Sod`, `Stage`, `Online`: `https`, a host under `.superoffice.com` (tenants live on
+    ///   hosts such as `online2`, `app`, `sod2`, `app-sod`, `stage`, `app-stage` of that domain,
+    ///   FACTS §1.1), the default port, no user info, no query or fragment.
+    /// - `Custom`: exactly the custom login host's own origin (scheme, host and port), e.g. the
+    ///   emulator's `http://127.0.0.1:PORT`, which serves its tenants under path prefixes;
+    ///   no user info, no query or fragment. A custom environment trusts nothing else.
+    ///
+    /// Anything else is [`Error::UntrustedEndpoint`] naming the endpoint and the reason.
+    pub fn check_endpoint(&self, context: &str, endpoint: &str) -> Result<Url> {
+        let untrusted = |reason: String| Error::UntrustedEndpoint {
+            context: context.to_string(),
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        let url = Url::parse(endpoint).map_err(|e| untrusted(format!("not a URL ({e})")))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(untrusted("it carries user info".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(untrusted("it carries a query or fragment".into()));
+        }
+        match self {
+            Environment::Custom(login) => {
+                if url.origin() != login.origin() {
+                    return Err(untrusted(format!(
+                        "the custom environment {} trusts only its own origin {}",
+                        self,
+                        login.origin().ascii_serialization()
+                    )));
+                }
+            }
+            Environment::Sod | Environment::Stage | Environment::Online => {
+                if url.scheme() != "https" {
+                    return Err(untrusted(format!(
+                        "the scheme is {:?}, {self} endpoints must be https",
+                        url.scheme()
+                    )));
+                }
+                let under_domain = match url.host() {
+                    Some(url::Host::Domain(host)) => host
+                        .strip_suffix(SUPEROFFICE_DOMAIN)
+                        .is_some_and(|label| label.len() > 1 && label.ends_with('.')),
+                    _ => false,
+                };
+                if !under_domain {
+                    return Err(untrusted(format!(
+                        "the host {:?} is not under .{SUPEROFFICE_DOMAIN}",
+                        url.host_str().unwrap_or("")
+                    )));
+                }
+                if url.port().is_some() {
+                    return Err(untrusted(format!(
+                        "{self} endpoints use the default https port, not {}",
+                        url.port().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(url)
+    }
 }
+
+/// The domain every host of SuperOffice's own environments lives under (FACTS §1.1).
+const SUPEROFFICE_DOMAIN: &str = "superoffice.com";
 
 impl fmt::Debug for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,5 +220,68 @@ mod tests {
                 .to_string()
                 .contains("unknown environment")
         );
+    }
+
+    fn reason(environment: &Environment, endpoint: &str) -> Option<String> {
+        match environment.check_endpoint("Cust1", endpoint) {
+            Ok(_) => None,
+            Err(Error::UntrustedEndpoint {
+                context,
+                endpoint: named,
+                reason,
+            }) => {
+                assert_eq!(context, "Cust1");
+                assert_eq!(named, endpoint, "the error names the endpoint as reported");
+                Some(reason)
+            }
+            Err(other) => panic!("expected UntrustedEndpoint, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn superoffice_environments_trust_https_hosts_of_their_domain_only() {
+        for env in [Environment::Sod, Environment::Stage, Environment::Online] {
+            for good in [
+                "https://online2.superoffice.com/Cust1",
+                "https://app-sod.superoffice.com/Cust1",
+                "https://disasterrecovery.superoffice.com/Cust1/",
+                "https://APP.SuperOffice.com:443/Cust1",
+            ] {
+                assert_eq!(reason(&env, good), None, "{env:?} {good}");
+            }
+            for (bad, why) in [
+                ("http://online2.superoffice.com/Cust1", "https"),
+                ("https://evil.example/Cust1", "not under"),
+                ("https://superoffice.com.evil.example/Cust1", "not under"),
+                ("https://evilsuperoffice.com/Cust1", "not under"),
+                ("https://superoffice.com/Cust1", "not under"),
+                ("https://10.0.0.1/Cust1", "not under"),
+                ("https://online2.superoffice.com:8443/Cust1", "port"),
+                ("https://user:pw@online2.superoffice.com/Cust1", "user info"),
+                ("https://online2.superoffice.com/Cust1?x=1", "query"),
+                ("online2.superoffice.com/Cust1", "not a URL"),
+            ] {
+                let reason = reason(&env, bad).unwrap_or_else(|| panic!("{env:?} accepted {bad}"));
+                assert!(reason.contains(why), "{bad}: {reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_custom_environment_trusts_its_own_origin_only() {
+        let emulator = Environment::custom("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            reason(&emulator, "http://127.0.0.1:8080/tenant1/Cust1"),
+            None
+        );
+        for bad in [
+            "http://127.0.0.1:8081/tenant1/Cust1",
+            "https://127.0.0.1:8080/tenant1/Cust1",
+            "http://localhost:8080/tenant1/Cust1",
+            "https://online2.superoffice.com/Cust1",
+        ] {
+            let reason = reason(&emulator, bad).unwrap_or_else(|| panic!("accepted {bad}"));
+            assert!(reason.contains("own origin"), "{bad}: {reason}");
+        }
     }
 }

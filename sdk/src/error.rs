@@ -19,6 +19,14 @@ pub(crate) const SDK_ERROR_HEADER: &str = "x-superoffice-sdk-error";
 pub(crate) const SDK_STATE_HEADER: &str = "x-superoffice-sdk-state";
 /// Header carrying the context identifier on synthesised responses.
 pub(crate) const SDK_CONTEXT_HEADER: &str = "x-superoffice-sdk-context";
+/// Header carrying the operation on a synthesised "redirect" response.
+pub(crate) const SDK_OPERATION_HEADER: &str = "x-superoffice-sdk-operation";
+/// Header carrying the original status on a synthesised "redirect" response.
+pub(crate) const SDK_STATUS_HEADER: &str = "x-superoffice-sdk-status";
+/// Header carrying a URL (redirect `Location`, untrusted endpoint, JWKS) on synthesised responses.
+pub(crate) const SDK_LOCATION_HEADER: &str = "x-superoffice-sdk-location";
+/// Header saying whether the HTTP client followed the redirect itself.
+pub(crate) const SDK_FOLLOWED_HEADER: &str = "x-superoffice-sdk-followed";
 /// `ErrorType` the runtime puts in a `SoError` made from a non-JSON error body.
 pub(crate) const NON_JSON_ERROR_TYPE: &str = "NonJsonErrorBody";
 
@@ -95,6 +103,52 @@ pub enum Error {
     /// The client was configured inconsistently.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The server answered with a redirect (3xx other than 304), or a caller-supplied HTTP
+    /// client followed one to another origin. The SDK never follows redirects, so credentials
+    /// (`Authorization`, `SO-AppToken`, the system-user login body) are never sent to the
+    /// redirect target (see [`crate::http`]).
+    #[error(
+        "{operation}: {} to {}; the SDK does not follow redirects, so no credential was sent there",
+        if *followed { format!("the HTTP client followed a redirect (final answer HTTP {status})") } else { format!("the server answered HTTP {status}, a redirect") },
+        location.as_deref().unwrap_or("(no Location)")
+    )]
+    Redirect {
+        /// The operation (`ContactGet`, `state api`, `token endpoint`, `jwks`, `system-user login`).
+        operation: String,
+        /// The status of the answer (the 3xx, or the final status when `followed`).
+        status: StatusCode,
+        /// The `Location` header (or, when `followed`, the URL the answer came from).
+        location: Option<String>,
+        /// True when a caller-supplied client followed the redirect itself (the request was
+        /// re-sent to the other origin before the SDK could refuse the answer).
+        followed: bool,
+    },
+    /// The State API reported a tenant endpoint this environment does not trust (not https,
+    /// not under the environment's domain, or not the custom environment's own origin); it
+    /// was not used.
+    #[error(
+        "the State API gave tenant {context} the endpoint {endpoint:?}, which is not trusted: {reason}; nothing was sent to it"
+    )]
+    UntrustedEndpoint {
+        /// The context identifier (`Cust12345`).
+        context: String,
+        /// The endpoint as the State API reported it.
+        endpoint: String,
+        /// Why it is not trusted.
+        reason: String,
+    },
+    /// A JWT (ID token or system-user token) could not be verified because the JWKS could
+    /// not be fetched, and the caller did not opt in to unverified tokens
+    /// (`allow_unverified_id_token_when_jwks_unreachable`).
+    #[error(
+        "the token's signature cannot be verified: the JWKS at {jwks} is unreachable ({reason}); the token was refused"
+    )]
+    JwksUnavailable {
+        /// The JWKS URL.
+        jwks: String,
+        /// Why it could not be fetched.
+        reason: String,
+    },
     /// Reading or writing a token file failed.
     #[error("token store {path}: {source}")]
     TokenStore {
@@ -182,6 +236,7 @@ impl Error {
             | Error::Api(e)
             | Error::RateLimited { body: e, .. } => Some(e.status),
             Error::NotModified => Some(StatusCode::NOT_MODIFIED),
+            Error::Redirect { status, .. } => Some(*status),
             Error::Transport(e) => e.status(),
             _ => None,
         }
@@ -297,6 +352,27 @@ fn synthesized(
         "auth" => Error::Auth(message),
         "timeout" => Error::Timeout(Duration::from_millis(message.parse().unwrap_or_default())),
         "config" => Error::Config(message),
+        "redirect" => Error::Redirect {
+            operation: header(SDK_OPERATION_HEADER),
+            status: header(SDK_STATUS_HEADER)
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(status),
+            location: headers
+                .get(SDK_LOCATION_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            followed: header(SDK_FOLLOWED_HEADER) == "true",
+        },
+        "untrusted-endpoint" => Error::UntrustedEndpoint {
+            context: header(SDK_CONTEXT_HEADER),
+            endpoint: header(SDK_LOCATION_HEADER),
+            reason: message,
+        },
+        "jwks" => Error::JwksUnavailable {
+            jwks: header(SDK_LOCATION_HEADER),
+            reason: message,
+        },
         "upstream" => Error::Api(Box::new(ApiError {
             status,
             error_type: Some("Upstream".into()),

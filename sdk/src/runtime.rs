@@ -5,8 +5,11 @@
 //! tenant's current endpoint, add the default headers and the credential, send with the
 //! per-attempt timeout. Then: 401 → refresh the credential once and replay; 421 → re-resolve
 //! the endpoint once and replay; a retryable failure → back off ([`RetryPolicy`]) and retry if
-//! the method allows it. Error bodies that are not JSON become a `SoError` so the status
-//! survives decoding. Each call is one `tracing` span.
+//! the method allows it; a redirect (3xx other than 304, or an answer from another origin
+//! than the request went to) → [`Error::Redirect`], never followed and never replayed, so
+//! credentials never leave the tenant endpoint (see [`crate::http`]). Error bodies that are
+//! not JSON become a `SoError` so the status survives decoding. Each call is one `tracing`
+//! span.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,7 +22,10 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::auth::{Auth, Credential};
-use crate::error::{self, SDK_CONTEXT_HEADER, SDK_ERROR_HEADER, SDK_STATE_HEADER};
+use crate::error::{
+    self, SDK_CONTEXT_HEADER, SDK_ERROR_HEADER, SDK_FOLLOWED_HEADER, SDK_LOCATION_HEADER,
+    SDK_OPERATION_HEADER, SDK_STATE_HEADER, SDK_STATUS_HEADER,
+};
 use crate::retry::{self, RetryPolicy};
 use crate::tenant::TenantResolver;
 use crate::{Error, Result};
@@ -233,6 +239,7 @@ impl Runtime {
                 *request.timeout_mut() = Some(limit);
             }
 
+            let sent_to = request.url().clone();
             let sent = Instant::now();
             let result = http.execute(request).await;
             let latency = sent.elapsed();
@@ -265,6 +272,10 @@ impl Runtime {
                 }
             };
 
+            // Never follow a redirect, never replay one: credentials stay with the endpoint.
+            if let Err(e) = crate::http::refuse_redirect(operation, &sent_to, &response) {
+                return Ok(synthesize_error(&e));
+            }
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED
                 && !refreshed
@@ -412,6 +423,46 @@ fn synthesize_error(error: &Error) -> Response {
             synthesize("auth", StatusCode::UNAUTHORIZED, &error.to_string(), &[])
         }
         Error::Config(message) => synthesize("config", StatusCode::BAD_REQUEST, message, &[]),
+        Error::Redirect {
+            operation,
+            status,
+            location,
+            followed,
+        } => {
+            let mut extra = vec![
+                (SDK_OPERATION_HEADER, operation.clone()),
+                (SDK_STATUS_HEADER, status.as_u16().to_string()),
+                (SDK_FOLLOWED_HEADER, followed.to_string()),
+            ];
+            if let Some(location) = location {
+                extra.push((SDK_LOCATION_HEADER, location.clone()));
+            }
+            synthesize(
+                "redirect",
+                StatusCode::BAD_GATEWAY,
+                &error.to_string(),
+                &extra,
+            )
+        }
+        Error::UntrustedEndpoint {
+            context,
+            endpoint,
+            reason,
+        } => synthesize(
+            "untrusted-endpoint",
+            StatusCode::BAD_GATEWAY,
+            reason,
+            &[
+                (SDK_CONTEXT_HEADER, context.clone()),
+                (SDK_LOCATION_HEADER, endpoint.clone()),
+            ],
+        ),
+        Error::JwksUnavailable { jwks, reason } => synthesize(
+            "jwks",
+            StatusCode::UNAUTHORIZED,
+            reason,
+            &[(SDK_LOCATION_HEADER, jwks.clone())],
+        ),
         other => {
             let status = other
                 .status()
@@ -425,7 +476,10 @@ fn synthesize_error(error: &Error) -> Response {
 /// Failures of the login host or State API worth another attempt.
 fn is_transient(error: &Error) -> bool {
     match error {
-        Error::Transport(_) | Error::Timeout(_) | Error::RateLimited { .. } => true,
+        Error::Transport(_)
+        | Error::Timeout(_)
+        | Error::RateLimited { .. }
+        | Error::JwksUnavailable { .. } => true,
         Error::Api(api) => api.status.is_server_error(),
         _ => false,
     }

@@ -5,6 +5,12 @@
 //! incidents; the wrong host answers 421. [`TenantResolver`] asks
 //! `GET {login}/api/state/{ctx}`, caches the answer until its `ValidUntil`, re-resolves when a
 //! request is misdirected, and refuses to send anything while the tenant is not running.
+//!
+//! The endpoint decides where credentials go, so it is checked before it is used
+//! ([`Environment::check_endpoint`]): for SuperOffice's environments it must be https under
+//! `.superoffice.com`; a custom environment (the emulator) trusts only its own origin. An
+//! endpoint that fails the check is [`Error::UntrustedEndpoint`] and is never cached or used.
+//! The State API call itself does not follow redirects: a 3xx is [`Error::Redirect`].
 
 use std::time::Duration;
 
@@ -13,7 +19,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::{Error, Result, SoDateTime};
+use crate::{Environment, Error, Result, SoDateTime};
 
 /// How long an answer without a usable `ValidUntil` is trusted.
 const FALLBACK_VALIDITY: Duration = Duration::from_secs(60);
@@ -50,6 +56,7 @@ struct StateBody {
 /// callers that find the cache stale share one State API call.
 #[derive(Debug)]
 pub struct TenantResolver {
+    environment: Environment,
     state_url: Url,
     context: String,
     http: reqwest::Client,
@@ -57,11 +64,19 @@ pub struct TenantResolver {
 }
 
 impl TenantResolver {
-    /// A resolver for `context` using the State API at `state_url`.
-    pub fn new(state_url: Url, context: impl Into<String>, http: reqwest::Client) -> Self {
+    /// A resolver for `context` using the State API of `environment`, which also decides
+    /// which endpoints are trusted ([`Environment::check_endpoint`]). `http` should not follow
+    /// redirects (see [`crate::http`]).
+    pub fn new(
+        environment: &Environment,
+        context: impl Into<String>,
+        http: reqwest::Client,
+    ) -> Self {
+        let context = context.into();
         TenantResolver {
-            state_url,
-            context: context.into(),
+            environment: environment.clone(),
+            state_url: environment.state_url(&context),
+            context,
             http,
             cache: Mutex::new(None),
         }
@@ -114,6 +129,7 @@ impl TenantResolver {
             .send()
             .await
             .map_err(Error::Transport)?;
+        crate::http::refuse_redirect("state api", &self.state_url, &response)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(Error::Transport)?;
         if !status.is_success() {
@@ -132,6 +148,18 @@ impl TenantResolver {
                 self.context
             ))
         })?;
+        let endpoint = self
+            .environment
+            .check_endpoint(&self.context, &endpoint)
+            .inspect_err(|e| {
+                tracing::error!(
+                    context = %self.context,
+                    state_api = %self.state_url,
+                    endpoint = %endpoint,
+                    error = %e,
+                    "refused the tenant endpoint the State API reported"
+                );
+            })?;
         let state = match body.state {
             Some(serde_json::Value::String(s)) => s,
             Some(serde_json::Value::Number(n)) => state_name(n.as_i64().unwrap_or(0)).to_string(),
@@ -153,7 +181,7 @@ impl TenantResolver {
             context_identifier: body
                 .context_identifier
                 .unwrap_or_else(|| self.context.clone()),
-            endpoint: endpoint.trim_end_matches('/').to_string(),
+            endpoint: endpoint.as_str().trim_end_matches('/').to_string(),
             state,
             is_running,
             valid_until,

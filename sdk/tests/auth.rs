@@ -553,34 +553,84 @@ async fn failed_refreshes_keep_a_still_valid_token_and_report_typed_errors() {
     assert_eq!(store.saves(), 0, "nothing saved after failures");
 }
 
-#[tokio::test]
-async fn an_unreachable_jwks_leaves_the_claims_unverified() {
-    // A token endpoint that returns an id_token signed with the emulator's key, on a host
-    // without a JWKS.
-    let keys = emulator::auth::Keys::load(
+fn test_signing_keys() -> emulator::auth::Keys {
+    emulator::auth::Keys::load(
         emulator::test_keys::SIGNING_PRIVATE_KEY_PEM,
         emulator::test_keys::SYSTEM_USER_PUBLIC_KEY_PEM,
     )
-    .unwrap();
-    let now = Utc::now().timestamp();
-    let id_token = keys.jwt(&serde_json::json!({
-        "iss": "whoever", "aud": CLIENT_ID, "exp": now + 300,
-        "http://schemes.superoffice.net/identity/ctx": "Cust777",
-    }));
-    let answer = serde_json::json!({
-        "token_type": "Bearer", "access_token": "access-x", "expires_in": 3600,
-        "refresh_token": "refresh-x", "id_token": id_token,
-    });
-    let base = serve(axum::Router::new().route(
+    .unwrap()
+}
+
+/// The nonce a fake token endpoint puts in the id_token (set by the test after it made the
+/// authorize request).
+type Nonce = Arc<Mutex<String>>;
+
+/// A login host whose token endpoint answers every request with an id_token (signed with the
+/// emulator's key, `iss` = the host, `aud` = `audience`, `nonce` = what the test set) and
+/// which has no JWKS (404).
+async fn token_endpoint_without_jwks(audience: &str) -> (String, Nonce) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let nonce = Nonce::default();
+    let (issuer, audience, current) = (base.clone(), audience.to_string(), nonce.clone());
+    let router = axum::Router::new().route(
         "/login/common/oauth/tokens",
         post(move || {
-            let answer = answer.clone();
-            async move { axum::Json(answer) }
+            let now = Utc::now().timestamp();
+            let id_token = test_signing_keys().jwt(&serde_json::json!({
+                "iss": issuer, "aud": audience, "exp": now + 300,
+                "nonce": *current.lock().unwrap(),
+                "http://schemes.superoffice.net/identity/ctx": "Cust777",
+            }));
+            async move {
+                axum::Json(serde_json::json!({
+                    "token_type": "Bearer", "access_token": "access-x", "expires_in": 3600,
+                    "refresh_token": "refresh-x", "id_token": id_token,
+                }))
+            }
         }),
-    ))
-    .await;
-    let oauth = OAuth::new(OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri())).unwrap();
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, nonce)
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_fails_the_sign_in() {
+    let (base, nonce) = token_endpoint_without_jwks(CLIENT_ID).await;
+    let store = Arc::new(MemoryTokenStore::default());
+    let oauth = OAuth::new(
+        OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri()).with_store(store.clone()),
+    )
+    .unwrap();
     let request = oauth.authorize_request();
+    *nonce.lock().unwrap() = request.nonce.clone();
+    let err = oauth
+        .exchange_code(&request, &Secret::new("code"))
+        .await
+        .unwrap_err();
+    let Error::JwksUnavailable { jwks, reason } = &err else {
+        panic!("expected Error::JwksUnavailable, got {err:?}")
+    };
+    assert_eq!(jwks, &format!("{base}/login/.well-known/jwks"));
+    assert!(reason.contains("404"), "{reason}");
+    assert!(
+        !oauth.is_signed_in(),
+        "the unverified tokens were not taken"
+    );
+    assert_eq!(oauth.context_identifier(), None);
+    assert_eq!(store.saves(), 0, "nothing saved");
+}
+
+#[tokio::test]
+async fn the_explicit_opt_out_accepts_checked_but_unverified_claims() {
+    let (base, nonce) = token_endpoint_without_jwks(CLIENT_ID).await;
+    let oauth = OAuth::new(
+        OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri())
+            .allow_unverified_id_token_when_jwks_unreachable(true),
+    )
+    .unwrap();
+    let request = oauth.authorize_request();
+    *nonce.lock().unwrap() = request.nonce.clone();
     let token = oauth
         .exchange_code(&request, &Secret::new("code"))
         .await
@@ -589,6 +639,143 @@ async fn an_unreachable_jwks_leaves_the_claims_unverified() {
     assert!(!token.verified);
     assert_eq!(token.claims.context_identifier.as_deref(), Some("Cust777"));
     assert_eq!(oauth.context_identifier().as_deref(), Some("Cust777"));
+
+    // The opt-out skips the signature, not the claims: a token of another sign-in (nonce) ...
+    let request = oauth.authorize_request();
+    let err = oauth
+        .exchange_code(&request, &Secret::new("code"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Auth(m) if m.contains("nonce")),
+        "{err:?}"
+    );
+    // ... or for another client is refused.
+    let (base, nonce) = token_endpoint_without_jwks("some-other-client").await;
+    let oauth = OAuth::new(
+        OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri())
+            .allow_unverified_id_token_when_jwks_unreachable(true),
+    )
+    .unwrap();
+    let request = oauth.authorize_request();
+    *nonce.lock().unwrap() = request.nonce.clone();
+    let err = oauth
+        .exchange_code(&request, &Secret::new("code"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Auth(m) if m.contains("audience")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirecting_jwks_is_an_error_even_with_the_opt_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let now = Utc::now().timestamp();
+    let id_token = test_signing_keys().jwt(&serde_json::json!({
+        "iss": base, "aud": CLIENT_ID, "exp": now + 300,
+    }));
+    let answer = serde_json::json!({
+        "token_type": "Bearer", "access_token": "access-x", "expires_in": 3600,
+        "id_token": id_token,
+    });
+    let router = axum::Router::new()
+        .route(
+            "/login/common/oauth/tokens",
+            post(move || {
+                let answer = answer.clone();
+                async move { axum::Json(answer) }
+            }),
+        )
+        .route(
+            "/login/.well-known/jwks",
+            axum::routing::get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(LOCATION, "http://127.0.0.1:9/evil-keys")],
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let oauth = OAuth::new(
+        OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri())
+            .allow_unverified_id_token_when_jwks_unreachable(true),
+    )
+    .unwrap();
+    let err = oauth
+        .exchange_code(&oauth.authorize_request(), &Secret::new("code"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { operation, location: Some(l), .. }
+            if operation == "jwks" && l == "http://127.0.0.1:9/evil-keys"),
+        "{err:?}"
+    );
+    assert!(!oauth.is_signed_in());
+}
+
+/// A server that records every request it gets (the target of a redirect).
+async fn recorder() -> (String, Arc<Mutex<Vec<http::HeaderMap>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let base = serve(
+        axum::Router::new().fallback(move |headers: http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(headers);
+                StatusCode::OK
+            }
+        }),
+    )
+    .await;
+    (base, seen)
+}
+
+#[tokio::test]
+async fn a_redirecting_token_endpoint_gets_no_secret_forwarded() {
+    let (elsewhere, seen) = recorder().await;
+    let target = format!("{elsewhere}/steal");
+    let location = target.clone();
+    let base = serve(axum::Router::new().route(
+        "/login/common/oauth/tokens",
+        post(move || {
+            let location = location.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, location)]) }
+        }),
+    ))
+    .await;
+    let store = Arc::new(MemoryTokenStore::with_tokens(StoredTokens {
+        access_token: Secret::new("access-0"),
+        refresh_token: Some(Secret::new("refresh-0")),
+        expires_at: Some(Utc::now() + chrono::Duration::seconds(3600)),
+        context_identifier: None,
+        webapi_url: None,
+        system_token: None,
+    }));
+    let oauth = OAuth::from_store(
+        OAuthConfig::new(env(&base), CLIENT_ID, redirect_uri())
+            .with_client_secret(CLIENT_SECRET)
+            .with_store(store),
+    )
+    .unwrap();
+    // Code exchange and refresh: both refused, nothing forwarded.
+    let err = oauth
+        .exchange_code(&oauth.authorize_request(), &Secret::new("code"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { operation, status, location: Some(l), followed: false }
+            if operation == "token endpoint" && *status == StatusCode::TEMPORARY_REDIRECT && *l == target),
+        "{err:?}"
+    );
+    let err = oauth.refresh_now().await.unwrap_err();
+    assert!(matches!(&err, Error::Redirect { .. }), "{err:?}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the redirect target got a request"
+    );
 }
 
 #[tokio::test]
@@ -815,4 +1002,97 @@ fn the_timestamp_is_utc_yyyymmddhhmm() {
     // The emulator's parser agrees.
     let ts = emulator::Ts(now.timestamp());
     assert_eq!(emulator::auth::stamp(ts), stamp);
+}
+
+/// A login host whose system-user login answers with a JWT carrying a ticket (signed with the
+/// emulator's key) and which has no JWKS (404).
+async fn system_user_login_without_jwks() -> String {
+    let now = Utc::now().timestamp();
+    let jwt = test_signing_keys().jwt(&serde_json::json!({
+        "iss": "SuperOffice AS", "aud": "spn:1234", "exp": now + 300,
+        "http://schemes.superoffice.net/identity/ticket": "7T:unverified",
+    }));
+    let answer = serde_json::json!({ "IsSuccessful": true, "Token": jwt });
+    serve(axum::Router::new().route(
+        "/Login/api/PartnerSystemUser/Authenticate",
+        post(move || {
+            let answer = answer.clone();
+            async move { axum::Json(answer) }
+        }),
+    ))
+    .await
+}
+
+fn system_user_config(base: &str) -> SystemUserConfig {
+    SystemUserConfig::new(env(base), "Cust1", SYSTEM_TOKEN, CLIENT_SECRET, pem_key())
+}
+
+#[tokio::test]
+async fn system_user_with_an_unreachable_jwks_fails_unless_opted_out() {
+    let base = system_user_login_without_jwks().await;
+    let su = SystemUser::new(system_user_config(&base)).unwrap();
+    let err = su.credential().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::JwksUnavailable { jwks, .. } if jwks.ends_with("/login/.well-known/jwks")),
+        "{err:?}"
+    );
+    assert!(su.claims().is_none(), "no ticket was taken");
+
+    // Through a client: the typed error survives the runtime (after its retries).
+    let client = superoffice::Client::builder()
+        .base_url(format!("{base}/Cust1"))
+        .auth(SystemUser::new(system_user_config(&base)).unwrap())
+        .retry(
+            superoffice::retry::RetryPolicy::default()
+                .with_max_attempts(2)
+                .with_backoff(Duration::from_millis(1), Duration::from_millis(2)),
+        )
+        .build()
+        .unwrap();
+    let err = client
+        .send_raw(
+            "contact_get",
+            superoffice::RawRequest::new(reqwest::Method::GET, "/api/v1/Contact/1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::JwksUnavailable { jwks, .. } if jwks.ends_with("/login/.well-known/jwks")),
+        "{err:?}"
+    );
+
+    let su =
+        SystemUser::new(system_user_config(&base).allow_unverified_jwt_when_jwks_unreachable(true))
+            .unwrap();
+    let credential = su.credential().await.unwrap();
+    assert!(
+        matches!(&credential, Credential::Ticket { ticket, .. } if ticket.expose() == "7T:unverified")
+    );
+    assert!(!su.claims().unwrap().verified);
+}
+
+#[tokio::test]
+async fn a_redirecting_system_user_login_forwards_nothing() {
+    let (elsewhere, seen) = recorder().await;
+    let target = format!("{elsewhere}/Login/api/PartnerSystemUser/Authenticate");
+    let location = target.clone();
+    let base = serve(axum::Router::new().route(
+        "/Login/api/PartnerSystemUser/Authenticate",
+        post(move || {
+            let location = location.clone();
+            async move { (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]) }
+        }),
+    ))
+    .await;
+    let su = SystemUser::new(system_user_config(&base)).unwrap();
+    let err = su.credential().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { operation, status, location: Some(l), followed: false }
+            if operation == "system-user login" && *status == StatusCode::PERMANENT_REDIRECT && *l == target),
+        "{err:?}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the login body (application token, signed system token) reached the redirect target"
+    );
 }

@@ -673,3 +673,301 @@ async fn a_login_host_outage_is_retried_for_any_method() {
     );
     assert!(err.to_string().contains("token endpoint down"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Credentials never follow a redirect
+
+/// A client for `server` carrying a ticket, `SO-AppToken` and a builder-level app token.
+fn ticket_client(server: &Scripted) -> superoffice::ClientBuilder {
+    Client::builder()
+        .base_url(format!("{}/Cust1", server.url()))
+        .auth(superoffice::auth::StaticAuth::ticket(
+            "7T:ticket",
+            "app-secret",
+        ))
+        .app_token("app-secret")
+        .retry(fast_retries())
+}
+
+fn assert_no_credentials(seen: &[support::Seen]) {
+    for request in seen {
+        for header in ["authorization", "so-apptoken"] {
+            assert_eq!(
+                request.header(header),
+                None,
+                "{header} reached the redirect target: {request:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_an_error_and_carries_no_credential() {
+    for status in [301, 302, 303, 307, 308] {
+        let elsewhere = Scripted::start(vec![]).await;
+        let target = format!("{}/Cust1/api/v1/Contact/5", elsewhere.url());
+        let server = Scripted::start(vec![
+            Step::json(status, json!({})).with_header("location", &target),
+        ])
+        .await;
+        let client = ticket_client(&server).build().unwrap();
+        let err = client
+            .contact_get()
+            .id(5)
+            .send()
+            .await
+            .map_err(Error::from)
+            .unwrap_err();
+        let Error::Redirect {
+            operation,
+            status: got,
+            location,
+            followed,
+        } = &err
+        else {
+            panic!("{status}: expected Error::Redirect, got {err:?}")
+        };
+        assert_eq!(operation, "contact_get");
+        assert_eq!(got.as_u16(), status);
+        assert_eq!(location.as_deref(), Some(target.as_str()));
+        assert!(!followed);
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
+        // The origin saw the credential once (no replay of a redirect); the target nothing.
+        let seen = server.requests();
+        assert_eq!(seen.len(), 1, "{status}: a redirect is not retried");
+        assert_eq!(seen[0].header("authorization"), Some("SOTicket 7T:ticket"));
+        assert_eq!(seen[0].header("so-apptoken"), Some("app-secret"));
+        assert!(
+            elsewhere.requests().is_empty(),
+            "{status}: the redirect target was contacted: {:?}",
+            elsewhere.requests()
+        );
+    }
+}
+
+#[tokio::test]
+async fn hand_written_requests_refuse_redirects_too() {
+    let elsewhere = Scripted::start(vec![]).await;
+    let server = Scripted::start(vec![
+        Step::json(307, json!({})).with_header("location", &format!("{}/x", elsewhere.url())),
+    ])
+    .await;
+    let client = ticket_client(&server).build().unwrap();
+    let request = RawRequest::new(reqwest::Method::PATCH, "/api/v1/Contact/2")
+        .json("application/merge-patch+json", &json!({ "Name": "n" }))
+        .unwrap();
+    let err = client
+        .send_raw("contact_merge_patch", request)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { operation, status, .. }
+            if operation == "contact_merge_patch" && status.as_u16() == 307),
+        "{err:?}"
+    );
+    assert!(elsewhere.requests().is_empty());
+}
+
+#[tokio::test]
+async fn not_modified_is_not_a_redirect() {
+    let server = Scripted::start(vec![Step::text(304, "text/plain", "")]).await;
+    let client = ticket_client(&server).build().unwrap();
+    let err = client
+        .send_raw(
+            "contact_get",
+            RawRequest::new(reqwest::Method::GET, "/api/v1/Contact/1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotModified), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_caller_client_that_follows_a_redirect_gets_the_answer_refused() {
+    let elsewhere = Scripted::start(vec![Step::json(200, contact(5))]).await;
+    let target = format!("{}/Cust1/api/v1/Contact/5", elsewhere.url());
+    let server = Scripted::start(vec![
+        Step::json(302, json!({})).with_header("location", &target),
+    ])
+    .await;
+    // A client with reqwest's default policy (follows up to 10 redirects).
+    let following = superoffice::http::client_builder()
+        .redirect(reqwest::redirect::Policy::default())
+        .build()
+        .unwrap();
+    let client = ticket_client(&server)
+        .http_client(following)
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { followed: true, location: Some(l), status, .. }
+            if *l == target && status.as_u16() == 200),
+        "the answer from the other origin is refused: {err:?}"
+    );
+    // What the docs warn about: such a client re-sent the request before the SDK could
+    // refuse the answer. reqwest drops `Authorization` across origins, but not `SO-AppToken`;
+    // hence "build the client from superoffice::http::client_builder".
+    let leaked = elsewhere.requests();
+    assert_eq!(leaked.len(), 1);
+    assert_eq!(leaked[0].header("authorization"), None);
+    assert_eq!(leaked[0].header("so-apptoken"), Some("app-secret"));
+
+    // The same setup with a client from the SDK's builder: refused, and nothing leaves.
+    let elsewhere = Scripted::start(vec![Step::json(200, contact(5))]).await;
+    let target = format!("{}/Cust1/api/v1/Contact/5", elsewhere.url());
+    let server = Scripted::start(vec![
+        Step::json(302, json!({})).with_header("location", &target),
+    ])
+    .await;
+    let safe = superoffice::http::client_builder().build().unwrap();
+    let client = ticket_client(&server).http_client(safe).build().unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Redirect {
+                followed: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_no_credentials(&elsewhere.requests());
+    assert!(elsewhere.requests().is_empty());
+}
+
+/// A State API answer for `Cust1` with `endpoint`.
+fn state_answer(endpoint: &str) -> Step {
+    Step::json(
+        200,
+        json!({
+            "ContextIdentifier": "Cust1", "Endpoint": endpoint, "State": "Running",
+            "IsRunning": true,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn an_endpoint_outside_the_environment_is_refused_and_never_contacted() {
+    let elsewhere = Scripted::start(vec![]).await;
+    let foreign = format!("{}/Cust1", elsewhere.url());
+    // The "login host" answers the State API with an endpoint on another origin, every time.
+    let login = Scripted::start(vec![state_answer(&foreign); 8]).await;
+    let client = Client::builder()
+        .environment(superoffice::Environment::custom(&login.url()).unwrap())
+        .customer_id("Cust1")
+        .auth(superoffice::auth::StaticAuth::bearer("token"))
+        .app_token("app-secret")
+        .retry(fast_retries())
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    let Error::UntrustedEndpoint {
+        context,
+        endpoint,
+        reason,
+    } = &err
+    else {
+        panic!("expected Error::UntrustedEndpoint, got {err:?}")
+    };
+    assert_eq!(context, "Cust1");
+    assert_eq!(endpoint, &foreign);
+    assert!(reason.contains("own origin"), "{reason}");
+    assert!(err.to_string().contains(&foreign), "{err}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the foreign endpoint was contacted"
+    );
+    let asked = login.requests();
+    assert_eq!(
+        asked.len(),
+        1,
+        "an untrusted endpoint is not retried: {asked:?}"
+    );
+    assert_eq!(asked[0].target, "/api/state/Cust1");
+    assert_no_credentials(&asked);
+    assert!(
+        client
+            .runtime()
+            .tenant()
+            .unwrap()
+            .last_known()
+            .await
+            .is_none(),
+        "an untrusted endpoint is not cached"
+    );
+
+    // The same login host naming its own origin is trusted.
+    let login = Scripted::start(vec![]).await;
+    let own = format!("{}/tenant1/Cust1", login.url());
+    login.push([state_answer(&own), Step::json(200, contact(5))]);
+    let client = Client::builder()
+        .environment(superoffice::Environment::custom(&login.url()).unwrap())
+        .customer_id("Cust1")
+        .auth(superoffice::auth::StaticAuth::bearer("token"))
+        .build()
+        .unwrap();
+    let got = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    assert_eq!(got.contact_id, Some(5));
+    assert_eq!(
+        login.requests()[1].target,
+        "/tenant1/Cust1/api/v1/Contact/5"
+    );
+}
+
+#[tokio::test]
+async fn a_state_api_redirect_is_refused() {
+    let elsewhere = Scripted::start(vec![]).await;
+    let login =
+        Scripted::start(vec![Step::json(302, json!({})).with_header(
+            "location",
+            &format!("{}/api/state/Cust1", elsewhere.url()),
+        )])
+        .await;
+    let client = Client::builder()
+        .environment(superoffice::Environment::custom(&login.url()).unwrap())
+        .customer_id("Cust1")
+        .auth(superoffice::auth::StaticAuth::bearer("token"))
+        .retry(fast_retries())
+        .build()
+        .unwrap();
+    let err = client
+        .contact_get()
+        .id(5)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Redirect { operation, status, followed: false, .. }
+            if operation == "state api" && status.as_u16() == 302),
+        "{err:?}"
+    );
+    assert!(elsewhere.requests().is_empty());
+    assert_eq!(login.requests().len(), 1, "a redirect is not retried");
+}

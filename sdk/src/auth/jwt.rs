@@ -1,10 +1,16 @@
 //! ID tokens and system-user JWTs: the typed [`Claims`], and RS256 verification against the
 //! login host's JWKS (FACTS §1.6, §1.9).
 //!
-//! Verification needs the JWKS. When it cannot be fetched (network down, no such endpoint),
-//! the claims are still decoded but marked unverified ([`VerifiedJwt::verified`] is false) and a
-//! warning is logged; when it can be fetched, any failure (unknown key, bad signature, wrong
-//! issuer or audience, expired) is an [`Error::Auth`].
+//! Verification needs the JWKS. When it cannot be fetched (network down, no such endpoint,
+//! an error status, not JSON), the token is refused with [`Error::JwksUnavailable`], unless
+//! the caller opted out explicitly
+//! ([`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable`](super::OAuthConfig::allow_unverified_id_token_when_jwks_unreachable()),
+//! [`SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable`](super::SystemUserConfig::allow_unverified_jwt_when_jwks_unreachable())):
+//! then the claims are still checked (issuer, audience, expiry, nonce) but the signature is
+//! not, [`VerifiedJwt::verified`] is false and a warning is logged. When the JWKS can be
+//! fetched, any failure (unknown key, bad signature, wrong issuer or audience, expired) is an
+//! [`Error::Auth`]. A JWKS that answers with a redirect, or is not a usable key set, is an
+//! error in every mode.
 
 use std::fmt;
 use std::time::Duration;
@@ -179,7 +185,8 @@ pub struct VerifiedJwt {
     /// The claims.
     pub claims: Claims,
     /// True when the RS256 signature was checked against the JWKS and `iss`, `aud`, `exp`
-    /// matched; false when the JWKS could not be fetched (a warning was logged).
+    /// matched; false only when the caller opted in to unverified tokens and the JWKS could
+    /// not be fetched (the claims were checked, the signature was not; a warning was logged).
     pub verified: bool,
 }
 
@@ -399,6 +406,8 @@ fn check_claims(claims: &Claims, expected: &Expected, now: i64) -> Result<()> {
 pub(crate) struct JwksCache {
     url: Url,
     http: reqwest::Client,
+    /// Whether an unreachable JWKS lets claims through unverified (explicit opt-out).
+    allow_unverified: bool,
     cached: tokio::sync::Mutex<Option<Jwks>>,
 }
 
@@ -411,10 +420,12 @@ enum FetchError {
 }
 
 impl JwksCache {
-    pub(crate) fn new(url: Url, http: reqwest::Client) -> Self {
+    /// A cache for the JWKS at `url`. `allow_unverified`: see [`JwksCache::verify`].
+    pub(crate) fn new(url: Url, http: reqwest::Client, allow_unverified: bool) -> Self {
         JwksCache {
             url,
             http,
+            allow_unverified,
             cached: tokio::sync::Mutex::new(None),
         }
     }
@@ -428,6 +439,8 @@ impl JwksCache {
             .send()
             .await
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        // A redirect could swap in someone else's keys: an error, not "unreachable".
+        crate::http::refuse_redirect("jwks", &self.url, &response).map_err(FetchError::Invalid)?;
         if !response.status().is_success() {
             return Err(FetchError::Unreachable(format!(
                 "HTTP {}",
@@ -441,7 +454,8 @@ impl JwksCache {
         Jwks::parse(&doc).map_err(FetchError::Invalid)
     }
 
-    /// Verifies `token`. Unreachable JWKS: the claims, unverified, with a warning.
+    /// Verifies `token`. Unreachable JWKS (and no cached set): [`Error::JwksUnavailable`], or,
+    /// with `allow_unverified`, the claims checked without the signature and a warning.
     pub(crate) async fn verify(&self, token: &str, expected: &Expected) -> Result<VerifiedJwt> {
         let kid = split(token)?.header.kid;
         let mut cached = self.cached.lock().await;
@@ -451,12 +465,24 @@ impl JwksCache {
                 Ok(jwks) => *cached = Some(jwks),
                 Err(FetchError::Invalid(e)) => return Err(e),
                 Err(FetchError::Unreachable(why)) if cached.is_none() => {
+                    if !self.allow_unverified {
+                        tracing::error!(
+                            jwks = %self.url,
+                            reason = %why,
+                            "the JWKS is unreachable; refusing the token (its signature cannot be verified)"
+                        );
+                        return Err(Error::JwksUnavailable {
+                            jwks: self.url.to_string(),
+                            reason: why,
+                        });
+                    }
+                    let claims = decode_unverified(token)?;
+                    check_claims(&claims, expected, Utc::now().timestamp())?;
                     tracing::warn!(
                         jwks = %self.url,
                         reason = %why,
-                        "the JWKS is unreachable; using the token's claims UNVERIFIED"
+                        "the JWKS is unreachable; using the token's claims UNVERIFIED (allowed by configuration)"
                     );
-                    let claims = decode_unverified(token)?;
                     return Ok(VerifiedJwt {
                         claims,
                         verified: false,

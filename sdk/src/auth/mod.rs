@@ -10,7 +10,10 @@
 //!   cached and renewed on 401 or by age.
 //! - [`StaticAuth`]: a fixed bearer token or ticket, for scripts and tests.
 //!
-//! Secrets are [`Secret`]s: redacted in `Debug` and `Display`, never logged.
+//! Secrets are [`Secret`]s: redacted in `Debug` and `Display`, never logged. Credentials never
+//! follow a redirect: the login host, token endpoint and JWKS are called without following
+//! redirects ([`crate::http`]), and a JWT whose JWKS cannot be fetched is refused unless the
+//! caller opted out explicitly ([`jwt`]).
 
 pub mod jwt;
 pub mod loopback;

@@ -75,8 +75,15 @@ pub struct OAuthConfig {
     pub tenant: Option<String>,
     /// Where tokens are loaded from and saved to.
     pub store: Option<Arc<dyn TokenStore>>,
-    /// The HTTP client for the login host; default: one from [`crate::http::client_builder`].
+    /// The HTTP client for the login host; default: one from [`crate::http::client_builder`]
+    /// (which does not follow redirects; a supplied client should not either, see
+    /// [`crate::http`]).
     pub http: Option<reqwest::Client>,
+    /// Accept an ID token whose signature cannot be checked because the JWKS is unreachable
+    /// (claims still checked, [`VerifiedJwt::verified`] false). Default false: such a token is
+    /// refused with [`Error::JwksUnavailable`]. Set with
+    /// [`allow_unverified_id_token_when_jwks_unreachable`](Self::allow_unverified_id_token_when_jwks_unreachable()).
+    pub allow_unverified_id_token_when_jwks_unreachable: bool,
 }
 
 impl OAuthConfig {
@@ -90,6 +97,7 @@ impl OAuthConfig {
             tenant: None,
             store: None,
             http: None,
+            allow_unverified_id_token_when_jwks_unreachable: false,
         }
     }
 
@@ -111,9 +119,23 @@ impl OAuthConfig {
         self
     }
 
-    /// Uses this HTTP client for the login host.
+    /// Uses this HTTP client for the login host. Build it from
+    /// [`crate::http::client_builder`]: a client that follows redirects would re-send the code
+    /// exchange (client secret, PKCE verifier) or the refresh token to the redirect target
+    /// before the SDK could refuse the answer.
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+
+    /// Opt-out of fail-closed ID-token verification: when `allow` is true and the JWKS cannot
+    /// be fetched, the ID token's claims are used with an unchecked signature
+    /// ([`VerifiedJwt::verified`] false, a warning logged). Default false: the sign-in or
+    /// refresh fails with [`Error::JwksUnavailable`]. The tenant and `system_token` the
+    /// claims carry come from the token, so only allow this where the token endpoint itself
+    /// is trusted.
+    pub fn allow_unverified_id_token_when_jwks_unreachable(mut self, allow: bool) -> Self {
+        self.allow_unverified_id_token_when_jwks_unreachable = allow;
         self
     }
 }
@@ -175,36 +197,39 @@ type OAuth2Client = oauth2::Client<
 >;
 
 /// `oauth2`'s async HTTP client over our reqwest client (reqwest 0.13; `oauth2`'s own
-/// integration targets 0.12).
+/// integration targets 0.12). A redirect answer is [`Error::Redirect`]: the form carries the
+/// client secret, the code and PKCE verifier or the refresh token.
 struct Transport<'a>(&'a reqwest::Client);
 
 impl<'c> AsyncHttpClient<'c> for Transport<'_> {
-    type Error = reqwest::Error;
-    type Future = Pin<
-        Box<dyn Future<Output = std::result::Result<HttpResponse, reqwest::Error>> + Send + 'c>,
-    >;
+    type Error = Error;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<HttpResponse, Error>> + Send + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         let http = self.0.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let response = http
+            let request = http
                 .request(parts.method, parts.uri.to_string())
                 .headers(parts.headers)
                 .body(body)
                 .timeout(TOKEN_REQUEST_TIMEOUT)
-                .send()
-                .await?;
+                .build()
+                .map_err(Error::Transport)?;
+            let sent_to = request.url().clone();
+            let response = http.execute(request).await.map_err(Error::Transport)?;
+            crate::http::refuse_redirect("token endpoint", &sent_to, &response)?;
             // 5xx: the login host is unavailable (maintenance, overload), a transport-level
             // failure that keeps its status, not an OAuth error answer.
             let response = if response.status().is_server_error() {
-                response.error_for_status()?
+                response.error_for_status().map_err(Error::Transport)?
             } else {
                 response
             };
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await?.to_vec();
+            let body = response.bytes().await.map_err(Error::Transport)?.to_vec();
             let mut out = HttpResponse::new(body);
             *out.status_mut() = status;
             *out.headers_mut() = headers;
@@ -214,9 +239,9 @@ impl<'c> AsyncHttpClient<'c> for Transport<'_> {
 }
 
 /// Turns an `oauth2` error into ours, without token values.
-fn token_error(what: &str, error: RequestTokenError<reqwest::Error, BasicErrorResponse>) -> Error {
+fn token_error(what: &str, error: RequestTokenError<Error, BasicErrorResponse>) -> Error {
     match error {
-        RequestTokenError::Request(e) => Error::Transport(e),
+        RequestTokenError::Request(e) => e,
         RequestTokenError::ServerResponse(e) => {
             let detail = e
                 .error_description()
@@ -343,11 +368,14 @@ impl OAuth {
         let http = match &config.http {
             Some(http) => http.clone(),
             None => crate::http::client_builder()
-                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(Error::Transport)?,
         };
-        let jwks = JwksCache::new(env.jwks_url(), http.clone());
+        let jwks = JwksCache::new(
+            env.jwks_url(),
+            http.clone(),
+            config.allow_unverified_id_token_when_jwks_unreachable,
+        );
         let loaded = match &config.store {
             Some(store) => store.load()?,
             None => None,
@@ -472,8 +500,10 @@ impl OAuth {
     }
 
     /// Exchanges the authorization code from the redirect for tokens, verifies the ID token
-    /// (against the JWKS when reachable), and saves the tokens to the store. Returns the ID
-    /// token's claims.
+    /// against the JWKS (an unreachable JWKS fails the sign-in with
+    /// [`Error::JwksUnavailable`] unless
+    /// [`OAuthConfig::allow_unverified_id_token_when_jwks_unreachable()`] was set), and saves the
+    /// tokens to the store. Returns the ID token's claims.
     pub async fn exchange_code(
         &self,
         request: &AuthorizeRequest,

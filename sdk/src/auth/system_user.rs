@@ -157,8 +157,14 @@ pub struct SystemUserConfig {
     pub key: SystemUserKey,
     /// Renew the ticket once it is this old (tickets live 6 h, sliding); default 5½ h.
     pub max_ticket_age: Duration,
-    /// The HTTP client for the login host; default: one from [`crate::http::client_builder`].
+    /// The HTTP client for the login host; default: one from [`crate::http::client_builder`]
+    /// (which does not follow redirects; a supplied client should not either, see
+    /// [`crate::http`]).
     pub http: Option<reqwest::Client>,
+    /// Accept a system-user JWT whose signature cannot be checked because the JWKS is
+    /// unreachable. Default false: the login fails with [`Error::JwksUnavailable`]. Set with
+    /// [`allow_unverified_jwt_when_jwks_unreachable`](Self::allow_unverified_jwt_when_jwks_unreachable()).
+    pub allow_unverified_jwt_when_jwks_unreachable: bool,
 }
 
 impl SystemUserConfig {
@@ -178,6 +184,7 @@ impl SystemUserConfig {
             key,
             max_ticket_age: DEFAULT_MAX_TICKET_AGE,
             http: None,
+            allow_unverified_jwt_when_jwks_unreachable: false,
         }
     }
 
@@ -187,9 +194,21 @@ impl SystemUserConfig {
         self
     }
 
-    /// Uses this HTTP client for the login host.
+    /// Uses this HTTP client for the login host. Build it from
+    /// [`crate::http::client_builder`]: a client that follows redirects would re-send the
+    /// login (signed system token, application token) to the redirect target before the SDK
+    /// could refuse the answer.
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+
+    /// Opt-out of fail-closed JWT verification: when `allow` is true and the JWKS cannot be
+    /// fetched, the ticket is taken from the login's JWT with its claims checked but its
+    /// signature not ([`VerifiedJwt::verified`] false, a warning logged). Default false: the
+    /// login fails with [`Error::JwksUnavailable`].
+    pub fn allow_unverified_jwt_when_jwks_unreachable(mut self, allow: bool) -> Self {
+        self.allow_unverified_jwt_when_jwks_unreachable = allow;
         self
     }
 }
@@ -239,12 +258,15 @@ impl SystemUser {
         let http = match &config.http {
             Some(http) => http.clone(),
             None => crate::http::client_builder()
-                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(Error::Transport)?,
         };
         Ok(SystemUser {
-            jwks: JwksCache::new(config.environment.jwks_url(), http.clone()),
+            jwks: JwksCache::new(
+                config.environment.jwks_url(),
+                http.clone(),
+                config.allow_unverified_jwt_when_jwks_unreachable,
+            ),
             http,
             ticket: RwLock::new(None),
             lock: tokio::sync::Mutex::new(()),
@@ -299,15 +321,18 @@ impl SystemUser {
             "ReturnTokenType": "JWT",
         });
         tracing::debug!(context = %self.config.context_identifier, "system-user login");
+        let url = self.config.environment.system_user_url();
         let response = self
             .http
-            .post(self.config.environment.system_user_url())
+            .post(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body)
             .timeout(LOGIN_TIMEOUT)
             .send()
             .await
             .map_err(Error::Transport)?;
+        // The body carries the application token and the signed system token.
+        crate::http::refuse_redirect("system-user login", &url, &response)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(Error::Transport)?;
         if !status.is_success() {

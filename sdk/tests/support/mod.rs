@@ -81,6 +81,7 @@ impl Seen {
 pub struct Scripted {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    steps: Arc<Mutex<VecDeque<Step>>>,
 }
 
 impl Scripted {
@@ -90,12 +91,13 @@ impl Scripted {
         let steps = Arc::new(Mutex::new(VecDeque::from(steps)));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen_task = seen.clone();
+        let steps_task = steps.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else {
                     return;
                 };
-                let steps = steps.clone();
+                let steps = steps_task.clone();
                 let seen = seen_task.clone();
                 tokio::spawn(async move {
                     loop {
@@ -134,7 +136,12 @@ impl Scripted {
                 });
             }
         });
-        Scripted { addr, seen }
+        Scripted { addr, seen, steps }
+    }
+
+    /// Appends steps to the script (for answers that name the server's own address).
+    pub fn push(&self, steps: impl IntoIterator<Item = Step>) {
+        self.steps.lock().unwrap().extend(steps);
     }
 
     pub fn url(&self) -> String {
