@@ -10,6 +10,7 @@
 //! [control]
 //! listen = "127.0.0.1:9464"
 //! webhook_secret = { env = "SYNCD_WEBHOOK_SECRET" }
+//! token = { credential = "control_token" }  # bearer token for /publish; without it /publish is off
 //!
 //! [[tenant]]
 //! name = "main"
@@ -85,6 +86,47 @@ pub struct Control {
     pub webhook_secret: Option<Secret>,
     /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
     pub public_url: Option<String>,
+    /// Bearer token required on `/publish` and every route that reads the feed or changes
+    /// state (see [`crate::control::auth`]); without it those routes are not served.
+    pub token: Option<Secret>,
+    /// Origins (`https://host[:port]`) allowed on the authenticated JSON routes; any other
+    /// `Origin` header is refused (403). Default: none.
+    pub allowed_origins: Vec<String>,
+    /// `/metrics` requires the token too.
+    pub metrics_auth: bool,
+    /// A second listener on this Unix socket (mode 0660) serving the same routes.
+    pub listen_unix: Option<PathBuf>,
+    /// Server limits (timeouts, body sizes, connections).
+    pub limits: ControlLimits,
+}
+
+/// Limits of the control-plane HTTP server (`[control]` keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlLimits {
+    /// A connection that has not sent a complete request head within this time is closed
+    /// (also the idle keep-alive limit).
+    pub header_read_timeout: Duration,
+    /// A request (body and handler) that takes longer is answered 408.
+    pub request_timeout: Duration,
+    /// Connections served at once (both listeners together); further ones wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest `/publish` body, in bytes (413 beyond).
+    pub publish_body_limit: usize,
+    /// Largest webhook body, in bytes (413 beyond).
+    pub webhook_body_limit: usize,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        ControlLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            publish_body_limit: 1024 * 1024,
+            webhook_body_limit: 64 * 1024,
+        }
+    }
 }
 
 /// How a tenant authenticates.
@@ -338,6 +380,15 @@ struct RawControl {
     listen: Option<Spanned<String>>,
     webhook_secret: Option<Spanned<SecretSource>>,
     public_url: Option<String>,
+    token: Option<Spanned<SecretSource>>,
+    allowed_origins: Option<Vec<Spanned<String>>>,
+    metrics_auth: Option<bool>,
+    listen_unix: Option<PathBuf>,
+    header_read_timeout: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    publish_body_limit: Option<Spanned<u64>>,
+    webhook_body_limit: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,6 +486,87 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{text:?} is not a positive duration"));
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is too long"))
+}
+
+/// The shortest accepted `control.token`.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A control token travels in a header: visible ASCII, at least [`MIN_TOKEN_LEN`] long.
+fn check_token(token: &str) -> std::result::Result<(), String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "too short ({} characters); use at least {MIN_TOKEN_LEN}, e.g. `openssl rand -hex 32`",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be visible ASCII without spaces (it is sent as a bearer token)".into());
+    }
+    Ok(())
+}
+
+/// An allowed origin is written exactly as browsers send it: `scheme://host[:port]`.
+fn check_origin(text: &str) -> std::result::Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?}: the scheme must be http or https"));
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin != text {
+        return Err(format!(
+            "{text:?} is not an origin as browsers send it; write {origin:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// `[control]` limits: durations and counts, each non-zero.
+fn control_limits(ctx: &Ctx<'_>, raw: &RawControl) -> Result<ControlLimits> {
+    let defaults = ControlLimits::default();
+    let duration = |value: Option<&Spanned<String>>, key: &str, default: Duration| {
+        ctx.duration(
+            value,
+            key,
+            default,
+            Duration::from_millis(100)..=Duration::from_secs(3600),
+        )
+    };
+    let count = |value: Option<&Spanned<u64>>, key: &str, default: usize, max: u64| {
+        let default = u64::try_from(default).unwrap_or(u64::MAX);
+        // `max` fits a usize on every platform syncd builds for (64-bit).
+        ctx.number(value, key, default, 1..=max)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    Ok(ControlLimits {
+        header_read_timeout: duration(
+            raw.header_read_timeout.as_ref(),
+            "control.header_read_timeout",
+            defaults.header_read_timeout,
+        )?,
+        request_timeout: duration(
+            raw.request_timeout.as_ref(),
+            "control.request_timeout",
+            defaults.request_timeout,
+        )?,
+        max_connections: count(
+            raw.max_connections.as_ref(),
+            "control.max_connections",
+            defaults.max_connections,
+            65_536,
+        )?,
+        publish_body_limit: count(
+            raw.publish_body_limit.as_ref(),
+            "control.publish_body_limit",
+            defaults.publish_body_limit,
+            64 << 20,
+        )?,
+        webhook_body_limit: count(
+            raw.webhook_body_limit.as_ref(),
+            "control.webhook_body_limit",
+            defaults.webhook_body_limit,
+            16 << 20,
+        )?,
+    })
 }
 
 /// Turns a byte offset into a 1-based line number.
@@ -603,7 +735,31 @@ impl Config {
                 "control.webhook_secret",
             )?,
             public_url: raw.control.public_url.clone(),
+            token: ctx.secret(raw.control.token.as_ref(), "control.token")?,
+            allowed_origins: raw
+                .control
+                .allowed_origins
+                .iter()
+                .flatten()
+                .map(|o| {
+                    check_origin(o.get_ref())
+                        .map(|()| o.get_ref().clone())
+                        .map_err(|e| ctx.at(o, "control.allowed_origins", e))
+                })
+                .collect::<Result<_>>()?,
+            metrics_auth: raw.control.metrics_auth.unwrap_or(false),
+            listen_unix: raw.control.listen_unix.clone(),
+            limits: control_limits(&ctx, &raw.control)?,
         };
+        if let (Some(token), Some(span)) = (&control.token, &raw.control.token) {
+            check_token(token.expose()).map_err(|e| ctx.at(span, "control.token", e))?;
+        }
+        if control.metrics_auth && control.token.is_none() {
+            return Err(ctx.plain(
+                "control.metrics_auth",
+                "needs control.token (the token /metrics then requires)",
+            ));
+        }
 
         let mut tenants = Vec::new();
         for (index, spanned) in raw.tenants.iter().enumerate() {
@@ -967,6 +1123,9 @@ impl Config {
         if self.subscriptions.is_empty() {
             notes.push("no [[subscription]] is configured: the daemon will only publish".into());
         }
+        if self.control.token.is_none() {
+            notes.push("control.token is not set: the HTTP intake (POST /publish) is off".into());
+        }
         // The webhook secret: an empty one or a secret file others can read is an error; none
         // at all means every webhook is refused.
         let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
@@ -1131,6 +1290,118 @@ poll_interval = "30s"
         assert_eq!(config.store, PathBuf::from("/tmp/x.db"));
         assert_eq!(config.tenants[0].customer_id, "Cust99");
         assert_eq!(config.control.listen.port(), 1234);
+    }
+
+    fn with_control(lines: &str) -> String {
+        format!("[control]\n{lines}\n{MINIMAL}")
+    }
+
+    #[test]
+    fn control_defaults_are_closed_and_limited() {
+        let config = parse(MINIMAL).unwrap();
+        let c = &config.control;
+        assert!(c.token.is_none());
+        assert!(c.allowed_origins.is_empty());
+        assert!(!c.metrics_auth);
+        assert!(c.listen_unix.is_none());
+        assert_eq!(c.limits, ControlLimits::default());
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits.max_connections, 256);
+        assert_eq!(c.limits.publish_body_limit, 1 << 20);
+        assert_eq!(c.limits.webhook_body_limit, 64 << 10);
+    }
+
+    #[test]
+    fn control_keys_parse() {
+        let text = with_control(
+            r#"token = { value = "0123456789abcdef0123" }
+allowed_origins = ["https://app.example.com", "http://127.0.0.1:3000"]
+metrics_auth = true
+listen_unix = "/run/syncd/control.sock"
+header_read_timeout = "1s"
+request_timeout = "5s"
+max_connections = 4
+publish_body_limit = 2048
+webhook_body_limit = 1024"#,
+        );
+        let config = parse(&text).unwrap();
+        let c = &config.control;
+        assert_eq!(c.token.as_ref().unwrap().expose(), "0123456789abcdef0123");
+        assert_eq!(
+            c.allowed_origins,
+            ["https://app.example.com", "http://127.0.0.1:3000"]
+        );
+        assert!(c.metrics_auth);
+        assert_eq!(
+            c.listen_unix.as_deref(),
+            Some(Path::new("/run/syncd/control.sock"))
+        );
+        assert_eq!(
+            c.limits,
+            ControlLimits {
+                header_read_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(5),
+                max_connections: 4,
+                publish_body_limit: 2048,
+                webhook_body_limit: 1024,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_control_keys_name_the_key_and_line() {
+        let cases = [
+            (
+                "max_connections = 0",
+                "syncd.toml:2: control.max_connections",
+            ),
+            (
+                "publish_body_limit = 0",
+                "syncd.toml:2: control.publish_body_limit",
+            ),
+            (
+                "webhook_body_limit = 0",
+                "syncd.toml:2: control.webhook_body_limit",
+            ),
+            ("max_connections = -1", "syncd.toml:2"),
+            (
+                "header_read_timeout = \"0s\"",
+                "syncd.toml:2: control.header_read_timeout",
+            ),
+            (
+                "request_timeout = \"soon\"",
+                "syncd.toml:2: control.request_timeout",
+            ),
+            (
+                "allowed_origins = [\"https://a.example.com/\"]",
+                "syncd.toml:2: control.allowed_origins",
+            ),
+            (
+                "allowed_origins = [\"ftp://a.example.com\"]",
+                "syncd.toml:2: control.allowed_origins",
+            ),
+            ("token = { value = \"short\" }", "control.token: too short"),
+            (
+                "token = { value = \"has a space in it, long enough\" }",
+                "control.token: must be visible ASCII",
+            ),
+            (
+                "metrics_auth = true",
+                "control.metrics_auth: needs control.token",
+            ),
+            ("tokn = { value = \"x\" }", "syncd.toml:2"),
+        ];
+        for (line, expected) in cases {
+            let err = parse(&with_control(line)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        // A trailing slash is not how a browser sends an origin: the error says what to write.
+        let err = parse(&with_control(
+            "allowed_origins = [\"https://a.example.com/\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"https://a.example.com\""), "{err}");
     }
 
     #[test]

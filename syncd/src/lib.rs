@@ -140,17 +140,8 @@ impl Daemon {
         shutdown: CancellationToken,
     ) -> Result<Daemon> {
         let metrics = clients.metrics().clone();
-        let listener = tokio::net::TcpListener::bind(config.control.listen)
-            .await
-            .map_err(|e| {
-                Error::Io(format!(
-                    "binding the control plane on {}: {e}",
-                    config.control.listen
-                ))
-            })?;
-        let control_addr = listener
-            .local_addr()
-            .map_err(|e| Error::Io(e.to_string()))?;
+        let listeners = control::serve::Listeners::bind(&config.control).await?;
+        let control_addr = listeners.local_addr()?;
         let services = Arc::new(Services {
             sync: sync::SyncShared::new(&config),
             outbox: outbox::OutboxShared::new(&config),
@@ -169,16 +160,8 @@ impl Daemon {
         outbox::prepare(&services).await?;
 
         let tracker = TaskTracker::new();
-        let server_shutdown = shutdown.clone();
         let router = control::router(services.clone());
-        tracker.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(server_shutdown.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "control plane stopped");
-            }
-        });
+        control::serve::spawn(&tracker, listeners, router, &services, shutdown.clone());
         for subscription in &services.config.subscriptions {
             let services = services.clone();
             let name = subscription.name.clone();

@@ -19,6 +19,10 @@
 //! | `syncd_unannounced_changes_total` | counter | subscription (found by polling, no webhook said so) |
 //! | `syncd_tasks` | gauge | state (publish ledger) |
 //! | `syncd_publish_total` | counter | entity, action, outcome |
+//! | `syncd_control_refused_total` | counter | reason (`missing_token`, `wrong_token`, `no_token_configured`, `foreign_origin`, `not_json`, `body_too_large`, `timeout`, `header_timeout`) |
+//! | `syncd_control_connections` | gauge | (open control-plane connections) |
+//! | `syncd_control_connection_waits_total` | counter | (times the connection cap made a connection wait) |
+//! | `syncd_control_accept_errors_total` | counter | (failed accepts) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,6 +79,13 @@ fn describe(name: &str) -> (&'static str, &'static str) {
         ),
         "syncd_tasks" => ("gauge", "Publish tasks by state."),
         "syncd_publish_total" => ("counter", "Publish attempts by entity, action and outcome."),
+        "syncd_control_refused_total" => ("counter", "Control-plane requests refused, by reason."),
+        "syncd_control_connections" => ("gauge", "Open control-plane connections."),
+        "syncd_control_connection_waits_total" => (
+            "counter",
+            "Times a connection waited because the connection cap was reached.",
+        ),
+        "syncd_control_accept_errors_total" => ("counter", "Failed control-plane accepts."),
         _ => ("untyped", "syncd metric."),
     }
 }

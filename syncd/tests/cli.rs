@@ -25,6 +25,11 @@ fn example_config(dir: &Path) -> String {
         std::fs::write(dir.join("credentials").join(name), "s3cret\n").unwrap();
     }
     std::fs::write(
+        dir.join("credentials").join("control_token"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    std::fs::write(
         dir.join("key.pem"),
         emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM,
     )

@@ -1,6 +1,6 @@
 //! `POST /publish`: 202 with the task, replays answer the stored task (200 once done), the same
 //! key with another request is 409, bad input is 400 naming the field, `?dry_run=true` queues
-//! and sends nothing.
+//! and sends nothing. (Authentication and limits: `control_plane.rs`.)
 
 mod common_outbox;
 
@@ -15,6 +15,7 @@ async fn post(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
+        .bearer_auth(CONTROL_TOKEN)
         .body(body.to_string());
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
@@ -27,7 +28,7 @@ async fn post(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_replay_and_mismatch() {
     let emu = emulator().await;
-    let setup = Setup::new(&emu, "", "");
+    let setup = Setup::new(&emu, "", "").with_token();
     let running = setup.daemon().await;
     let url = format!("{}/publish", running.control_url());
     let body = json!({ "action": "create", "entity": "contact", "payload": { "Name": "Http AS" } })
@@ -76,7 +77,7 @@ async fn intake_replay_and_mismatch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_400_naming_the_field_and_dry_run_sends_nothing() {
     let emu = emulator().await;
-    let setup = Setup::new(&emu, "", "");
+    let setup = Setup::new(&emu, "", "").with_token();
     let running = setup.daemon().await;
     let url = format!("{}/publish", running.control_url());
     let cases = [

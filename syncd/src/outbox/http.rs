@@ -11,6 +11,12 @@
 //! | 409 `{error, task_id}` | the key is taken by a different request |
 //! | 400 `{error, field}` | invalid input (the field is named) |
 //! | 200 `{requests}` | `?dry_run=true`: the HTTP requests it would send; nothing is queued |
+//!
+//! The route sits in the control plane's authenticated sub-router ([`crate::control::auth`]):
+//! before this handler runs, a foreign `Origin` is 403, a missing or wrong bearer token 401 and
+//! a body not declared as JSON 415; a body over `control.publish_body_limit` is 413. Without
+//! `control.token` the route is not served (404). A request cut off by
+//! `control.request_timeout` (408) may still have been queued: replay it with the same key.
 
 use std::collections::HashMap;
 use std::sync::Arc;

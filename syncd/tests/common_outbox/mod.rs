@@ -28,6 +28,10 @@ pub async fn emulator() -> Emulator {
     .expect("emulator starts")
 }
 
+/// The control token [`Setup::with_token`] configures (`Authorization: Bearer …` on
+/// `/publish`).
+pub const CONTROL_TOKEN: &str = "test-control-token-0123456789";
+
 /// A test directory plus the config text against an emulator.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -64,6 +68,21 @@ max_backoff = "200ms"
             token = emu.issue_access_token(),
         );
         Setup { dir, text }
+    }
+
+    /// Adds `lines` to `[control]`.
+    pub fn control(mut self, lines: &str) -> Setup {
+        self.text = self.text.replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            &format!("listen = \"127.0.0.1:0\"\n{lines}\n"),
+            1,
+        );
+        self
+    }
+
+    /// Configures [`CONTROL_TOKEN`] as the control token (turns `POST /publish` on).
+    pub fn with_token(self) -> Setup {
+        self.control(&format!("token = {{ value = {CONTROL_TOKEN:?} }}"))
     }
 
     pub fn config(&self) -> Config {
