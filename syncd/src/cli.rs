@@ -37,7 +37,12 @@ enum Command {
     #[command(subcommand)]
     Auth(AuthCommand),
     /// One line per subscription: state, rows, last sync, lag, errors.
-    Status,
+    Status {
+        /// One JSON object: `{"subscriptions": [{subscription, state, rows, last_sync,
+        /// lag_seconds, newest_change_age_seconds, errors}]}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the change feed as JSON lines.
     Changes {
         /// Print changes after this sequence number.
@@ -134,7 +139,7 @@ pub fn main() -> ExitCode {
     };
     let quiet = matches!(
         cli.command,
-        Command::Changes { .. } | Command::Status | Command::Config(_)
+        Command::Changes { .. } | Command::Status { .. } | Command::Config(_)
     );
     if !quiet {
         crate::logging::init(cli.log_format);
@@ -167,7 +172,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
         Command::Auth(AuthCommand::SystemUser { key, tenant }) => {
             auth_system_user(context, key, tenant).await
         }
-        Command::Status => status(context).await,
+        Command::Status { json } => status(context, json).await,
         Command::Changes {
             since,
             follow,
@@ -347,7 +352,7 @@ fn config_check(context: &Context) -> Result<()> {
 }
 
 /// One row of `syncd status`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StatusRow {
     /// Subscription.
     pub subscription: String,
@@ -355,10 +360,13 @@ pub struct StatusRow {
     pub state: String,
     /// Live records.
     pub rows: i64,
-    /// Last successful pass (UTC).
+    /// When the last successful pass ended (UTC).
     pub last_sync: Option<String>,
-    /// Seconds between now and the newest committed source change.
+    /// Seconds since the last successful pass ended: how far behind the local copy may be.
     pub lag_seconds: Option<i64>,
+    /// Seconds since the newest source change the copy holds (its `updated` timestamp): on a
+    /// quiet tenant this grows although the copy is current.
+    pub newest_change_age_seconds: Option<i64>,
     /// Failed passes in the last 24 hours.
     pub errors: i64,
 }
@@ -381,17 +389,25 @@ pub fn status_rows(store: &store::Store) -> Result<Vec<StatusRow>> {
             .query_map([], |row| {
                 let state: String = row.get(1)?;
                 let reason: String = row.get(2)?;
+                let last_sync: Option<String> = row.get(4)?;
                 let watermark: Option<String> = row.get(5)?;
-                let lag = watermark
+                let since = |at: chrono::DateTime<chrono::Utc>| (now - at).num_seconds().max(0);
+                // `last_success` is syncd's own UTC text; the watermark is SuperOffice's.
+                let lag = last_sync
                     .as_deref()
-                    .and_then(|w| w.parse::<superoffice::SoDateTime>().ok())
-                    .map(|w| (now - w.to_utc()).num_seconds().max(0));
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| since(t.to_utc()));
+                let newest = watermark
+                    .as_deref()
+                    .and_then(|t| t.parse::<superoffice::SoDateTime>().ok())
+                    .map(|t| since(t.to_utc()));
                 Ok(StatusRow {
                     subscription: row.get(0)?,
                     state: if reason.is_empty() { state } else { format!("{state} ({reason})") },
                     rows: row.get(3)?,
-                    last_sync: row.get(4)?,
                     lag_seconds: lag,
+                    newest_change_age_seconds: newest,
+                    last_sync,
                     errors: row.get(6)?,
                 })
             })
@@ -402,28 +418,30 @@ pub fn status_rows(store: &store::Store) -> Result<Vec<StatusRow>> {
     })
 }
 
-async fn status(context: &Context) -> Result<()> {
+async fn status(context: &Context, json: bool) -> Result<()> {
     let config = context.config()?;
-    let store = store::open_existing(&config.store)?;
+    let store = store::open_read_only(&config.store)?;
     let rows = tokio::task::spawn_blocking(move || status_rows(&store))
         .await
         .map_err(|e| Error::Io(e.to_string()))??;
+    if json {
+        println!("{}", serde_json::json!({ "subscriptions": rows }));
+        return Ok(());
+    }
     println!(
-        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>6}",
-        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "ERRORS"
+        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6}",
+        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "NEWEST", "ERRORS"
     );
+    let human = |seconds: Option<i64>| seconds.map(human_seconds).unwrap_or_else(|| "-".into());
     for row in rows {
-        let lag = row
-            .lag_seconds
-            .map(human_seconds)
-            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>6}",
+            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6}",
             row.subscription,
             row.state,
             row.rows,
-            row.last_sync.unwrap_or_else(|| "never".into()),
-            lag,
+            row.last_sync.as_deref().unwrap_or("never"),
+            human(row.lag_seconds),
+            human(row.newest_change_age_seconds),
             row.errors
         );
     }
@@ -499,7 +517,7 @@ async fn changes(
     subscription: Option<String>,
 ) -> Result<()> {
     let config = context.config()?;
-    let store = store::open_existing(&config.store)?;
+    let store = store::open_read_only(&config.store)?;
     let mut last = since;
     loop {
         let batch = {
@@ -539,7 +557,7 @@ async fn request(context: &Context, subscription: &str, flag: &'static str) -> R
             context.config_path.display()
         )));
     }
-    let store = store::open(&config.store)?;
+    let store = store::open_existing(&config.store)?;
     let name = subscription.to_string();
     let updated = store
         .write(move |tx| {

@@ -93,15 +93,92 @@ fn bad_configs_fail_with_the_key_and_line() {
     assert!(!ok && stderr.contains("nope.toml"), "{stderr}");
 }
 
+/// Every command but `run`, with the same config.
+const COMMANDS: &[&[&str]] = &[
+    &["status"],
+    &["status", "--json"],
+    &["changes", "--since", "0"],
+    &["tasks", "list"],
+    &["tasks", "list", "--json"],
+    &["tasks", "show", "1"],
+    &["tasks", "retry", "1"],
+    &["resync", "contacts"],
+    &[
+        "publish",
+        "--action",
+        "create",
+        "--entity",
+        "contact",
+        "--payload",
+        "payload.json",
+    ],
+];
+
+fn with_config<'a>(command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--config", "syncd.toml"];
+    args.extend_from_slice(command);
+    args
+}
+
 #[test]
-fn status_and_changes_need_a_database_and_say_so() {
+fn commands_need_a_database_say_so_and_create_none() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("syncd.toml"), example_config(dir.path())).unwrap();
-    let (ok, _, stderr) = syncd(dir.path(), &["--config", "syncd.toml", "status"]);
-    assert!(!ok && stderr.contains("no database"), "{stderr}");
-    let (ok, _, stderr) = syncd(
-        dir.path(),
-        &["--config", "syncd.toml", "changes", "--since", "0"],
+    std::fs::write(dir.path().join("payload.json"), r#"{"Name": "x"}"#).unwrap();
+    for command in COMMANDS {
+        let (ok, stdout, stderr) = syncd(dir.path(), &with_config(command));
+        assert!(!ok, "{command:?} succeeded without a database: {stdout}");
+        assert!(
+            stderr.contains("no database at")
+                && stderr.contains("start the daemon first, or set `store`"),
+            "{command:?}: {stderr}"
+        );
+        assert!(
+            !dir.path().join("syncd.db").exists(),
+            "{command:?} created a database"
+        );
+    }
+}
+
+#[test]
+fn commands_never_migrate_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("syncd.toml"), example_config(dir.path())).unwrap();
+    std::fs::write(dir.path().join("payload.json"), r#"{"Name": "x"}"#).unwrap();
+    let db = dir.path().join("syncd.db");
+    drop(syncd::store::open(&db).unwrap());
+    // What an older daemon left: the schema one version back.
+    let older = syncd::store::SCHEMA_VERSION - 1;
+    let set_version = |version: u32| {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", version).unwrap();
+    };
+    set_version(older);
+    for command in COMMANDS {
+        let (ok, stdout, stderr) = syncd(dir.path(), &with_config(command));
+        assert!(!ok, "{command:?} accepted an older schema: {stdout}");
+        assert!(
+            stderr.contains(&format!("schema version {older} is older")),
+            "{command:?}: {stderr}"
+        );
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, older, "{command:?} migrated the database");
+    }
+
+    // With the current schema the read-only commands work.
+    set_version(syncd::store::SCHEMA_VERSION);
+    let (ok, stdout, stderr) = syncd(dir.path(), &with_config(&["status", "--json"]));
+    assert!(ok, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status --json is JSON");
+    assert!(status["subscriptions"].is_array(), "{stdout}");
+    let (ok, stdout, stderr) = syncd(dir.path(), &with_config(&["tasks", "list", "--json"]));
+    assert!(ok, "{stderr}");
+    let tasks: serde_json::Value = serde_json::from_str(&stdout).expect("tasks --json is JSON");
+    assert!(
+        tasks["tasks"].is_array() && tasks["counts"].is_object(),
+        "{stdout}"
     );
-    assert!(!ok && stderr.contains("no database"), "{stderr}");
 }

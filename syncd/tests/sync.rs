@@ -107,6 +107,16 @@ async fn initial_load_equals_truth_and_an_idle_pass_emits_nothing() {
         metrics.contains("syncd_rows{subscription=\"contacts\"} 150"),
         "{metrics}"
     );
+    // `syncd status`: LAG is the time since the last pass ended (seconds here), not the age of
+    // the newest record (the seed's records were last changed long ago).
+    let store = syncd::store::open_read_only(&db).unwrap();
+    let rows = syncd::cli::status_rows(&store).unwrap();
+    let contacts = rows.iter().find(|r| r.subscription == "contacts").unwrap();
+    assert!(contacts.lag_seconds.is_some_and(|s| s < 60), "{contacts:?}");
+    assert!(
+        contacts.newest_change_age_seconds > contacts.lag_seconds,
+        "{contacts:?}"
+    );
     running.stop().await;
 }
 

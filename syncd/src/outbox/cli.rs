@@ -58,6 +58,9 @@ pub enum TasksCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// One JSON object: `{"tasks": […], "counts": {state: n}}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Everything about one task, as JSON.
     Show {
@@ -124,7 +127,7 @@ pub async fn publish(context: &Context, args: PublishArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let store = store::open(&config.store)?;
+    let store = store::open_existing(&config.store)?;
     match super::publish(&store, &config, &request, "cli").await? {
         Intake::Queued(task) => println!("{}", task.id),
         Intake::Replay(task) => {
@@ -182,13 +185,28 @@ fn print_list(tasks: &[Task]) {
 /// Runs a `tasks` command.
 pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
     let config = context.config()?;
-    let store = store::open_existing(&config.store)?;
+    // Listing and showing never write: they open the database read-only.
+    let store = match command {
+        TasksCommand::List { .. } | TasksCommand::Show { .. } => {
+            store::open_read_only(&config.store)?
+        }
+        _ => store::open_existing(&config.store)?,
+    };
     match command {
-        TasksCommand::List { state, limit } => {
+        TasksCommand::List { state, limit, json } => {
             let state = state.as_deref().map(str::parse::<TaskState>).transpose()?;
             let (tasks, counts) = store
                 .read(move |conn| Ok((ledger::list(conn, state, limit)?, ledger::counts(conn)?)))
                 .await?;
+            if json {
+                let counts: serde_json::Map<String, serde_json::Value> = counts
+                    .iter()
+                    .map(|(state, n)| (state.to_string(), serde_json::Value::from(*n)))
+                    .collect();
+                let out = serde_json::json!({ "tasks": tasks, "counts": counts });
+                println!("{out}");
+                return Ok(());
+            }
             print_list(&tasks);
             let summary: Vec<String> = counts
                 .iter()

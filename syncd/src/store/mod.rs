@@ -30,7 +30,8 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
-    writer: Arc<Mutex<Connection>>,
+    /// `None` for a store opened with [`open_read_only`].
+    writer: Option<Arc<Mutex<Connection>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -77,23 +78,78 @@ pub fn open(path: &Path) -> Result<Store> {
     }
     configure(&conn, path)?;
     migrate(&mut conn, path)?;
-    Ok(Store {
-        path: path.to_path_buf(),
-        writer: Arc::new(Mutex::new(conn)),
-        readers: Arc::new(Mutex::new(Vec::new())),
-    })
+    Ok(Store::new(path, Some(conn)))
 }
 
-/// Opens an existing database read-only for CLI commands (`status`, `changes`, `tasks`); it
-/// must exist and have this binary's schema version or an older one that needs no change.
+/// Opens the daemon's database for a CLI command that changes it (`publish`, `resync`,
+/// `tasks retry`, …). It must exist (a command never creates one: only `syncd run` does) and
+/// have exactly this binary's schema: a command never migrates, so a newer CLI cannot upgrade
+/// the schema under a running older daemon.
 pub fn open_existing(path: &Path) -> Result<Store> {
-    if !path.is_file() {
-        return Err(Error::Store(format!(
-            "{}: no database (has the daemon run?)",
+    must_exist(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| db_error(path, e))?;
+    configure(&conn, path)?;
+    same_schema(&conn, path)?;
+    Ok(Store::new(path, Some(conn)))
+}
+
+/// Opens the daemon's database read-only for `status`, `changes` and `tasks list|show`: no
+/// write, no migration, no file created; a schema other than this binary's is a clear error.
+pub fn open_read_only(path: &Path) -> Result<Store> {
+    must_exist(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| db_error(path, e))?;
+    configure(&conn, path)?;
+    same_schema(&conn, path)?;
+    let store = Store::new(path, None);
+    store
+        .readers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(conn);
+    Ok(store)
+}
+
+fn must_exist(path: &Path) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::Store(format!(
+            "no database at {}: start the daemon first, or set `store`",
             path.display()
-        )));
+        )))
     }
-    open(path)
+}
+
+/// The database's schema must be the one this binary writes.
+fn same_schema(conn: &Connection, path: &Path) -> Result<()> {
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| db_error(path, e))?;
+    match version {
+        v if v == SCHEMA_VERSION => Ok(()),
+        v if v > SCHEMA_VERSION => Err(newer_schema(path, v)),
+        v => Err(Error::Store(format!(
+            "{}: schema version {v} is older than this syncd's ({SCHEMA_VERSION}); the daemon \
+             upgrades it when this version of `syncd run` starts, and commands leave it as it is",
+            path.display()
+        ))),
+    }
+}
+
+fn newer_schema(path: &Path, version: u32) -> Error {
+    Error::Store(format!(
+        "{}: schema version {version} is newer than this syncd understands ({SCHEMA_VERSION}); \
+         refusing to touch it (upgrade syncd)",
+        path.display()
+    ))
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
@@ -104,11 +160,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| db_error(path, e))?;
     if version > SCHEMA_VERSION {
-        return Err(Error::Store(format!(
-            "{}: schema version {version} is newer than this syncd understands ({SCHEMA_VERSION}); \
-             refusing to touch it (upgrade syncd)",
-            path.display()
-        )));
+        return Err(newer_schema(path, version));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(|e| {
@@ -125,6 +177,23 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 }
 
 impl Store {
+    fn new(path: &Path, writer: Option<Connection>) -> Store {
+        Store {
+            path: path.to_path_buf(),
+            writer: writer.map(|conn| Arc::new(Mutex::new(conn))),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn writer(&self) -> Result<Arc<Mutex<Connection>>> {
+        self.writer.clone().ok_or_else(|| {
+            Error::Store(format!(
+                "{}: opened read-only; this command cannot change it",
+                self.path.display()
+            ))
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -137,7 +206,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let writer = self.writer.clone();
+        let writer = self.writer()?;
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,7 +258,8 @@ impl Store {
 
     /// [`Store::write`] for code already on a blocking thread (CLI commands).
     pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let writer = self.writer()?;
+        let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_error(&self.path, e))?;
