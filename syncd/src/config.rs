@@ -1142,8 +1142,17 @@ impl Config {
     }
 }
 
-/// `$STATE_DIRECTORY/syncd.db` under systemd, else `./syncd.db`.
+/// Where the packaged service keeps its database (`StateDirectory=syncd`).
+pub const SERVICE_STORE: &str = "/var/lib/syncd/syncd.db";
+
+/// The database when `store` is not set: `$STATE_DIRECTORY/syncd.db` under systemd; else the
+/// service's database when it exists, so that `syncd status` or `syncd publish` run from a
+/// shell beside the service use the service's data; else `./syncd.db` (which only `syncd run`
+/// creates: every other command refuses a missing database).
 pub fn default_store() -> PathBuf {
+    if std::env::var_os("STATE_DIRECTORY").is_none() && Path::new(SERVICE_STORE).is_file() {
+        return PathBuf::from(SERVICE_STORE);
+    }
     default_state_file("syncd.db")
 }
 
