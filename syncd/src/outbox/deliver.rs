@@ -12,6 +12,11 @@
 //! 4. Only then the POST; its id is committed to the ledger before anything else, then the key
 //!    is stored, then the task is marked done with its echo row.
 //!
+//! Every lookup that decides "no such record, so create it" (the ForeignApp key, an upsert's
+//! `lookup_filter`, the orphan search) only concludes "absent" from a well-formed answer: an
+//! error, a list without `value`, a row without its id or a key answer without `RecordId` stops
+//! the attempt as a failure that is retried (or `dead` after `max_attempts`), never a create.
+//!
 //! A per-entity lock keeps step 3 from mistaking a concurrent create's fresh record (POSTed,
 //! id not yet committed) for an orphan: POSTs hold it shared until their id is committed, the
 //! search holds it exclusively.
@@ -549,10 +554,29 @@ impl Delivery<'_> {
             &query,
         )
         .await?;
+        // A row without its id is an answer of unexpected shape: an error (retried), never
+        // "no match", which would create a duplicate.
         let ids: Vec<i64> = page
-            .iter()
-            .filter_map(|row| row.int(kind.primary_key()).or_else(|| row.primary_key()))
-            .collect();
+            .into_iter()
+            .map(|row| {
+                row.int(kind.primary_key())
+                    .or_else(|| row.primary_key())
+                    .ok_or_else(|| {
+                        let excerpt: String = Value::Object(row.into_map())
+                            .to_string()
+                            .chars()
+                            .take(512)
+                            .collect();
+                        Stop::from(superoffice::Error::Decode {
+                            message: format!(
+                                "upsert lookup {filter:?}: a {kind} row without `{}`",
+                                kind.primary_key()
+                            ),
+                            excerpt,
+                        })
+                    })
+            })
+            .collect::<Step<_>>()?;
         match ids.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),
