@@ -6,6 +6,11 @@
 //! data calls; `auth` the login service (`/login/…`, `/Login/api/…`); `state` the State API;
 //! `webhook` outgoing deliveries. The first rule (in the order they were added) that fires
 //! decides the outcome.
+//!
+//! A rule with a `body` answers with that body (as JSON, with `status` or 200) instead of
+//! handling the request: how tests serve answers of an unexpected shape, such as a list
+//! without its `value` array or rows without their primary key. A rule with `matching` only
+//! applies to requests whose path and (decoded) query contain that text.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +59,14 @@ pub struct FaultRule {
     /// Fire at most this many times (then the rule goes quiet).
     #[serde(default)]
     pub count: Option<u64>,
+    /// Answer with this body (`application/json`, with `status` or 200) instead of handling
+    /// the request.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Only requests whose path and query contain this text match (the query percent-decoded,
+    /// e.g. `$select=contactId&`); webhook deliveries never do.
+    #[serde(default)]
+    pub matching: Option<String>,
 }
 
 fn one() -> f64 {
@@ -71,6 +84,17 @@ impl FaultRule {
             latency_ms: None,
             drop_connection: false,
             count: None,
+            body: None,
+            matching: None,
+        }
+    }
+
+    /// A rule answering 200 with `body` (JSON text) for every matching request.
+    pub fn body(route_class: RouteClass, body: impl Into<String>) -> Self {
+        FaultRule {
+            status: None,
+            body: Some(body.into()),
+            ..FaultRule::status(route_class, 200)
         }
     }
 
@@ -93,15 +117,22 @@ impl FaultRule {
         {
             return Err("status must be an HTTP status code".into());
         }
-        if self.status.is_none() && self.latency_ms.is_none() && !self.drop_connection {
-            return Err("a rule needs status, latency_ms or drop_connection".into());
+        if self.status.is_none()
+            && self.latency_ms.is_none()
+            && !self.drop_connection
+            && self.body.is_none()
+        {
+            return Err("a rule needs status, latency_ms, drop_connection or body".into());
+        }
+        if self.drop_connection && self.body.is_some() {
+            return Err("a rule cannot both drop the connection and answer a body".into());
         }
         Ok(())
     }
 }
 
 /// What to do to one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FaultAction {
     /// Sleep this long first.
     pub latency_ms: Option<u64>,
@@ -111,6 +142,8 @@ pub struct FaultAction {
     pub status: Option<u16>,
     /// With this `Retry-After`.
     pub retry_after: Option<u64>,
+    /// Or answer `status` (default 200) with this JSON body.
+    pub body: Option<String>,
 }
 
 /// The active rules and their random stream.
@@ -144,13 +177,28 @@ impl Faults {
         &self.rules
     }
 
-    /// Decides the fate of a request belonging to `classes`.
+    /// Decides the fate of a request belonging to `classes` (rules with `matching` never fire).
     pub fn decide(&mut self, classes: &[RouteClass]) -> Option<FaultAction> {
+        self.decide_request(classes, None)
+    }
+
+    /// Decides the fate of a request belonging to `classes`, whose path and decoded query are
+    /// `target` (see [`request_target`]).
+    pub fn decide_request(
+        &mut self,
+        classes: &[RouteClass],
+        target: Option<&str>,
+    ) -> Option<FaultAction> {
         if self.rules.is_empty() {
             return None;
         }
         for rule in &mut self.rules {
             if !classes.contains(&rule.route_class) || rule.count == Some(0) {
+                continue;
+            }
+            if let Some(needle) = &rule.matching
+                && !target.is_some_and(|t| t.contains(needle.as_str()))
+            {
                 continue;
             }
             if rule.rate < 1.0 && self.rng.gen_range(0.0..1.0) >= rule.rate {
@@ -164,9 +212,23 @@ impl Faults {
                 drop_connection: rule.drop_connection,
                 status: rule.status,
                 retry_after: rule.retry_after,
+                body: rule.body.clone(),
             });
         }
         None
+    }
+}
+
+/// `path?k=v&k=v` with the query percent-decoded: what [`FaultRule::matching`] looks in.
+pub fn request_target(path: &str, query: Option<&str>) -> String {
+    match query {
+        None => path.to_string(),
+        Some(query) => {
+            let pairs: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
     }
 }
 
@@ -239,5 +301,60 @@ mod tests {
             serde_json::from_str(r#"{"route_class":"odata","rate":0.5,"drop_connection":true}"#)
                 .unwrap();
         assert!(parsed.drop_connection && parsed.validate().is_ok());
+        let body: FaultRule =
+            serde_json::from_str(r#"{"route_class":"odata","body":"{\"odata.nextLink\":null}"}"#)
+                .unwrap();
+        assert_eq!(
+            body,
+            FaultRule::body(RouteClass::Odata, r#"{"odata.nextLink":null}"#)
+        );
+        assert!(body.validate().is_ok());
+        assert!(
+            FaultRule {
+                drop_connection: true,
+                ..body.clone()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn body_rules_hand_their_body_to_the_request() {
+        let mut f = Faults::new(3);
+        f.add(FaultRule {
+            count: Some(1),
+            ..FaultRule::body(RouteClass::Odata, r#"{"value":[{"name":"x"}]}"#)
+        });
+        let odata = [RouteClass::All, RouteClass::Data, RouteClass::Odata];
+        let action = f.decide(&odata).expect("fires");
+        assert_eq!(action.body.as_deref(), Some(r#"{"value":[{"name":"x"}]}"#));
+        assert_eq!(action.status, None, "200 unless a status is given");
+        assert!(f.decide(&odata).is_none(), "count exhausted");
+    }
+
+    #[test]
+    fn matching_rules_fire_only_for_requests_containing_the_text() {
+        let mut f = Faults::new(5);
+        f.add(FaultRule {
+            matching: Some("$select=contactId&".into()),
+            ..FaultRule::status(RouteClass::Odata, 500)
+        });
+        let odata = [RouteClass::All, RouteClass::Data, RouteClass::Odata];
+        let ids = request_target(
+            "/x/Cust1/api/v1/Contact",
+            Some("%24select=contactId&%24top=50"),
+        );
+        assert_eq!(ids, "/x/Cust1/api/v1/Contact?$select=contactId&$top=50");
+        let columns = request_target(
+            "/x/Cust1/api/v1/Contact",
+            Some("%24select=contactId%2Cname&%24top=50"),
+        );
+        assert!(f.decide_request(&odata, Some(&columns)).is_none());
+        assert!(f.decide(&odata).is_none(), "no target, no match");
+        assert_eq!(
+            f.decide_request(&odata, Some(&ids)).unwrap().status,
+            Some(500)
+        );
     }
 }

@@ -176,3 +176,36 @@ async fn rates_are_seeded_and_repeatable() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn body_faults_answer_the_given_body_instead_of_the_archive() {
+    let env = Env::default().await;
+    env.emu
+        .add_fault(FaultRule {
+            count: Some(1),
+            ..FaultRule::body(RouteClass::Odata, r#"{"odata.nextLink":null}"#)
+        })
+        .unwrap();
+    let r = env.get("Contact?$select=contactId").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"odata.nextLink": null}), "no `value` array");
+    let body: Value = env
+        .get("Contact?$select=contactId")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["value"].is_array(),
+        "count exhausted: the archive answers"
+    );
+}

@@ -88,6 +88,16 @@ pub enum Error {
         /// The first bytes of the body.
         excerpt: String,
     },
+    /// A 2xx list or archive answer without its `value` array (absent or null). Never read as
+    /// "no rows": a caller that took it for an empty page would miss records, or think them
+    /// deleted.
+    #[error("the answer of {path} has no `value` array (an OData page must have one)")]
+    MissingValue {
+        /// The request path and query (`/api/v1/Contact?$select=…`).
+        path: String,
+        /// The first bytes of the body.
+        excerpt: String,
+    },
     /// Obtaining or refreshing a credential failed (token endpoint, system-user login, key).
     #[error("authentication failed: {0}")]
     Auth(String),

@@ -9,7 +9,9 @@
 //!   pages cost the server more and concurrent changes can shift rows between pages; keep a
 //!   unique key last in `$orderBy`.
 //!
-//! A page shorter than the page size ends the stream.
+//! A page shorter than the page size ends the stream. A page without its `value` array is
+//! [`Error::MissingValue`], never an empty page (which would end the stream, or make a caller
+//! think records were deleted).
 
 use futures::Stream;
 use futures::stream::{self, TryStreamExt};
@@ -41,7 +43,8 @@ pub enum Source {
 }
 
 impl Source {
-    fn path(&self) -> String {
+    /// The request path (`/api/v1/Contact`, `/api/v1/Archive/{provider}`).
+    pub fn path(&self) -> String {
         match self {
             Source::List(entity) => format!("/api/v1/{entity}"),
             Source::Archive(provider) => format!("/api/v1/Archive/{provider}"),
@@ -66,23 +69,30 @@ struct Envelope {
     value: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 
+/// Decodes an OData page body: its `value` array of row objects. A body without `value` (or
+/// with `"value": null`) is [`Error::MissingValue`], never an empty page; `path` names the
+/// request in the error.
+pub fn decode_page(path: &str, bytes: &[u8]) -> Result<Vec<Row>> {
+    let excerpt = || String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| Error::Decode {
+        message: format!("OData page {path}: {e}"),
+        excerpt: excerpt(),
+    })?;
+    let rows = envelope.value.ok_or_else(|| Error::MissingValue {
+        path: path.to_string(),
+        excerpt: excerpt(),
+    })?;
+    Ok(rows.into_iter().map(Row).collect())
+}
+
 /// Fetches one page: the query as given.
 pub async fn fetch(client: &Client, source: &Source, query: &Query) -> Result<Vec<Row>> {
     let path = format!("{}?{}", source.path(), query.to_query_string());
     let response = client
-        .send_raw("odata_page", RawRequest::new(Method::GET, path))
+        .send_raw("odata_page", RawRequest::new(Method::GET, path.clone()))
         .await?;
     let bytes = response.bytes().await.map_err(Error::Transport)?;
-    let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-        message: format!("OData page: {e}"),
-        excerpt: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-    })?;
-    Ok(envelope
-        .value
-        .unwrap_or_default()
-        .into_iter()
-        .map(Row)
-        .collect())
+    decode_page(&path, &bytes)
 }
 
 struct State {
@@ -192,4 +202,32 @@ pub fn rows<'a>(
     pages(client, source, query, page_size, strategy)
         .map_ok(|page| stream::iter(page.rows.into_iter().map(Ok)))
         .try_flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_without_value_is_an_error_not_an_empty_page() {
+        let path = "/api/v1/Contact?$select=contactId";
+        for body in [r#"{"odata.nextLink":null}"#, r#"{"value":null}"#, "{}"] {
+            match decode_page(path, body.as_bytes()) {
+                Err(Error::MissingValue { path: p, excerpt }) => {
+                    assert_eq!(p, path);
+                    assert_eq!(excerpt, body);
+                }
+                other => panic!("{body}: expected MissingValue, got {other:?}"),
+            }
+        }
+        let error = decode_page(path, b"{}").unwrap_err().to_string();
+        assert!(error.contains(path) && error.contains("`value`"), "{error}");
+        assert!(decode_page(path, br#"{"value":[]}"#).unwrap().is_empty());
+        let rows = decode_page(path, br#"{"value":[{"contactId":4}]}"#).unwrap();
+        assert_eq!(rows[0].int("contactId"), Some(4));
+        assert!(matches!(
+            decode_page(path, br#"{"value":[1]}"#),
+            Err(Error::Decode { .. })
+        ));
+    }
 }

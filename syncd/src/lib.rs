@@ -68,6 +68,18 @@ pub enum Error {
     /// Local I/O (binding the control plane, reading files).
     #[error("{0}")]
     Io(String),
+    /// A sync read an answer of unexpected shape (a list without its `value` array, a row
+    /// without its primary key). The run fails and nothing of that answer is written; it is
+    /// never read as "no rows" (which a reconcile would take for deletes).
+    #[error("subscription {subscription:?}: unexpected answer from {url}: {missing}")]
+    UnexpectedAnswer {
+        /// The subscription.
+        subscription: String,
+        /// The request (path and query).
+        url: String,
+        /// What was missing.
+        missing: String,
+    },
 }
 
 /// Result alias for syncd.

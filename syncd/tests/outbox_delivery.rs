@@ -393,10 +393,182 @@ async fn outbox_table_rows_become_tasks_and_bad_rows_are_kept_as_dead() {
     assert!(reason("action:"), "unknown action named");
     assert!(reason("payload: not JSON"));
     assert!(reason("payload.Name"));
-    assert!(reason("id: required for update"));
+    assert!(reason("column record_id: required for update"));
     assert!(reason("entity:"));
     assert!(reason("already used by task"), "same key, other payload");
     assert_eq!(created(&emu, EntityType::Contact, SEEDED).len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_outbox_rows_become_dead_tasks_naming_the_column_and_never_block_the_rest() {
+    let emu = emulator().await;
+    let setup = Setup::new(&emu, "", "");
+    let path = setup.dir.path().join("syncd.db");
+    // The schema exists before anything is written (another program's view of it).
+    drop(setup.store());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // Each statement is what a careless writer might do; SQLite keeps it as written, except
+    // that a number in a TEXT column is stored as its text.
+    let rows: &[(&str, &str)] = &[
+        (
+            "int-key",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES (4711, 'create', 'contact', '{\"Name\":\"Integer key AS\"}')",
+        ),
+        (
+            "record_id",
+            "INSERT INTO outbox (key, action, entity, record_id, payload) VALUES ('text-id', 'update', 'contact', 'abc', '{}')",
+        ),
+        (
+            "record_id",
+            "INSERT INTO outbox (key, action, entity, record_id, payload) VALUES ('real-id', 'update', 'contact', 1.5, '{}')",
+        ),
+        (
+            "payload",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES ('blob', 'create', 'contact', x'7b7d')",
+        ),
+        (
+            "payload",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES ('bad-json', 'create', 'contact', '{not json')",
+        ),
+        (
+            "action",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES ('bad-action', 'frobnicate', 'contact', '{}')",
+        ),
+        (
+            "entity",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES ('bad-entity', 'create', 'widget', '{}')",
+        ),
+        (
+            "key",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES (x'00ff', 'create', 'contact', '{}')",
+        ),
+        (
+            "good",
+            "INSERT INTO outbox (key, action, entity, payload) VALUES ('after-the-bad-ones', 'create', 'contact', '{\"Name\":\"After AS\"}')",
+        ),
+    ];
+    for (_, sql) in rows {
+        conn.execute(sql, []).unwrap();
+    }
+    let stored: (String, String, String) = conn
+        .query_row(
+            "SELECT (SELECT typeof(key) FROM outbox WHERE action = 'create' AND payload LIKE '%Integer key%'),
+                    (SELECT typeof(record_id) FROM outbox WHERE key = 'text-id'),
+                    (SELECT typeof(payload) FROM outbox WHERE key = 'blob')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        stored,
+        ("text".into(), "text".into(), "blob".into()),
+        "what SQLite kept"
+    );
+    drop(conn);
+
+    // One pass takes every row: the malformed ones do not fail the batch.
+    let store = setup.store();
+    let config = setup.config();
+    let moved = store
+        .write_blocking(|tx| {
+            syncd::outbox::ledger::poll_outbox(tx, &config, 500, chrono::Utc::now())
+        })
+        .unwrap();
+    assert_eq!(
+        moved,
+        syncd::outbox::ledger::Moved {
+            queued: 2,
+            replays: 0,
+            rejected: 7
+        }
+    );
+    let left = store
+        .read_blocking(|c| {
+            c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+                .map_err(syncd::store::sql)
+        })
+        .unwrap();
+    assert_eq!(left, 0, "every row was taken in the same pass");
+    // A second pass finds nothing and records nothing twice.
+    let again = store
+        .write_blocking(|tx| {
+            syncd::outbox::ledger::poll_outbox(tx, &config, 500, chrono::Utc::now())
+        })
+        .unwrap();
+    assert_eq!(again, syncd::outbox::ledger::Moved::default());
+    drop(store);
+
+    let all = tasks(&setup.store());
+    let dead: Vec<_> = all.iter().filter(|t| t.state == TaskState::Dead).collect();
+    assert_eq!(dead.len(), 7, "{dead:#?}");
+    let error_of = |needle: &str| -> String {
+        dead.iter()
+            .filter_map(|t| t.last_error.clone())
+            .find(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no dead task says {needle:?}: {dead:#?}"))
+    };
+    for needle in [
+        "column record_id: text \"abc\", expected an integer",
+        "column record_id: a real number (1.5), expected an integer",
+        "column payload: a BLOB of 2 bytes, expected JSON text",
+        "column payload: not JSON",
+        "column action: \"frobnicate\" is not one of",
+        "column entity:",
+        "column key: a BLOB of 2 bytes, expected text",
+    ] {
+        let error = error_of(needle);
+        assert!(error.starts_with("outbox row "), "{error}");
+    }
+    // The raw row is kept in the dead task, bytes included.
+    let blob = dead
+        .iter()
+        .find(|t| {
+            t.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("column payload: a BLOB")
+        })
+        .unwrap();
+    let raw = &blob.payload.as_ref().expect("raw row kept")["outbox_row"];
+    assert_eq!(raw["key"], "blob");
+    assert_eq!(raw["payload"], json!({ "blob_hex": "7b7d" }));
+    assert!(blob.key.starts_with("rejected:outbox row "));
+    let text_id = dead
+        .iter()
+        .find(|t| {
+            t.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("text \"abc\"")
+        })
+        .unwrap();
+    assert_eq!(
+        text_id.payload.as_ref().unwrap()["outbox_row"]["record_id"],
+        "abc"
+    );
+    // Rejected rows cannot be retried as they are (they are not requests).
+    let retried = setup
+        .store()
+        .write_blocking(|tx| syncd::outbox::ledger::retry(tx, blob.id, false, chrono::Utc::now()));
+    assert!(retried.is_err());
+
+    // The daemon delivers the good row queued after the bad ones, and the integer key (stored
+    // by SQLite as the text "4711").
+    let running = setup.daemon().await;
+    let good = all.iter().find(|t| t.key == "after-the-bad-ones").unwrap();
+    let done = wait_state(&running.store, good.id, TaskState::Done, WAIT).await;
+    let numeric = all
+        .iter()
+        .find(|t| t.key == "4711")
+        .expect("integer key taken as text");
+    wait_state(&running.store, numeric.id, TaskState::Done, WAIT).await;
+    let created = created(&emu, EntityType::Contact, SEEDED);
+    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(
+        get_entity(&emu, "Contact", done.result_id.unwrap()).await["Name"],
+        "After AS"
+    );
     running.stop().await;
 }
 

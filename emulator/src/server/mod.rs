@@ -519,11 +519,12 @@ async fn outer(
 ) -> Result<Response<Body>, DropConnection> {
     let classes = classify(req.method(), req.uri().path());
     if !classes.is_empty() {
+        let target = crate::faults::request_target(req.uri().path(), req.uri().query());
         let action = shared
             .faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .decide(&classes);
+            .decide_request(&classes, Some(&target));
         if let Some(a) = action {
             shared.stats.fault(a.drop_connection);
             if let Some(ms) = a.latency_ms {
@@ -531,6 +532,18 @@ async fn outer(
             }
             if a.drop_connection {
                 return Err(DropConnection);
+            }
+            if let Some(body) = a.body {
+                let status = a.status.unwrap_or(200);
+                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                shared.stats.request(status, &classes);
+                let mut resp = Response::new(Body::from(body));
+                *resp.status_mut() = code;
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
+                return Ok(resp);
             }
             if let Some(status) = a.status {
                 let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

@@ -12,6 +12,11 @@
 //! 4. Only then the POST; its id is committed to the ledger before anything else, then the key
 //!    is stored, then the task is marked done with its echo row.
 //!
+//! Every lookup that decides "no such record, so create it" (the ForeignApp key, an upsert's
+//! `lookup_filter`, the orphan search) only concludes "absent" from a well-formed answer: an
+//! error, a list without `value`, a row without its id or a key answer without `RecordId` stops
+//! the attempt as a failure that is retried (or `dead` after `max_attempts`), never a create.
+//!
 //! A per-entity lock keeps step 3 from mistaking a concurrent create's fresh record (POSTed,
 //! id not yet committed) for an orphan: POSTs hold it shared until their id is committed, the
 //! search holds it exclusively.
@@ -227,15 +232,14 @@ impl Delivery<'_> {
             | E::Misdirected(_)
             | E::TenantNotRunning { .. }
             | E::Auth(_)
-            | E::TokenStore { .. } => self.retry_or_dead(task, text, false, None),
-            E::NotFound(_)
-            | E::Conflict(_)
-            | E::PreconditionFailed(_)
-            | E::Api(_)
-            | E::InvalidRequest(_)
-            | E::Config(_)
-            | E::StateMismatch
-            | E::NotModified => Finish::Failed { error: text },
+            | E::TokenStore { .. }
+            // Refused before anything was sent: an endpoint outside the environment's domain,
+            // or an id_token whose keys could not be fetched.
+            | E::UntrustedEndpoint { .. }
+            | E::JwksUnavailable { .. } => self.retry_or_dead(task, text, false, None),
+            // A 3xx (never followed) reached the server: like any answer that may have been
+            // preceded by a write, so recovery looks the record up before sending again.
+            E::Redirect { .. } => self.retry_or_dead(task, text, sent, None),
             _ => self.retry_or_dead(task, text, sent, None),
         }
     }
@@ -549,10 +553,29 @@ impl Delivery<'_> {
             &query,
         )
         .await?;
+        // A row without its id is an answer of unexpected shape: an error (retried), never
+        // "no match", which would create a duplicate.
         let ids: Vec<i64> = page
-            .iter()
-            .filter_map(|row| row.int(kind.primary_key()).or_else(|| row.primary_key()))
-            .collect();
+            .into_iter()
+            .map(|row| {
+                row.int(kind.primary_key())
+                    .or_else(|| row.primary_key())
+                    .ok_or_else(|| {
+                        let excerpt: String = Value::Object(row.into_map())
+                            .to_string()
+                            .chars()
+                            .take(512)
+                            .collect();
+                        Stop::from(superoffice::Error::Decode {
+                            message: format!(
+                                "upsert lookup {filter:?}: a {kind} row without `{}`",
+                                kind.primary_key()
+                            ),
+                            excerpt,
+                        })
+                    })
+            })
+            .collect::<Step<_>>()?;
         match ids.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),

@@ -111,32 +111,27 @@ impl ForeignKeys {
         Ok(())
     }
 
-    /// The record a value is stored on, if any.
+    /// The record a value is stored on, if any. Only a 404 (or a `null` body) means "no
+    /// record": an answer of any other shape (no integer `RecordId`, not an object, not JSON)
+    /// is an error, never "absent", because absent lets a create go ahead.
     pub async fn lookup(
         &self,
         client: &Client,
         kind: EntityKind,
         value: &str,
     ) -> Result<Option<i64>> {
-        let request = RawRequest::new(Method::GET, self.lookup_path(kind, value));
+        let path = self.lookup_path(kind, value);
+        let request = RawRequest::new(Method::GET, path.clone());
         let response = match client.send_raw("foreign_key_lookup", request).await {
             Ok(response) => response,
             Err(superoffice::Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let body: Value = response
-            .json()
+        let bytes = response
+            .bytes()
             .await
             .map_err(|e| Error::Api(superoffice::Error::Transport(e)))?;
-        let record = body
-            .get("RecordId")
-            .and_then(Value::as_i64)
-            .filter(|id| *id > 0);
-        let table_matches = body
-            .get("TableName")
-            .and_then(Value::as_str)
-            .is_none_or(|t| t.eq_ignore_ascii_case(kind.table()));
-        Ok(record.filter(|_| table_matches))
+        lookup_answer(&path, kind, &bytes)
     }
 
     fn archive_filter(&self, kind: EntityKind) -> Filter {
@@ -167,7 +162,11 @@ impl ForeignKeys {
             let rows = archive_rows(client, query).await?;
             for row in rows {
                 let (Some(value), Some(record)) = (row.str("keyValue"), row.int("recordId")) else {
-                    continue;
+                    return Err(unexpected(
+                        "ForeignKeys archive",
+                        "a row without keyValue or recordId",
+                        &Value::Object(row.into_map()),
+                    ));
                 };
                 if record <= 0 {
                     continue;
@@ -194,7 +193,16 @@ impl ForeignKeys {
                     .and(col("recordId").one_of(chunk.iter().copied())),
             );
             let rows = archive_rows(client, query).await?;
-            keyed.extend(rows.iter().filter_map(|r| r.int("recordId")));
+            for row in rows {
+                let Some(record) = row.int("recordId") else {
+                    return Err(unexpected(
+                        "ForeignKeys archive",
+                        "a row without recordId",
+                        &Value::Object(row.into_map()),
+                    ));
+                };
+                keyed.insert(record);
+            }
         }
         Ok(keyed)
     }
@@ -231,6 +239,45 @@ impl ForeignKeys {
     }
 }
 
+/// An answer of unexpected shape: a decode error naming where and what, so the caller retries
+/// (or gives up) instead of reading it as "no key".
+fn unexpected(source: &str, what: &str, body: &Value) -> Error {
+    let text = body.to_string();
+    Error::Api(superoffice::Error::Decode {
+        message: format!("{source}: {what}"),
+        excerpt: text.chars().take(512).collect(),
+    })
+}
+
+/// Reads the answer of a lookup by value (see [`ForeignKeys::lookup`]).
+fn lookup_answer(path: &str, kind: EntityKind, bytes: &[u8]) -> Result<Option<i64>> {
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Api(superoffice::Error::Decode {
+            message: format!("ForeignKey lookup {path}: {e}"),
+            excerpt: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+        })
+    })?;
+    let source = format!("ForeignKey lookup {path}");
+    let map = match &body {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        other => return Err(unexpected(&source, "the answer is not an object", other)),
+    };
+    let Some(record) = map.get("RecordId").and_then(Value::as_i64) else {
+        return Err(unexpected(
+            &source,
+            "the answer has no integer RecordId",
+            &body,
+        ));
+    };
+    // RecordId 0: a key bound to no record (FACTS §6); a key of another table is not ours.
+    let table_matches = map
+        .get("TableName")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t.eq_ignore_ascii_case(kind.table()));
+    Ok(Some(record).filter(|id| *id > 0 && table_matches))
+}
+
 /// Every row of the `ForeignKeys` archive that `query` selects, keyset-paged on the key id.
 async fn archive_rows(client: &Client, query: Query) -> Result<Vec<superoffice::odata::Row>> {
     Ok(paginate::rows(
@@ -265,5 +312,29 @@ mod tests {
             keys.store_path(),
             "/api/v1/ForeignApp/my%20app/dev%2F1/dev%2F1/Key"
         );
+    }
+
+    #[test]
+    fn only_a_well_formed_answer_or_null_is_read_as_found_or_absent() {
+        let read = |body: &str| lookup_answer("/p", EntityKind::Contact, body.as_bytes());
+        assert_eq!(
+            read(r#"{"RecordId":7,"TableName":"contact"}"#).unwrap(),
+            Some(7)
+        );
+        assert_eq!(read(r#"{"RecordId":7}"#).unwrap(), Some(7));
+        assert_eq!(read("null").unwrap(), None);
+        assert_eq!(
+            read(r#"{"RecordId":0,"TableName":""}"#).unwrap(),
+            None,
+            "unbound key"
+        );
+        assert_eq!(
+            read(r#"{"RecordId":7,"TableName":"person"}"#).unwrap(),
+            None
+        );
+        for bad in [r#"{}"#, r#"{"RecordId":"7"}"#, "[]", r#""x""#, "<html>"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains("ForeignKey lookup /p"), "{bad}: {error}");
+        }
     }
 }

@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Value, json};
 
 use super::hash;
-use super::task::{self, NewTask, PublishRequest, Task, TaskState, ts};
+use super::row::{self, Column, Converted, OutboxRow, Stored};
+use super::task::{self, NewTask, PublishRequest, REJECTED_PREFIX, Task, TaskState, ts};
 use crate::store::sql;
 use crate::{Config, Error, Result};
 
@@ -215,40 +216,45 @@ pub fn insert(
     Ok(Intake::Queued(task))
 }
 
-/// Records a request that cannot become a task (a bad `outbox` row) as a `dead` task, so it is
-/// visible and never lost.
+/// Records an `outbox` row that cannot become a task as a `dead` task, so it is visible and
+/// never lost: the whole row as stored is kept in `payload` ([`OutboxRow::raw_json`]), what
+/// converts is kept in its column, and `last_error` is `reason` (it names the row and column).
+/// Its key is `rejected:outbox row N` (outbox ids are never reused; user keys may not start
+/// with `rejected:`), so a retried batch cannot record the row twice.
 pub fn insert_rejected(
     tx: &Transaction<'_>,
     tenant: &str,
-    reference: &str,
-    row: &PublishRequest,
+    row: &OutboxRow,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<i64> {
     let now = ts(now);
-    let raw = json!({
-        "key": row.key, "action": row.action, "entity": row.entity, "id": row.id,
-        "external_key": row.external_key, "payload": row.payload,
-        "if_unmodified_since": row.if_unmodified_since,
-    });
+    let reference = row.reference();
+    let raw = row.raw_json();
+    let text = |column: Column| match row.get(column) {
+        Stored::Null => None,
+        other => Some(other.lossy_text()),
+    };
+    let record_id = match row.get(Column::RecordId) {
+        Stored::Integer(id) => Some(*id),
+        _ => None,
+    };
     tx.execute(
         "INSERT INTO tasks (key, tenant, action, entity, record_id, external_key, lane, path, query,
              payload, payload_hash, source, state, next_attempt_at, last_error, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'outbox', 'dead', ?12, ?13, ?12, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}', '{}', ?8, ?9, 'outbox', 'dead', ?10, ?11, ?10, ?10)",
         params![
-            format!("rejected:{reference}"),
+            format!("{REJECTED_PREFIX}{reference}"),
             tenant,
-            row.action,
-            row.entity,
-            row.id,
-            row.external_key,
+            text(Column::Action).unwrap_or_default(),
+            text(Column::Entity).unwrap_or_default(),
+            record_id,
+            text(Column::ExternalKey),
             format!("rejected/{reference}"),
-            serde_json::to_string(&row.path).unwrap_or_else(|_| "{}".into()),
-            serde_json::to_string(&row.query).unwrap_or_else(|_| "{}".into()),
-            row.payload,
+            raw.to_string(),
             hash::sha256_hex(hash::canonical(&raw).as_bytes()),
             now,
-            format!("rejected at intake ({reference}): {reason}"),
+            reason,
         ],
     )
     .map_err(sql)?;
@@ -551,12 +557,12 @@ pub fn retry(tx: &Transaction<'_>, id: i64, overwrite: bool, now: DateTime<Utc>)
     if matches!(
         task.state,
         TaskState::Pending | TaskState::InFlight | TaskState::Done
-    ) || task.key.starts_with("rejected:")
+    ) || task.key.starts_with(REJECTED_PREFIX)
     {
         return Err(Error::Invalid(format!(
             "task {id} is {}{}: nothing to retry",
             task.state,
-            if task.key.starts_with("rejected:") {
+            if task.key.starts_with(REJECTED_PREFIX) {
                 " (rejected at intake; publish it again, corrected)"
             } else {
                 ""
@@ -632,48 +638,55 @@ fn text_map(field: &str, text: Option<String>) -> Result<BTreeMap<String, String
     }
 }
 
-/// Moves up to `limit` rows of the `outbox` table into the ledger; bad rows become `dead`
-/// tasks naming the field.
+/// The request of a converted row: `path` and `query` parsed, then validated.
+fn validate_row(config: &Config, converted: Converted) -> Result<NewTask> {
+    let Converted {
+        mut request,
+        path,
+        query,
+    } = converted;
+    request.path = text_map("path", path)?;
+    request.query = text_map("query", query)?;
+    task::validate(config, &request)
+}
+
+/// Moves up to `limit` rows of the `outbox` table into the ledger, in id order. Every column
+/// is read as SQLite stored it and converted with an error naming the column
+/// ([`super::row`]), so one malformed row never fails the batch: it becomes a `dead` task
+/// (see [`insert_rejected`]) and the rows after it are taken in the same pass. Each row is
+/// deleted in the transaction that records it.
 pub fn poll_outbox(
     tx: &Transaction<'_>,
     config: &Config,
     limit: usize,
     now: DateTime<Utc>,
 ) -> Result<Moved> {
-    type RawRow = (
-        i64,
-        Option<String>,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<RawRow> = {
+    let rows: Vec<OutboxRow> = {
         let mut statement = tx
             .prepare_cached(
                 "SELECT id, key, action, entity, record_id, external_key, path, query, payload,
-                        if_unmodified_since
+                        if_unmodified_since, created_at
                  FROM outbox ORDER BY id LIMIT ?1",
             )
             .map_err(sql)?;
         statement
             .query_map([limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
+                let value = |i: usize| r.get_ref(i).map(Stored::from);
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    values: [
+                        value(1)?,
+                        value(2)?,
+                        value(3)?,
+                        value(4)?,
+                        value(5)?,
+                        value(6)?,
+                        value(7)?,
+                        value(8)?,
+                        value(9)?,
+                    ],
+                    created_at: value(10)?,
+                })
             })
             .map_err(sql)?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -686,55 +699,42 @@ pub fn poll_outbox(
         .or_else(|| config.tenants.first().map(|t| t.name.clone()))
         .unwrap_or_default();
     let mut moved = Moved::default();
-    for (row_id, key, action, entity, record_id, external_key, path, query, payload, ius) in rows {
-        let mut request = PublishRequest {
-            action,
-            entity,
-            id: record_id,
-            external_key,
-            payload,
-            if_unmodified_since: ius,
-            key,
-            ..PublishRequest::default()
-        };
-        let parsed = text_map("path", path).and_then(|path| {
-            request.path = path;
-            text_map("query", query)
-        });
-        let outcome = parsed.and_then(|query| {
-            request.query = query;
-            task::validate(config, &request)
-        });
-        let reference = format!("outbox row {row_id}");
-        match outcome {
-            Ok(new) => match insert(tx, config, &new, "outbox", now)? {
-                Intake::Queued(_) => moved.queued += 1,
-                Intake::Replay(_) => moved.replays += 1,
-                Intake::Mismatch(existing) => {
-                    insert_rejected(
-                        tx,
-                        &tenant,
-                        &reference,
-                        &request,
+    for row in rows {
+        let outcome = match row.convert() {
+            Ok(converted) => match validate_row(config, converted) {
+                Ok(new) => match insert(tx, config, &new, "outbox", now)? {
+                    Intake::Queued(_) => {
+                        moved.queued += 1;
+                        None
+                    }
+                    Intake::Replay(_) => {
+                        moved.replays += 1;
+                        None
+                    }
+                    Intake::Mismatch(existing) => Some(row::rejection(
+                        &row,
                         &format!(
                             "key: {:?} is already used by task {} with a different request",
                             new.key, existing.id
                         ),
-                        now,
-                    )?;
-                    moved.rejected += 1;
-                }
+                    )),
+                },
+                Err(Error::Invalid(message)) => Some(row::rejection(&row, &message)),
+                Err(other) => Some(row::rejection(&row, &other.to_string())),
             },
-            Err(error) => {
-                let reason = match error {
-                    Error::Invalid(message) => message,
-                    other => other.to_string(),
-                };
-                insert_rejected(tx, &tenant, &reference, &request, &reason, now)?;
-                moved.rejected += 1;
-            }
+            Err(errors) => Some(row::column_rejection(&row, &errors)),
+        };
+        if let Some(reason) = outcome {
+            let task = insert_rejected(tx, &tenant, &row, &reason, now)?;
+            tracing::warn!(
+                outbox_row = row.id,
+                task,
+                %reason,
+                "outbox: a row of the outbox table was rejected (dead task)"
+            );
+            moved.rejected += 1;
         }
-        tx.execute("DELETE FROM outbox WHERE id = ?1", [row_id])
+        tx.execute("DELETE FROM outbox WHERE id = ?1", [row.id])
             .map_err(sql)?;
     }
     Ok(moved)

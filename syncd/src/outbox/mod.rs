@@ -13,8 +13,10 @@
 //!   request is 409; invalid input is 400 naming the field.
 //! - The `outbox` table (transactional outbox, see `store/migrations/0001_init.sql`): other
 //!   local processes INSERT rows in their own transactions; the worker moves them into `tasks`
-//!   in one transaction per batch, and turns rows that fail validation into `dead` tasks naming
-//!   the field.
+//!   in one transaction per batch. Every column is read as SQLite stored it and converted with
+//!   an error naming the column ([`row`]); a row that does not convert or validate becomes a
+//!   `dead` task (`outbox row 17: column payload: a BLOB of 4 bytes, expected JSON text`) that
+//!   keeps the raw row, and the rows after it are taken in the same pass.
 //!
 //! All three validate with [`task::validate`] and insert with [`ledger::insert`]. The
 //! idempotency key defaults to the sha256 of the canonical request (action, entity, id,
@@ -86,6 +88,7 @@ pub mod http;
 pub mod ledger;
 pub mod plan;
 pub mod recover;
+pub mod row;
 pub mod task;
 mod worker;
 pub mod write;

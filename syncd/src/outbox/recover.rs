@@ -151,9 +151,21 @@ pub(crate) async fn find_orphan(
     {
         let mut rows = std::pin::pin!(client.entities(kind).list(query));
         while let Some(row) = rows.try_next().await? {
-            if let Some(id) = row.int(kind.primary_key()).or_else(|| row.primary_key()) {
-                candidates.push(id);
-            }
+            // A row without its id could be the orphan: an error (retried), never "absent".
+            let Some(id) = row.int(kind.primary_key()).or_else(|| row.primary_key()) else {
+                return Err(Stop::from(superoffice::Error::Decode {
+                    message: format!(
+                        "orphan search: the {kind} list answered a row without `{}`",
+                        kind.primary_key()
+                    ),
+                    excerpt: Value::Object(row.into_map())
+                        .to_string()
+                        .chars()
+                        .take(512)
+                        .collect(),
+                }));
+            };
+            candidates.push(id);
             if candidates.len() > MAX_CANDIDATES {
                 return Ok(Orphan::InDoubt(format!(
                     "more than {MAX_CANDIDATES} {kind} records were created since {since}"

@@ -22,6 +22,10 @@ use crate::{Config, Error, Result};
 /// The longest idempotency or external key (a ForeignKey value holds 239 characters).
 pub const MAX_KEY_LEN: usize = 239;
 
+/// The key prefix of the `dead` tasks that record rejected `outbox` rows
+/// (`rejected:outbox row 17`); reserved, so such a task's key never collides with a user's.
+pub const REJECTED_PREFIX: &str = "rejected:";
+
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -402,6 +406,15 @@ fn check_key(field: &str, key: &str) -> Result<()> {
     if key.chars().any(char::is_control) {
         return Err(Error::Invalid(format!(
             "{field}: contains control characters"
+        )));
+    }
+    if field == "key"
+        && key
+            .get(..REJECTED_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(REJECTED_PREFIX))
+    {
+        return Err(Error::Invalid(format!(
+            "{field}: keys starting with {REJECTED_PREFIX:?} are reserved for rejected outbox rows"
         )));
     }
     Ok(())
@@ -813,6 +826,9 @@ token = { value = "t" }
         assert!(e.contains("payload.Category"), "{e}");
         let e = error(&request("update", "contact", Some(r#"{"Name": "x"}"#)));
         assert!(e.contains("id: required for update"), "{e}");
+        let mut reserved = request("create", "contact", Some(r#"{"Name": "x"}"#));
+        reserved.key = Some("Rejected:outbox row 3".into());
+        assert!(error(&reserved).contains("key: keys starting with"));
         let e = error(&request("create", "contact", Some("[1]")));
         assert!(e.contains("payload: create needs a JSON object"), "{e}");
         let mut patch = request(

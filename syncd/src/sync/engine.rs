@@ -1,6 +1,12 @@
 //! The passes of one subscription: the keyset load and the windowed incremental pass (both
 //! one transaction per page, the next page fetched while the current one is written), the
 //! targeted refetch of webhook-announced records, and the delete reconcile with its breaker.
+//!
+//! Every archive page goes through `Engine::fetch`, which refuses answers of unexpected shape:
+//! a body without its `value` array ([`superoffice::Error::MissingValue`]) or a row without
+//! the primary key is [`Error::UnexpectedAnswer`] (subscription, request, what was missing), so
+//! the run fails before anything of that page is built or committed, and a reconcile's id scan
+//! can never take a malformed answer for "these records are gone".
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -221,10 +227,33 @@ impl Engine<'_> {
             .set_order_by(vec![(key.to_string(), Order::Asc)])
             .top(top);
         let asked = Instant::now();
+        let url = format!("{}?{}", source.path(), query.to_query_string());
+        let unexpected = |missing: String| Error::UnexpectedAnswer {
+            subscription: self.plan.name.clone(),
+            url: url.clone(),
+            missing,
+        };
         let rows = tokio::select! {
-            rows = paginate::fetch(&self.client, source, &query) => rows?,
+            rows = paginate::fetch(&self.client, source, &query) => match rows {
+                Ok(rows) => rows,
+                Err(superoffice::Error::MissingValue { excerpt, .. }) => {
+                    return Err(unexpected(format!(
+                        "no `value` array (the body starts with {excerpt:?})"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            },
             _ = self.shutdown.cancelled() => return Err(shutting_down()),
         };
+        // Every row carries its primary key: a row without one is never skipped (it would
+        // look deleted to a reconcile, and a page of them like the end of the data).
+        if let Some(index) = rows.iter().position(|r| self.plan.row_id(r).is_none()) {
+            return Err(unexpected(format!(
+                "row {index} of {} has no `{}` (primary key)",
+                rows.len(),
+                self.plan.kind.primary_key()
+            )));
+        }
         tracing::debug!(
             subscription = %self.plan.name,
             rows = rows.len(),
@@ -356,6 +385,7 @@ impl Engine<'_> {
         let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
         write.upserts.reserve(rows.len());
         for row in rows {
+            // `fetch` refused pages with rows lacking their key; none is skipped here.
             let Some(id) = self.plan.row_id(&row) else {
                 continue;
             };
