@@ -100,6 +100,28 @@ async fn publish_prints_the_task_id_and_dry_run_sends_nothing() {
         "a dry run does not even create the database"
     );
     assert_eq!(emu.stats().requests, before, "a dry run sends nothing");
+    // Only the daemon creates the database; commands beside it refuse a missing one.
+    let refused = syncd(
+        &config,
+        &[
+            "publish",
+            "--action",
+            "create",
+            "--entity",
+            "contact",
+            "--payload",
+            payload,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !refused.ok && refused.stderr.contains("no database at"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.join("syncd.db").exists());
+    drop(syncd::store::open(&dir.join("syncd.db")).unwrap());
 
     let first = syncd(
         &config,
@@ -303,6 +325,8 @@ async fn bad_input_names_the_field_and_the_task_commands_work() {
             "payload: required",
         ),
     ];
+    // What the daemon would have created.
+    drop(syncd::store::open(&setup.dir.path().join("syncd.db")).unwrap());
     let queued = syncd(
         &config,
         &[
