@@ -106,8 +106,13 @@ enum AuthCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate the configuration without network access.
-    Check,
+    /// Validate the configuration without network access. Secrets that cannot be read here
+    /// (e.g. systemd credentials outside the unit) are listed as notes.
+    Check {
+        /// Secrets that cannot be read are errors.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// What every command gets.
@@ -187,7 +192,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
         Command::Webhooks(command) => crate::sync::cli::webhooks(context, command).await,
         Command::Publish(args) => crate::outbox::cli::publish(context, args).await,
         Command::Tasks(command) => crate::outbox::cli::tasks(context, command).await,
-        Command::Config(ConfigCommand::Check) => config_check(context),
+        Command::Config(ConfigCommand::Check { strict }) => config_check(context, strict),
         Command::Demo(args) => crate::demo::run(context, args).await,
     }
 }
@@ -324,7 +329,7 @@ async fn auth_system_user(
         )));
     };
     if let Some(key) = key {
-        *private_key = key;
+        *private_key = crate::config::SecretRef::file("--key", &key);
     }
     let auth = crate::clients::auth_for(tenant)?;
     auth.credential().await?;
@@ -335,9 +340,9 @@ async fn auth_system_user(
     Ok(())
 }
 
-fn config_check(context: &Context) -> Result<()> {
+fn config_check(context: &Context, strict: bool) -> Result<()> {
     let config = context.config()?;
-    let notes = config.check()?;
+    let notes = config.check(strict)?;
     println!(
         "{}: ok ({} tenants, {} subscriptions, store {})",
         context.config_path.display(),

@@ -59,22 +59,33 @@ impl Clients {
 pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
     let sdk = |e: superoffice::Error| Error::Config(format!("tenant {:?}: {e}", tenant.name));
     Ok(match &tenant.auth {
-        AuthMode::Static { token } => Arc::new(StaticAuth::bearer(token.clone())),
+        AuthMode::Static { token } => Arc::new(StaticAuth::bearer(token.resolve()?)),
         AuthMode::SystemUser {
             system_token,
             private_key,
         } => {
-            let key = SystemUserKey::from_file(private_key).map_err(sdk)?;
-            let app_token = tenant.client_secret.clone().ok_or_else(|| {
+            let key_text = private_key.resolve()?;
+            let key = SystemUserKey::parse(key_text.expose()).map_err(|e| {
                 Error::Config(format!(
-                    "tenant {:?}: the system user needs client_secret",
-                    tenant.name
+                    "tenant {:?}: {}: {e}",
+                    tenant.name,
+                    private_key.key()
                 ))
             })?;
+            let app_token = tenant
+                .client_secret
+                .as_ref()
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "tenant {:?}: the system user needs client_secret",
+                        tenant.name
+                    ))
+                })?
+                .resolve()?;
             let config = SystemUserConfig::new(
                 tenant.environment.clone(),
                 tenant.customer_id.clone(),
-                system_token.clone(),
+                system_token.resolve()?,
                 app_token,
                 key,
             );
@@ -109,7 +120,7 @@ pub fn oauth_config(
     .with_tenant(tenant.customer_id.clone())
     .with_store(Arc::new(FileTokenStore::new(token_file)));
     if let Some(secret) = &tenant.client_secret {
-        config = config.with_client_secret(secret.clone());
+        config = config.with_client_secret(secret.resolve()?);
     }
     Ok(config)
 }

@@ -83,12 +83,12 @@ pub struct Control {
     pub listen: SocketAddr,
     /// Shared secret for `X-SuperOffice-Signature`; without it the one in the state directory
     /// is used (generated when needed, see [`crate::sync::secret`]). Webhooks are always signed.
-    pub webhook_secret: Option<Secret>,
+    pub webhook_secret: Option<SecretRef>,
     /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
     pub public_url: Option<String>,
     /// Bearer token required on `/publish` and every route that reads the feed or changes
     /// state (see [`crate::control::auth`]); without it those routes are not served.
-    pub token: Option<Secret>,
+    pub token: Option<SecretRef>,
     /// Origins (`https://host[:port]`) allowed on the authenticated JSON routes; any other
     /// `Origin` header is refused (403). Default: none.
     pub allowed_origins: Vec<String>,
@@ -130,7 +130,7 @@ impl Default for ControlLimits {
 }
 
 /// How a tenant authenticates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthMode {
     /// OAuth tokens from `syncd auth login`, kept in `token_file` and refreshed.
     OAuth {
@@ -142,14 +142,14 @@ pub enum AuthMode {
     /// The system user: signs `system_token` with the private key.
     SystemUser {
         /// The system token (from the admin's id_token).
-        system_token: String,
-        /// PEM or RSA-XML private key file.
-        private_key: PathBuf,
+        system_token: SecretRef,
+        /// The PEM or RSA-XML private key (a file path in the config reads that file).
+        private_key: SecretRef,
     },
     /// A fixed bearer token.
     Static {
         /// The token.
-        token: Secret,
+        token: SecretRef,
     },
 }
 
@@ -167,7 +167,7 @@ pub struct Tenant {
     /// OAuth client id.
     pub client_id: String,
     /// Client secret / application token.
-    pub client_secret: Option<Secret>,
+    pub client_secret: Option<SecretRef>,
     /// Authentication.
     pub auth: AuthMode,
     /// Concurrent requests to this tenant.
@@ -303,13 +303,93 @@ const RETENTION: RangeInclusive<Duration> = SECOND..=Duration::from_secs(36_500 
 
 /// A secret given as `{ env = "VAR" }`, `{ file = "path" }`, `{ credential = "name" }`
 /// (`$CREDENTIALS_DIRECTORY/name`, systemd `LoadCredential=`) or `{ value = "…" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretSource {
     env: Option<String>,
     file: Option<PathBuf>,
     credential: Option<String>,
     value: Option<String>,
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("credential", &self.credential)
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `private_key = "/path"` (a key file, as before) or a secret source whose text is the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum PathOrSource {
+    Path(PathBuf),
+    Source(SecretSource),
+}
+
+/// `system_token = "…"` (the token itself) or a secret source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TextOrSource {
+    Text(String),
+    Source(SecretSource),
+}
+
+/// A secret of the configuration, read only when a command needs it ([`SecretRef::resolve`]):
+/// `syncd status` works beside the service without the service's credentials, and
+/// `syncd config check` lists the secrets it cannot read here instead of failing on the first.
+#[derive(Debug, Clone)]
+pub struct SecretRef {
+    key: String,
+    /// `file:line` of the key, for messages.
+    at: String,
+    source: SecretSource,
+}
+
+impl SecretRef {
+    /// A secret given in the program (tests, the demo); `key` names it in messages.
+    pub fn value(key: &str, secret: &str) -> SecretRef {
+        SecretRef {
+            key: key.to_string(),
+            at: "(given)".to_string(),
+            source: SecretSource {
+                env: None,
+                file: None,
+                credential: None,
+                value: Some(secret.to_string()),
+            },
+        }
+    }
+
+    /// A secret read from a file given in the program (`syncd auth system-user --key`).
+    pub fn file(key: &str, path: &Path) -> SecretRef {
+        SecretRef {
+            key: key.to_string(),
+            at: "(given)".to_string(),
+            source: SecretSource {
+                env: None,
+                file: Some(path.to_path_buf()),
+                credential: None,
+                value: None,
+            },
+        }
+    }
+
+    /// The config key (`tenant[0].client_secret`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the secret now; the error names the file, line and key.
+    pub fn resolve(&self) -> Result<Secret> {
+        self.source
+            .read()
+            .map_err(|e| Error::Config(format!("{}: {}: {e}", self.at, self.key)))
+    }
 }
 
 impl SecretSource {
@@ -404,8 +484,8 @@ struct RawTenant {
     auth: Spanned<String>,
     token_file: Option<PathBuf>,
     redirect_uri: Option<String>,
-    system_token: Option<String>,
-    private_key: Option<PathBuf>,
+    system_token: Option<Spanned<TextOrSource>>,
+    private_key: Option<Spanned<PathOrSource>>,
     token: Option<Spanned<SecretSource>>,
     max_concurrency: Option<Spanned<usize>>,
     language: Option<String>,
@@ -623,11 +703,42 @@ impl Ctx<'_> {
         Ok(duration)
     }
 
-    /// A secret key, resolved now; the error names the key and line.
-    fn secret(&self, value: Option<&Spanned<SecretSource>>, key: &str) -> Result<Option<Secret>> {
+    /// A secret key, kept to be read when needed ([`SecretRef::resolve`]). Only its form is
+    /// checked now: exactly one source.
+    fn secret(
+        &self,
+        value: Option<&Spanned<SecretSource>>,
+        key: &str,
+    ) -> Result<Option<SecretRef>> {
         value
-            .map(|v| v.get_ref().read().map_err(|e| self.at(v, key, e)))
+            .map(|v| self.secret_ref(v, key, v.get_ref().clone()))
             .transpose()
+    }
+
+    fn secret_ref<T>(
+        &self,
+        span: &Spanned<T>,
+        key: &str,
+        source: SecretSource,
+    ) -> Result<SecretRef> {
+        let given = [
+            source.env.is_some(),
+            source.file.is_some(),
+            source.credential.is_some(),
+            source.value.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(self.at(
+                span,
+                key,
+                "give exactly one of env, file, credential, value",
+            ));
+        }
+        Ok(SecretRef {
+            key: key.to_string(),
+            at: format!("{}:{}", self.file, line_of(self.text, span.span().start)),
+            source,
+        })
     }
 
     /// A numeric key within `range` (the default when absent).
@@ -751,8 +862,11 @@ impl Config {
             listen_unix: raw.control.listen_unix.clone(),
             limits: control_limits(&ctx, &raw.control)?,
         };
-        if let (Some(token), Some(span)) = (&control.token, &raw.control.token) {
-            check_token(token.expose()).map_err(|e| ctx.at(span, "control.token", e))?;
+        // A token written inline is checked now; one from elsewhere when it is read.
+        if let Some(span) = &raw.control.token
+            && let Some(value) = &span.get_ref().value
+        {
+            check_token(value).map_err(|e| ctx.at(span, "control.token", e))?;
         }
         if control.metrics_auth && control.token.is_none() {
             return Err(ctx.plain(
@@ -797,22 +911,40 @@ impl Config {
                         .clone()
                         .unwrap_or_else(|| "http://127.0.0.1:8765/callback".into()),
                 },
-                "system-user" => AuthMode::SystemUser {
-                    system_token: t.system_token.clone().ok_or_else(|| {
-                        ctx.at(
-                            &t.auth,
-                            &key("system_token"),
-                            "required with auth = \"system-user\"",
-                        )
-                    })?,
-                    private_key: t.private_key.clone().ok_or_else(|| {
-                        ctx.at(
-                            &t.auth,
-                            &key("private_key"),
-                            "required with auth = \"system-user\"",
-                        )
-                    })?,
-                },
+                "system-user" => {
+                    let required =
+                        |k: &str| ctx.at(&t.auth, &key(k), "required with auth = \"system-user\"");
+                    let token = t
+                        .system_token
+                        .as_ref()
+                        .ok_or_else(|| required("system_token"))?;
+                    let system_token = match token.get_ref() {
+                        TextOrSource::Text(text) => SecretSource {
+                            env: None,
+                            file: None,
+                            credential: None,
+                            value: Some(text.clone()),
+                        },
+                        TextOrSource::Source(source) => source.clone(),
+                    };
+                    let private = t
+                        .private_key
+                        .as_ref()
+                        .ok_or_else(|| required("private_key"))?;
+                    let private_key = match private.get_ref() {
+                        PathOrSource::Path(path) => SecretSource {
+                            env: None,
+                            file: Some(path.clone()),
+                            credential: None,
+                            value: None,
+                        },
+                        PathOrSource::Source(source) => source.clone(),
+                    };
+                    AuthMode::SystemUser {
+                        system_token: ctx.secret_ref(token, &key("system_token"), system_token)?,
+                        private_key: ctx.secret_ref(private, &key("private_key"), private_key)?,
+                    }
+                }
                 "static" => AuthMode::Static {
                     token: ctx
                         .secret(t.token.as_ref(), &key("token"))?
@@ -1095,24 +1227,57 @@ impl Config {
             })
     }
 
-    /// Offline checks beyond parsing: files that must exist, at least one tenant, a usable
-    /// webhook secret.
-    pub fn check(&self) -> Result<Vec<String>> {
+    /// Every secret of the configuration, in file order.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        let mut all: Vec<&SecretRef> = Vec::new();
+        all.extend(&self.control.token);
+        all.extend(&self.control.webhook_secret);
+        for tenant in &self.tenants {
+            all.extend(&tenant.client_secret);
+            match &tenant.auth {
+                AuthMode::Static { token } => all.push(token),
+                AuthMode::SystemUser {
+                    system_token,
+                    private_key,
+                } => all.extend([system_token, private_key]),
+                AuthMode::OAuth { .. } => {}
+            }
+        }
+        all
+    }
+
+    /// Offline checks beyond parsing (`syncd config check`): at least one tenant, every secret
+    /// readable here and well-formed, a usable webhook secret. Returns notes; a secret that
+    /// cannot be read in this environment (e.g. a credential outside the unit) is a note, or an
+    /// error with `strict`.
+    pub fn check(&self, strict: bool) -> Result<Vec<String>> {
         let mut notes = Vec::new();
+        let mut unreadable = Vec::new();
         if self.tenants.is_empty() {
             return Err(Error::Config("no [[tenant]] is configured".into()));
         }
+        for secret in self.secrets() {
+            if let Err(error) = secret.resolve() {
+                unreadable.push(format!("cannot read {} here: {error}", secret.key()));
+            }
+        }
+        if let Some(token) = &self.control.token
+            && let Ok(value) = token.resolve()
+        {
+            check_token(value.expose())
+                .map_err(|e| Error::Config(format!("{}: {e}", token.key())))?;
+        }
         for tenant in &self.tenants {
             match &tenant.auth {
-                AuthMode::SystemUser { private_key, .. } if !private_key.is_file() => {
-                    return Err(Error::Config(format!(
-                        "tenant {:?}: private_key {} does not exist",
-                        tenant.name,
-                        private_key.display()
-                    )));
+                AuthMode::SystemUser { private_key, .. } => {
+                    if let Ok(text) = private_key.resolve() {
+                        superoffice::auth::SystemUserKey::parse(text.expose()).map_err(|e| {
+                            Error::Config(format!("{}: {e}", private_key.key()))
+                        })?;
+                    }
                 }
                 AuthMode::OAuth { token_file, .. } if !token_file.is_file() => notes.push(format!(
-                    "tenant {:?}: no token file at {} yet; run `syncd auth login --tenant {}`",
+                    "tenant {:?}: no token file at {} yet (or not readable here); run `syncd auth login --tenant {}`",
                     tenant.name,
                     token_file.display(),
                     tenant.name
@@ -1127,18 +1292,42 @@ impl Config {
             notes.push("control.token is not set: the HTTP intake (POST /publish) is off".into());
         }
         // The webhook secret: an empty one or a secret file others can read is an error; none
-        // at all means every webhook is refused.
-        let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
-        if secret.is_none()
-            && self.control.public_url.is_none()
-            && self.subscriptions.iter().any(|s| s.webhooks)
-        {
-            notes.push(format!(
-                "no webhook secret (control.webhook_secret is not set, no {}): webhooks will be refused with 401; set control.public_url or run `syncd webhooks ensure` to generate one",
-                crate::sync::secret::secret_path(self).display()
-            ));
+        // at all means every webhook is refused. A configured one that cannot be read here is
+        // already listed as unreadable.
+        let configured_unreadable = self
+            .control
+            .webhook_secret
+            .as_ref()
+            .is_some_and(|s| s.resolve().is_err());
+        if !configured_unreadable {
+            let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
+            if secret.is_none()
+                && self.control.public_url.is_none()
+                && self.subscriptions.iter().any(|s| s.webhooks)
+            {
+                notes.push(format!(
+                    "no webhook secret (control.webhook_secret is not set, no {}): webhooks will be refused with 401; set control.public_url or run `syncd webhooks ensure` to generate one",
+                    crate::sync::secret::secret_path(self).display()
+                ));
+            }
         }
+        if strict && !unreadable.is_empty() {
+            return Err(Error::Config(unreadable.join("; ")));
+        }
+        notes.extend(unreadable);
         Ok(notes)
+    }
+}
+
+impl Control {
+    /// Reads the control token (if one is configured) and checks its form.
+    pub fn resolve_token(&self) -> Result<Option<Secret>> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        let value = token.resolve()?;
+        check_token(value.expose()).map_err(|e| Error::Config(format!("{}: {e}", token.key())))?;
+        Ok(Some(value))
     }
 }
 
@@ -1274,15 +1463,43 @@ poll_interval = "30s"
         );
         let config = parse(&text).unwrap();
         assert!(
-            matches!(&config.tenants[0].auth, AuthMode::Static { token } if token.expose() == "s3cret")
+            matches!(&config.tenants[0].auth, AuthMode::Static { token } if token.resolve().unwrap().expose() == "s3cret")
         );
 
+        // A secret is read when it is needed, not when the config is parsed: a command that
+        // does not need it works without it, and the error names the file, line and key.
         let text = MINIMAL.replace(
             "token = { value = \"t\" }",
             "token = { env = \"SYNCD_TEST_UNSET_VARIABLE\" }",
         );
-        let err = parse(&text).unwrap_err().to_string();
+        let config = parse(&text).unwrap();
+        let AuthMode::Static { token } = &config.tenants[0].auth else {
+            panic!("static auth")
+        };
+        let err = token.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("syncd.toml:7: tenant[0].token")
+                && err.contains("SYNCD_TEST_UNSET_VARIABLE"),
+            "{err}"
+        );
+        let notes = config.check(false).unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("cannot read tenant[0].token here")),
+            "{notes:?}"
+        );
+        let err = config.check(true).unwrap_err().to_string();
         assert!(err.contains("SYNCD_TEST_UNSET_VARIABLE"), "{err}");
+        let both = MINIMAL.replace(
+            "token = { value = \"t\" }",
+            "token = { value = \"t\", env = \"X\" }",
+        );
+        let err = parse(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("syncd.toml:7:") && err.contains("exactly one"),
+            "{err}"
+        );
 
         let env = BTreeMap::from([
             ("SYNCD_STORE".to_string(), "/tmp/x.db".to_string()),
@@ -1335,7 +1552,10 @@ webhook_body_limit = 1024"#,
         );
         let config = parse(&text).unwrap();
         let c = &config.control;
-        assert_eq!(c.token.as_ref().unwrap().expose(), "0123456789abcdef0123");
+        assert_eq!(
+            c.resolve_token().unwrap().unwrap().expose(),
+            "0123456789abcdef0123"
+        );
         assert_eq!(
             c.allowed_origins,
             ["https://app.example.com", "http://127.0.0.1:3000"]

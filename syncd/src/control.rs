@@ -103,7 +103,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/readyz", get(readyz))
         .merge(metrics_route)
         .merge(crate::sync::routes().route_layer(DefaultBodyLimit::max(limits.webhook_body_limit)));
-    if control.token.is_some() {
+    if services.control_token.is_some() {
         // Routes that read the feed or change state: allowed origin, token, JSON.
         let authenticated = Router::new().merge(
             crate::outbox::routes().route_layer(DefaultBodyLimit::max(limits.publish_body_limit)),
@@ -132,7 +132,7 @@ async fn readyz(State(services): State<Arc<Services>>, headers: HeaderMap) -> im
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
-    } else if auth::check_token(&services.config.control, &headers).is_err() {
+    } else if auth::check_token(services.control_token.as_ref(), &headers).is_err() {
         // Error texts name tenants, subscriptions and database paths: only for the token.
         let n = problems.len();
         let noun = if n == 1 { "problem" } else { "problems" };

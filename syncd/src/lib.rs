@@ -90,6 +90,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Services {
     /// The configuration in force.
     pub config: Config,
+    /// The control-plane token, read at start-up (`None`: the authenticated routes are off).
+    pub control_token: Option<superoffice::auth::Secret>,
     /// The database.
     pub store: Store,
     /// SDK clients by tenant.
@@ -154,7 +156,9 @@ impl Daemon {
         let metrics = clients.metrics().clone();
         let listeners = control::serve::Listeners::bind(&config.control).await?;
         let control_addr = listeners.local_addr()?;
+        let control_token = config.control.resolve_token()?;
         let services = Arc::new(Services {
+            control_token,
             sync: sync::SyncShared::new(&config),
             outbox: outbox::OutboxShared::new(&config),
             health: control::Health::default(),

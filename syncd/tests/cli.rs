@@ -61,6 +61,30 @@ fn the_shipped_example_config_checks_out() {
 }
 
 #[test]
+fn the_shipped_config_checks_out_without_systemd_and_lists_what_it_could_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("syncd.toml"), example_config(dir.path())).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_syncd"))
+        .args(["--config", "syncd.toml", "config", "check"])
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("note: cannot read control.token here")
+            && stdout.contains("needs $CREDENTIALS_DIRECTORY"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bad_configs_fail_with_the_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = example_config(dir.path()).replace(
@@ -82,7 +106,19 @@ fn bad_configs_fail_with_the_key_and_line() {
         "client_secret = { credential = \"missing\" }",
     );
     std::fs::write(dir.path().join("syncd.toml"), &text).unwrap();
-    let (ok, _, stderr) = syncd(dir.path(), &["--config", "syncd.toml", "config", "check"]);
+    // A secret that cannot be read here is a note (the unit may have it), or with --strict an
+    // error naming the key.
+    let (ok, stdout, stderr) = syncd(dir.path(), &["--config", "syncd.toml", "config", "check"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("note: cannot read tenant[0].client_secret here")
+            && stdout.contains("missing"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = syncd(
+        dir.path(),
+        &["--config", "syncd.toml", "config", "check", "--strict"],
+    );
     assert!(!ok);
     assert!(
         stderr.contains("tenant[0].client_secret") && stderr.contains("missing"),

@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq;
 
 use crate::Services;
 use crate::config::Control;
+use superoffice::auth::Secret;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +104,8 @@ impl Refusal {
 }
 
 /// Whether `headers` carry the configured bearer token.
-pub fn check_token(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(expected) = &control.token else {
+pub fn check_token(expected: Option<&Secret>, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(expected) = expected else {
         return Err(Refusal::NoTokenConfigured);
     };
     let Some(given) = headers
@@ -186,7 +187,7 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    match check_token(&services.config.control, request.headers()) {
+    match check_token(services.control_token.as_ref(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.respond(&services, request.method(), request.uri().path()),
     }
@@ -267,28 +268,26 @@ mod tests {
 
     #[test]
     fn the_token_must_be_the_configured_bearer_token() {
-        let c = control(Some(TOKEN), &[]);
+        let token = control(Some(TOKEN), &[]).resolve_token().unwrap();
+        let c = token.as_ref();
         let ok = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
-        assert_eq!(check_token(&c, &ok), Ok(()));
+        assert_eq!(check_token(c, &ok), Ok(()));
         let lower = headers(&[("authorization", &format!("bearer  {TOKEN} "))]);
-        assert_eq!(check_token(&c, &lower), Ok(()));
+        assert_eq!(check_token(c, &lower), Ok(()));
         assert_eq!(
-            check_token(&c, &HeaderMap::new()),
+            check_token(c, &HeaderMap::new()),
             Err(Refusal::MissingToken)
         );
         let basic = headers(&[("authorization", &format!("Basic {TOKEN}"))]);
-        assert_eq!(check_token(&c, &basic), Err(Refusal::MissingToken));
+        assert_eq!(check_token(c, &basic), Err(Refusal::MissingToken));
         let glued = headers(&[("authorization", &format!("Bearer{TOKEN}"))]);
-        assert_eq!(check_token(&c, &glued), Err(Refusal::MissingToken));
+        assert_eq!(check_token(c, &glued), Err(Refusal::MissingToken));
         let wrong = headers(&[("authorization", &format!("Bearer {TOKEN}x"))]);
-        assert_eq!(check_token(&c, &wrong), Err(Refusal::WrongToken));
+        assert_eq!(check_token(c, &wrong), Err(Refusal::WrongToken));
         let prefix = headers(&[("authorization", "Bearer 0123")]);
-        assert_eq!(check_token(&c, &prefix), Err(Refusal::WrongToken));
+        assert_eq!(check_token(c, &prefix), Err(Refusal::WrongToken));
         // Without a configured token nothing authenticates.
-        assert_eq!(
-            check_token(&control(None, &[]), &ok),
-            Err(Refusal::NoTokenConfigured)
-        );
+        assert_eq!(check_token(None, &ok), Err(Refusal::NoTokenConfigured));
     }
 
     #[test]

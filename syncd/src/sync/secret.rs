@@ -88,14 +88,15 @@ pub fn secret_path(config: &Config) -> PathBuf {
 /// The secret in force (see the module docs); `None`: there is none and `generate` said not to
 /// create one.
 pub fn resolve(config: &Config, generate: Generate) -> Result<Option<WebhookSecret>> {
-    if let Some(secret) = &config.control.webhook_secret {
+    if let Some(configured) = &config.control.webhook_secret {
+        let secret = configured.resolve()?;
         if secret.expose().trim().is_empty() {
             return Err(Error::Config(
                 "control.webhook_secret is empty; give a secret, or remove the key to use a generated one".into(),
             ));
         }
         return Ok(Some(WebhookSecret {
-            secret: secret.clone(),
+            secret,
             source: SecretSource::Configured,
             path: None,
         }));
@@ -361,10 +362,10 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        let err = with_tenant.check().unwrap_err().to_string();
+        let err = with_tenant.check(false).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         fs::remove_file(&path).unwrap();
-        let notes = with_tenant.check().unwrap();
+        let notes = with_tenant.check(false).unwrap();
         assert!(
             notes.iter().any(|n| n.contains("refused with 401")),
             "{notes:?}"
