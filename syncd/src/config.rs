@@ -60,6 +60,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The file the config came from (for messages), if any.
     pub source: Option<PathBuf>,
+    /// Restarts of failed loops (`[supervisor]`).
+    pub supervisor: crate::supervise::Policy,
 }
 
 /// Control-plane settings.
@@ -175,6 +177,11 @@ pub struct Subscription {
     pub overlap_days: u32,
     /// Concurrent entity fetches (entity shape).
     pub concurrency: usize,
+    /// Time budget of the transform per record (`transform_timeout`, default 100 ms, > 0).
+    pub transform_timeout: Duration,
+    /// Largest transform output per record, bytes of JSON (`transform_max_output`, default
+    /// 1 MiB, > 0).
+    pub transform_max_output: usize,
 }
 
 /// Outbox (publish) settings.
@@ -285,6 +292,16 @@ struct RawConfig {
     outbox: RawOutbox,
     #[serde(default, rename = "route")]
     routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    supervisor: RawSupervisor,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSupervisor {
+    restart_backoff: Option<Spanned<String>>,
+    restart_max_backoff: Option<Spanned<String>>,
+    healthy_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,6 +356,8 @@ struct RawSubscription {
     page_size: Option<u32>,
     overlap_days: Option<u32>,
     concurrency: Option<usize>,
+    transform_timeout: Option<Spanned<String>>,
+    transform_max_output: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -662,6 +681,29 @@ impl Config {
                 &key("reconcile_interval"),
                 Duration::from_secs(6 * 3600),
             )?;
+            let transform_timeout = ctx.duration(
+                s.transform_timeout.as_ref(),
+                &key("transform_timeout"),
+                crate::transform::DEFAULT_TIMEOUT,
+            )?;
+            if let Some(v) = &s.transform_timeout
+                && transform_timeout.is_zero()
+            {
+                return Err(ctx.at(v, &key("transform_timeout"), "must be more than 0"));
+            }
+            let transform_max_output = match &s.transform_max_output {
+                None => crate::transform::DEFAULT_MAX_OUTPUT,
+                Some(v) => usize::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        ctx.at(
+                            v,
+                            &key("transform_max_output"),
+                            format!("{} is not a positive number of bytes", v.get_ref()),
+                        )
+                    })?,
+            };
             subscriptions.push(Subscription {
                 name: s.name.clone(),
                 tenant,
@@ -683,6 +725,8 @@ impl Config {
                 page_size: s.page_size.unwrap_or(1000).clamp(1, 1000),
                 overlap_days: s.overlap_days.unwrap_or(1),
                 concurrency: s.concurrency.unwrap_or(4).max(1),
+                transform_timeout,
+                transform_max_output,
             });
         }
 
@@ -740,7 +784,41 @@ impl Config {
             });
         }
 
+        let sv = &raw.supervisor;
+        let defaults = crate::supervise::Policy::default();
+        let positive = |value: Option<&Spanned<String>>, key: &str, default: Duration| {
+            let d = ctx.duration(value, key, default)?;
+            match value {
+                Some(v) if d.is_zero() => Err(ctx.at(v, key, "must be more than 0")),
+                _ => Ok(d),
+            }
+        };
+        let supervisor = crate::supervise::Policy {
+            initial: positive(
+                sv.restart_backoff.as_ref(),
+                "supervisor.restart_backoff",
+                defaults.initial,
+            )?,
+            max: positive(
+                sv.restart_max_backoff.as_ref(),
+                "supervisor.restart_max_backoff",
+                defaults.max,
+            )?,
+            healthy_after: positive(
+                sv.healthy_after.as_ref(),
+                "supervisor.healthy_after",
+                defaults.healthy_after,
+            )?,
+        };
+        if supervisor.max < supervisor.initial {
+            return Err(ctx.plain(
+                "supervisor.restart_max_backoff",
+                "must not be shorter than supervisor.restart_backoff",
+            ));
+        }
+
         Ok(Config {
+            supervisor,
             store,
             control,
             tenants,
@@ -949,6 +1027,60 @@ poll_interval = "30s"
         assert_eq!(config.store, PathBuf::from("/tmp/x.db"));
         assert_eq!(config.tenants[0].customer_id, "Cust99");
         assert_eq!(config.control.listen.port(), 1234);
+    }
+
+    #[test]
+    fn transform_budget_and_supervisor_settings() {
+        let config = parse(MINIMAL).unwrap();
+        let sub = &config.subscriptions[0];
+        assert_eq!(sub.transform_timeout, Duration::from_millis(100));
+        assert_eq!(sub.transform_max_output, 1 << 20);
+        assert_eq!(config.supervisor, crate::supervise::Policy::default());
+        let set = MINIMAL.replace(
+            "poll_interval",
+            "transform_timeout = \"250ms\"\ntransform_max_output = 4096\npoll_interval",
+        ) + "\n[supervisor]\nrestart_backoff = \"2s\"\nrestart_max_backoff = \"1m\"\nhealthy_after = \"30s\"\n";
+        let config = parse(&set).unwrap();
+        let sub = &config.subscriptions[0];
+        assert_eq!(sub.transform_timeout, Duration::from_millis(250));
+        assert_eq!(sub.transform_max_output, 4096);
+        assert_eq!(
+            config.supervisor,
+            crate::supervise::Policy {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(60),
+                healthy_after: Duration::from_secs(30),
+            }
+        );
+        for (bad, key) in [
+            (
+                "transform_timeout = \"0s\"",
+                "subscription[0].transform_timeout",
+            ),
+            (
+                "transform_max_output = 0",
+                "subscription[0].transform_max_output",
+            ),
+            (
+                "transform_max_output = -5",
+                "subscription[0].transform_max_output",
+            ),
+        ] {
+            let text = MINIMAL.replace("poll_interval", &format!("{bad}\npoll_interval"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        let err = parse(&(MINIMAL.to_string() + "\n[supervisor]\nrestart_backoff = \"0ms\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("supervisor.restart_backoff"), "{err}");
+        let err = parse(
+            &(MINIMAL.to_string()
+                + "\n[supervisor]\nrestart_backoff = \"10m\"\nrestart_max_backoff = \"1m\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("supervisor.restart_max_backoff"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`outbox`]: publishes: intake (CLI, HTTP, outbox table), delivery, the task ledger.
 //! - [`control`]: the control plane (`/healthz`, `/readyz`, `/metrics`, webhook receiver,
 //!   `/publish`).
+//! - [`supervise`]: restarts a failed long-running loop with backoff (every subscription loop and
+//!   the outbox worker run under it).
 //! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], [`demo`].
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
@@ -23,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod store;
+pub mod supervise;
 pub mod sync;
 pub mod systemd;
 pub mod transform;
@@ -179,23 +182,36 @@ impl Daemon {
                 tracing::error!(%error, "control plane stopped");
             }
         });
+        // Every long-running loop runs under the supervisor: restarted with backoff when it
+        // fails, visible in /readyz, `syncd status` and syncd_loop_restarts_total.
+        let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
+        observer.reset().await?;
+        let policy = services.config.supervisor;
         for subscription in &services.config.subscriptions {
             let services = services.clone();
             let name = subscription.name.clone();
             let shutdown = shutdown.clone();
+            let observer = observer.clone();
             tracker.spawn(async move {
-                if let Err(error) = sync::run_subscription(services, &name, shutdown).await {
-                    tracing::error!(subscription = %name, %error, "subscription stopped");
-                }
+                let loop_name = format!("sync:{name}");
+                supervise::supervise(&loop_name, policy, &*observer, &shutdown, || {
+                    let services = services.clone();
+                    let name = name.clone();
+                    let shutdown = shutdown.clone();
+                    async move { sync::run_subscription(services, &name, shutdown).await }
+                })
+                .await;
             });
         }
         {
             let services = services.clone();
             let shutdown = shutdown.clone();
+            let observer = observer.clone();
             tracker.spawn(async move {
-                if let Err(error) = outbox::run(services, shutdown).await {
-                    tracing::error!(%error, "outbox worker stopped");
-                }
+                supervise::supervise("outbox", policy, &*observer, &shutdown, || {
+                    outbox::run(services.clone(), shutdown.clone())
+                })
+                .await;
             });
         }
         tracker.close();

@@ -16,6 +16,8 @@
 //! | `syncd_unannounced_changes_total` | counter | subscription (found by polling, no webhook said so) |
 //! | `syncd_tasks` | gauge | state (publish ledger) |
 //! | `syncd_publish_total` | counter | entity, action, outcome |
+//! | `syncd_loop_restarts_total` | counter | loop (`sync:<subscription>`, `outbox`; see `supervise`) |
+//! | `syncd_quarantined_records` | gauge | subscription (records whose transform failed) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -66,6 +68,13 @@ fn describe(name: &str) -> (&'static str, &'static str) {
         ),
         "syncd_tasks" => ("gauge", "Publish tasks by state."),
         "syncd_publish_total" => ("counter", "Publish attempts by entity, action and outcome."),
+        "syncd_loop_restarts_total" => {
+            ("counter", "Restarts of a supervised loop after it failed.")
+        }
+        "syncd_quarantined_records" => (
+            "gauge",
+            "Records whose transform failed or ran out of budget, per subscription.",
+        ),
         _ => ("untyped", "syncd metric."),
     }
 }

@@ -209,10 +209,10 @@ pub async fn prepare(services: &Services) -> Result<()> {
 
 /// Delivers tasks until `shutdown`.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
+    // The supervisor (`crate::supervise`) unregisters the loop from the watchdog only when it
+    // stops for shutdown: a failed worker keeps withholding the ping until it is back.
     services.notifier.register("outbox");
-    let result = worker::Worker::new(services.clone(), shutdown).run().await;
-    services.notifier.unregister("outbox");
-    result
+    worker::Worker::new(services.clone(), shutdown).run().await
 }
 
 /// Parks the calling thread for good at a named point when `SYNCD_FAILPOINT` asks for it, so

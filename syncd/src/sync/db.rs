@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use superoffice::SoDateTime;
 
 use super::plan::{Plan, Window};
-use crate::store::sql;
+use crate::store::{quarantine, sql};
 use crate::{Error, Result};
 
 /// Our own timestamps: UTC, milliseconds, `Z` (sortable as text).
@@ -412,6 +412,11 @@ pub struct PageWrite {
     pub reconciled: bool,
     /// Lift the breaker.
     pub clear_degraded: bool,
+    /// Records whose transform failed: (id, the record's JSON text, the error); quarantined
+    /// ([`crate::store::quarantine`]) instead of stored.
+    pub quarantine: Vec<(i64, String, String)>,
+    /// Records whose transform succeeded (stored or skipped): released from quarantine.
+    pub transformed: Vec<i64>,
     /// Our clock.
     pub now: String,
 }
@@ -431,6 +436,8 @@ pub struct Applied {
     pub unannounced: u64,
     /// Live records added minus removed.
     pub live_delta: i64,
+    /// Quarantined records of the subscription after the transaction, when it changed them.
+    pub quarantined: Option<i64>,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -441,6 +448,9 @@ impl std::ops::AddAssign for Applied {
         self.suppressed += o.suppressed;
         self.unannounced += o.unannounced;
         self.live_delta += o.live_delta;
+        if o.quarantined.is_some() {
+            self.quarantined = o.quarantined;
+        }
     }
 }
 
@@ -606,6 +616,13 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             [&w.subscription],
         )
         .map_err(sql)?;
+    }
+    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
+    for (id, json, error) in &w.quarantine {
+        quarantine::put(tx, &w.subscription, *id, json, error, &w.now)?;
+    }
+    if released > 0 || !w.quarantine.is_empty() {
+        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
     }
     Ok(applied)
 }

@@ -150,6 +150,7 @@ pub mod engine;
 pub mod ensure;
 pub mod hash;
 pub mod plan;
+pub mod quarantine;
 pub mod webhook;
 
 use engine::{Engine, Outcome};
@@ -315,14 +316,21 @@ pub async fn prepare(services: &Services) -> Result<()> {
                     plan.name.clone(),
                     db::live_count(tx, &plan.name)?,
                     db::state(tx, &plan.name)?,
+                    crate::store::quarantine::count(tx, &plan.name)?,
                 ));
             }
             Ok(out)
         })
         .await?;
-    for (name, live, state) in states {
+    for (name, live, state, quarantined) in states {
         let labels = [("subscription", name.as_str())];
         services.metrics.set("syncd_rows", &labels, live as f64);
+        services
+            .metrics
+            .set("syncd_quarantined_records", &labels, quarantined as f64);
+        if quarantined > 0 {
+            tracing::warn!(subscription = %name, quarantined, "records are quarantined (their transform failed): see `syncd quarantine list`");
+        }
         services.metrics.set(
             "syncd_subscription_degraded",
             &labels,
@@ -359,9 +367,9 @@ pub async fn run_subscription(
         server_ahead_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         page_cap: std::sync::atomic::AtomicU32::new(0),
     };
-    let result = run_loop(&engine).await;
-    services.notifier.unregister(&loop_name);
-    result
+    // The supervisor (`crate::supervise`) unregisters the loop from the watchdog only when it
+    // stops for shutdown: a failed loop keeps withholding the ping until it is back.
+    run_loop(&engine).await
 }
 
 fn backoff(failures: u32, poll: Duration) -> Duration {
@@ -429,8 +437,9 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             continue;
         }
 
-        // Webhook refetches.
-        if plan.webhooks && Instant::now() >= next_queue {
+        // Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also
+        // for subscriptions without webhooks).
+        if Instant::now() >= next_queue {
             let name = plan.name.clone();
             let pending = services
                 .store
