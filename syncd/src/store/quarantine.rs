@@ -54,12 +54,44 @@ pub fn put(
     Ok(())
 }
 
+/// Forgets a subscription's quarantined records: its transform changed and it resyncs, so
+/// every record is read and transformed again (and quarantined again if it still fails).
+pub fn clear(tx: &Transaction<'_>, subscription: &str) -> Result<usize> {
+    tx.execute(
+        "DELETE FROM quarantine WHERE subscription = ?1",
+        [subscription],
+    )
+    .map_err(sql)
+}
+
 /// Whether the subscription has quarantined records.
 pub fn any(conn: &Connection, subscription: &str) -> Result<bool> {
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM quarantine WHERE subscription = ?1)")
         .map_err(sql)?
         .query_row([subscription], |r| r.get(0))
         .map_err(sql)
+}
+
+/// The stored inputs (`json`) of the quarantined records among `ids`.
+pub fn inputs(
+    conn: &Connection,
+    subscription: &str,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, String>> {
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() || !any(conn, subscription)? {
+        return Ok(out);
+    }
+    let mut statement = conn
+        .prepare_cached("SELECT json FROM quarantine WHERE subscription = ?1 AND id = ?2")
+        .map_err(sql)?;
+    for id in ids {
+        let mut rows = statement.query(params![subscription, id]).map_err(sql)?;
+        if let Some(row) = rows.next().map_err(sql)? {
+            out.insert(*id, row.get(0).map_err(sql)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Releases records whose transform succeeded; returns how many were quarantined.
@@ -235,6 +267,9 @@ mod tests {
             .unwrap();
         assert_eq!(released, 1);
         assert_eq!(store.read_blocking(|c| count(c, "a")).unwrap(), 1);
+        let held = store.read_blocking(|c| inputs(c, "a", &[1, 2, 3])).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held.get(&2).map(String::as_str), Some("{}"));
         assert_eq!(
             store.write_blocking(|tx| release(tx, "zzz", &[1])).unwrap(),
             0

@@ -311,6 +311,8 @@ pub async fn prepare(services: &Services) -> Result<()> {
             for plan in &plans {
                 if db::register(tx, plan, &now)? {
                     tracing::warn!(subscription = %plan.name, "the subscription's columns, filter or transform changed: resyncing it");
+                    // The resync transforms every record again.
+                    crate::store::quarantine::clear(tx, &plan.name)?;
                 }
                 out.push((
                     plan.name.clone(),
