@@ -16,10 +16,12 @@
 //!   restart did not help), until it has run healthy again;
 //! - writes the `loops` table ([`crate::store::loops`]) that `syncd status` prints ("loop
 //!   sync:contacts: backoff, 3 restarts, last error: …");
-//! - keeps the loop registered with the systemd watchdog ([`crate::systemd::Notifier`]) while
-//!   it is down: a loop in backoff does not report in, so once its backoff outlasts the
-//!   watchdog interval the ping is withheld and systemd restarts the service, exactly as for a
-//!   loop that is stuck. Only a loop stopped by shutdown is unregistered.
+//! - registers the loop with the systemd watchdog ([`crate::systemd::Notifier`]) at its first
+//!   start and keeps it registered while it fails: a restart does not count as a report, only
+//!   the loop's own `alive()` calls do. A loop that keeps failing (or waits out a backoff)
+//!   reports nothing, so once its last report is older than the watchdog interval the ping is
+//!   withheld and systemd restarts the service, exactly as for a loop that is stuck. Only a
+//!   loop stopped by shutdown is unregistered.
 //!
 //! To supervise another loop (e.g. a pruner), spawn
 //! `supervise("name", policy, &observer, &shutdown, || run(services.clone(), shutdown.clone()))`
@@ -243,9 +245,11 @@ impl Observer for DaemonObserver {
         let services = &self.services;
         let row = match &event {
             Event::Started { restarts, failing } => {
-                // A fresh instance gets a full watchdog interval to report in.
-                services.notifier.register(name);
+                // Registered once: a restarted instance is not given a fresh watchdog window,
+                // it has to report in (`alive`) to count as alive again. So a loop that keeps
+                // failing withholds the ping just like a stuck one.
                 if *restarts == 0 {
+                    services.notifier.register(name);
                     services
                         .metrics
                         .inc("syncd_loop_restarts_total", &[("loop", name)], 0);

@@ -209,9 +209,9 @@ pub async fn prepare(services: &Services) -> Result<()> {
 
 /// Delivers tasks until `shutdown`.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
-    // The supervisor (`crate::supervise`) unregisters the loop from the watchdog only when it
-    // stops for shutdown: a failed worker keeps withholding the ping until it is back.
-    services.notifier.register("outbox");
+    // The supervisor (`crate::supervise`) registers the loop with the watchdog and unregisters
+    // it only when it stops for shutdown: a failing worker withholds the ping until it reports
+    // in again.
     worker::Worker::new(services.clone(), shutdown).run().await
 }
 

@@ -358,8 +358,8 @@ pub async fn run_subscription(
 ) -> Result<()> {
     let plan = services.sync.plan(name)?.clone();
     let client = services.clients.get(&plan.tenant)?.clone();
+    // The supervisor (`crate::supervise`) registers `sync:<name>` with the watchdog.
     let loop_name = format!("sync:{name}");
-    services.notifier.register(&loop_name);
     let engine = Engine {
         services: &services,
         plan: &plan,
@@ -369,8 +369,6 @@ pub async fn run_subscription(
         server_ahead_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         page_cap: std::sync::atomic::AtomicU32::new(0),
     };
-    // The supervisor (`crate::supervise`) unregisters the loop from the watchdog only when it
-    // stops for shutdown: a failed loop keeps withholding the ping until it is back.
     run_loop(&engine).await
 }
 
