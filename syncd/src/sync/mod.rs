@@ -20,6 +20,10 @@
 //!   edit has a later timestamp. Rows changed within the last second wait for the next pass
 //!   (the next window starts no later than them); nothing blocks.
 //! - `transform` (jq) runs on that JSON before it is stored and hashed; `null` skips the record.
+//!   It runs on [`crate::transform::Pool`] within `transform_timeout`/`transform_max_output`;
+//!   a record it fails for is quarantined in its page's transaction (the rest of the page is
+//!   stored, the cursor moves on) and is not transformed again while unchanged;
+//!   `syncd quarantine retry` queues a targeted refetch for it (see [`quarantine`]).
 //! - The hash is SHA-256 of canonical JSON ([`hash`]); echo detection uses
 //!   [`hash::entity_hash`], shared with the outbox.
 //!
@@ -130,6 +134,9 @@
 //! reports to the systemd watchdog at least every heartbeat (also while sleeping) and honours
 //! `syncd resync` / `syncd reconcile` within a few seconds. A failed pass is retried with
 //! backoff (1 s doubling, at most the poll interval); the SDK already retries single requests.
+//! An error the loop itself cannot handle (e.g. the database failing) ends
+//! [`run_subscription`]; the supervisor ([`crate::supervise`]) restarts it. The refetch queue
+//! is drained for every subscription (webhooks and `syncd quarantine retry` fill it).
 
 use std::collections::BTreeMap;
 use std::future::Future;
