@@ -355,6 +355,17 @@ pub struct Upsert {
     pub entity_hash: Option<String>,
 }
 
+/// A record the transform did not produce (see [`PageWrite::quarantine`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Primary key.
+    pub id: i64,
+    /// The record as fetched (the transform's input), canonical JSON.
+    pub json: String,
+    /// Why the transform did not produce it.
+    pub error: String,
+}
+
 /// How own writes (the outbox's `echoes`) are recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EchoMode {
@@ -412,9 +423,9 @@ pub struct PageWrite {
     pub reconciled: bool,
     /// Lift the breaker.
     pub clear_degraded: bool,
-    /// Records whose transform failed: (id, the record's JSON text, the error); quarantined
-    /// ([`crate::store::quarantine`]) instead of stored.
-    pub quarantine: Vec<(i64, String, String)>,
+    /// Records whose transform failed: quarantined ([`crate::store::quarantine`]) instead of
+    /// stored.
+    pub quarantine: Vec<Rejected>,
     /// Records whose transform succeeded (stored or skipped): released from quarantine.
     pub transformed: Vec<i64>,
     /// Our clock.
@@ -618,8 +629,8 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         .map_err(sql)?;
     }
     let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
-    for (id, json, error) in &w.quarantine {
-        quarantine::put(tx, &w.subscription, *id, json, error, &w.now)?;
+    for r in &w.quarantine {
+        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, &w.now)?;
     }
     if released > 0 || !w.quarantine.is_empty() {
         applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);

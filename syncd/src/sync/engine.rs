@@ -331,7 +331,7 @@ impl Engine<'_> {
                 let json = raw
                     .map(|v| canonical_text_and_hash(&v).0)
                     .unwrap_or_default();
-                write.quarantine.push((id, json, error));
+                write.quarantine.push(db::Rejected { id, json, error });
                 return Ok(None);
             }
         };
