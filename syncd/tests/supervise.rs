@@ -291,3 +291,44 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_shape_quarantines_the_entity_as_fetched() {
+    let emu = emulator(counts(25, 0, 0), |_| {}).await;
+    let truth = truth_live(&emu, EntityType::Contact);
+    let ids: Vec<i64> = truth.keys().copied().collect();
+    let bad = ids[7];
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let mut text = base_config(&emu, dir.path(), "");
+    text.push_str(&format!(
+        "\n[[subscription]]\nname = \"entities\"\nentity = \"contact\"\nshape = \"entity\"\npage_size = 10\npoll_interval = \"300ms\"\nwebhooks = false\ntransform = 'if .ContactId == {bad} then .Name | error else del(.Category) end'\n"
+    ));
+    let running = start(&text).await;
+    eventually(T, "all but one stored", || async {
+        let stored = records(&db, "entities");
+        if stored.len() == ids.len() - 1 && !stored.contains_key(&bad) {
+            Ok(())
+        } else {
+            Err(format!("{} stored", stored.len()))
+        }
+    })
+    .await;
+    let store = syncd::store::open(&db).unwrap();
+    let q = store
+        .read_blocking(|c| syncd::store::quarantine::list(c, Some("entities"), &[]))
+        .unwrap();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].id, bad);
+    let entity: serde_json::Value = serde_json::from_str(&q[0].json).unwrap();
+    assert_eq!(entity["ContactId"], serde_json::json!(bad));
+    assert!(
+        entity.get("_Links").is_none(),
+        "stored as fetched, minus metadata"
+    );
+    assert!(
+        q[0].error.contains(entity["Name"].as_str().unwrap()),
+        "{q:?}"
+    );
+    running.stop().await;
+}
