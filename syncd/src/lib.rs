@@ -188,31 +188,30 @@ impl Daemon {
         observer.reset().await?;
         let policy = services.config.supervisor;
         for subscription in &services.config.subscriptions {
-            let services = services.clone();
             let name = subscription.name.clone();
-            let shutdown = shutdown.clone();
-            let observer = observer.clone();
-            tracker.spawn(async move {
-                let loop_name = format!("sync:{name}");
-                supervise::supervise(&loop_name, policy, &*observer, &shutdown, || {
-                    let services = services.clone();
-                    let name = name.clone();
-                    let shutdown = shutdown.clone();
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                format!("sync:{name}"),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
                     async move { sync::run_subscription(services, &name, shutdown).await }
-                })
-                .await;
-            });
+                },
+            );
         }
         {
-            let services = services.clone();
-            let shutdown = shutdown.clone();
-            let observer = observer.clone();
-            tracker.spawn(async move {
-                supervise::supervise("outbox", policy, &*observer, &shutdown, || {
-                    outbox::run(services.clone(), shutdown.clone())
-                })
-                .await;
-            });
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                "outbox".into(),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || outbox::run(s.clone(), t.clone()),
+            );
         }
         tracker.close();
         services.health.set_started();

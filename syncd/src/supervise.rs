@@ -23,10 +23,12 @@
 //!   withheld and systemd restarts the service, exactly as for a loop that is stuck. Only a
 //!   loop stopped by shutdown is unregistered.
 //!
-//! To supervise another loop (e.g. a pruner), spawn
-//! `supervise("name", policy, &observer, &shutdown, || run(services.clone(), shutdown.clone()))`
-//! on the daemon's task tracker, as [`crate::Daemon::start`] does; the loop itself should call
-//! `services.notifier.alive("name")` at least every `notifier.heartbeat_interval()`.
+//! To supervise another loop (e.g. a pruner), add one [`spawn`] call in
+//! [`crate::Daemon::start`] beside the others:
+//! `supervise::spawn(&tracker, "prune".into(), policy, observer.clone(), shutdown.clone(), { let
+//! (s, t) = (services.clone(), shutdown.clone()); move || prune::run(s.clone(), t.clone()) })`.
+//! The loop itself should call `services.notifier.alive("prune")` at least every
+//! `notifier.heartbeat_interval()` (also while it sleeps), and return only on shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::loops::{self, LoopRow, LoopState};
 use crate::{Result, Services};
@@ -199,6 +202,24 @@ pub async fn supervise<O, F, Fut>(
             }
         }
     }
+}
+
+/// Spawns `supervise(name, …)` on `tracker`: how the daemon starts each long-running loop.
+pub fn spawn<O, F, Fut>(
+    tracker: &TaskTracker,
+    name: String,
+    policy: Policy,
+    observer: Arc<O>,
+    shutdown: CancellationToken,
+    start: F,
+) where
+    O: Observer,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    tracker.spawn(async move {
+        supervise(&name, policy, &*observer, &shutdown, start).await;
+    });
 }
 
 /// The daemon's [`Observer`]: metrics, `/readyz`, the `loops` table, the watchdog, the systemd
