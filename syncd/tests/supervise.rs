@@ -163,7 +163,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
     text.push_str(&format!(
-        "\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\ncolumns = [\"name\"]\npage_size = 10\npoll_interval = \"300ms\"\nwebhooks = false\ntransform_timeout = \"100ms\"\ntransform = 'def f: f; (.contactId | tostring) as $id | if $id == \"{looping}\" then f elif $id == \"{failing}\" then error(\"x\") else {{id: .contactId, name}} end'\n"
+        "\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\ncolumns = [\"name\"]\npage_size = 10\npoll_interval = \"300ms\"\nwebhooks = false\ntransform_timeout = \"250ms\"\ntransform = 'def f: f; (.contactId | tostring) as $id | if $id == \"{looping}\" then f elif $id == \"{failing}\" then error(\"x\") else {{id: .contactId, name}} end'\n"
     ));
     let began = Instant::now();
     let running = start(&text).await;
@@ -189,7 +189,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
     let by_id = |id: i64| q.iter().find(|(i, _, _)| *i == id).cloned().unwrap();
     assert!(by_id(looping).2.contains("time budget"), "{q:?}");
     assert!(by_id(failing).2.contains('x'), "{q:?}");
-    // The endless record cost its budget, not the pass: 45 records in 5 pages.
+    // The endless record cost its budget (250 ms), not the pass: 45 records in 5 pages.
     assert!(
         loaded_in < Duration::from_secs(10),
         "initial load took {loaded_in:?}"
@@ -302,7 +302,7 @@ async fn entity_shape_quarantines_the_entity_as_fetched() {
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
     text.push_str(&format!(
-        "\n[[subscription]]\nname = \"entities\"\nentity = \"contact\"\nshape = \"entity\"\npage_size = 10\npoll_interval = \"300ms\"\nwebhooks = false\ntransform = 'if .ContactId == {bad} then .Name | error else del(.Category) end'\n"
+        "\n[[subscription]]\nname = \"entities\"\nentity = \"contact\"\nshape = \"entity\"\npage_size = 10\npoll_interval = \"300ms\"\nwebhooks = false\ntransform_timeout = \"2s\"\ntransform = 'if .ContactId == {bad} then .Name | error else del(.Category) end'\n"
     ));
     let running = start(&text).await;
     eventually(T, "all but one stored", || async {
