@@ -1,5 +1,5 @@
 //! The command line: `syncd run`, `auth`, `status`, `changes`, `resync`, `reconcile`,
-//! `webhooks`, `publish`, `tasks`, `config check`, `demo`.
+//! `webhooks`, `quarantine`, `publish`, `tasks`, `config check`, `demo`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -69,6 +69,9 @@ enum Command {
     /// Manage the tenant's webhooks.
     #[command(subcommand)]
     Webhooks(crate::sync::cli::WebhooksCommand),
+    /// Records whose transform failed or ran out of budget: list them, or fetch them again.
+    #[command(subcommand)]
+    Quarantine(crate::sync::quarantine::QuarantineCommand),
     /// Queue a publish (create, update, patch, delete, upsert).
     Publish(crate::outbox::cli::PublishArgs),
     /// The publish task ledger.
@@ -144,7 +147,10 @@ pub fn main() -> ExitCode {
     };
     let quiet = matches!(
         cli.command,
-        Command::Changes { .. } | Command::Status { .. } | Command::Config(_)
+        Command::Changes { .. }
+            | Command::Status { .. }
+            | Command::Config(_)
+            | Command::Quarantine(_)
     );
     if !quiet {
         crate::logging::init(cli.log_format);
@@ -190,6 +196,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
             request(context, &subscription, "reconcile_requested").await
         }
         Command::Webhooks(command) => crate::sync::cli::webhooks(context, command).await,
+        Command::Quarantine(command) => crate::sync::quarantine::quarantine(context, command).await,
         Command::Publish(args) => crate::outbox::cli::publish(context, args).await,
         Command::Tasks(command) => crate::outbox::cli::tasks(context, command).await,
         Command::Config(ConfigCommand::Check { strict }) => config_check(context, strict),
@@ -374,6 +381,8 @@ pub struct StatusRow {
     pub newest_change_age_seconds: Option<i64>,
     /// Failed passes in the last 24 hours.
     pub errors: i64,
+    /// Records in quarantine (their transform failed; `syncd quarantine list`).
+    pub quarantined: i64,
 }
 
 /// Reads the status of every subscription from the store.
@@ -414,41 +423,91 @@ pub fn status_rows(store: &store::Store) -> Result<Vec<StatusRow>> {
                     newest_change_age_seconds: newest,
                     last_sync,
                     errors: row.get(6)?,
+                    quarantined: 0,
                 })
             })
             .map_err(sql)?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(sql)?;
-        Ok(rows)
+        let quarantined = store::quarantine::counts(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|mut row: StatusRow| {
+                row.quarantined = quarantined.get(&row.subscription).copied().unwrap_or(0);
+                row
+            })
+            .collect())
     })
+}
+
+/// The supervised loops as the daemon last recorded them (see [`crate::supervise`]).
+pub fn loop_rows(store: &store::Store) -> Result<Vec<store::loops::LoopRow>> {
+    store.read_blocking(store::loops::all)
+}
+
+/// How `syncd status` describes a loop, e.g. `loop sync:contacts: restarting (3 restarts, 2
+/// failures in a row, last error at …: …)`.
+pub fn loop_line(row: &store::loops::LoopRow) -> String {
+    use store::loops::LoopState;
+    let what = match (row.state, row.failing) {
+        (LoopState::Stopped, _) => "stopped",
+        (_, 0) => "running",
+        (LoopState::Backoff, _) => "restarting (waiting out its backoff)",
+        (LoopState::Running, _) => "restarting (started again, not yet healthy)",
+    };
+    let mut details = vec![format!("{} restarts", row.restarts)];
+    if row.failing > 0 {
+        details.push(format!("{} failures in a row", row.failing));
+    }
+    if let Some(error) = &row.last_error {
+        details.push(format!(
+            "last error at {}: {error}",
+            row.last_error_at.as_deref().unwrap_or("?")
+        ));
+    }
+    format!(
+        "loop {}: {what} ({}) [as of {}]",
+        row.name,
+        details.join(", "),
+        row.updated_at
+    )
 }
 
 async fn status(context: &Context, json: bool) -> Result<()> {
     let config = context.config()?;
     let store = store::open_read_only(&config.store)?;
-    let rows = tokio::task::spawn_blocking(move || status_rows(&store))
-        .await
-        .map_err(|e| Error::Io(e.to_string()))??;
+    let (rows, loops) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Error>((status_rows(&store)?, loop_rows(&store)?))
+    })
+    .await
+    .map_err(|e| Error::Io(e.to_string()))??;
     if json {
-        println!("{}", serde_json::json!({ "subscriptions": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "subscriptions": rows, "loops": loops })
+        );
         return Ok(());
     }
     println!(
-        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6}",
-        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "NEWEST", "ERRORS"
+        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11}",
+        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "NEWEST", "ERRORS", "QUARANTINED"
     );
     let human = |seconds: Option<i64>| seconds.map(human_seconds).unwrap_or_else(|| "-".into());
     for row in rows {
         println!(
-            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6}",
+            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11}",
             row.subscription,
             row.state,
             row.rows,
             row.last_sync.as_deref().unwrap_or("never"),
             human(row.lag_seconds),
             human(row.newest_change_age_seconds),
-            row.errors
+            row.errors,
+            row.quarantined
         );
+    }
+    for row in &loops {
+        println!("{}", loop_line(row));
     }
     Ok(())
 }

@@ -74,6 +74,8 @@ pub struct Config {
     pub retention: Retention,
     /// The file the config came from (for messages), if any.
     pub source: Option<PathBuf>,
+    /// Restarts of failed loops (`[supervisor]`).
+    pub supervisor: crate::supervise::Policy,
 }
 
 /// Control-plane settings.
@@ -231,6 +233,11 @@ pub struct Subscription {
     pub overlap_days: u32,
     /// Concurrent entity fetches (entity shape).
     pub concurrency: usize,
+    /// Time budget of the transform per record (`transform_timeout`, default 100 ms, > 0).
+    pub transform_timeout: Duration,
+    /// Largest transform output per record, bytes of JSON (`transform_max_output`, default
+    /// 1 MiB, > 0).
+    pub transform_max_output: usize,
 }
 
 /// Outbox (publish) settings.
@@ -445,6 +452,8 @@ struct RawConfig {
     routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    supervisor: RawSupervisor,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,19 +465,27 @@ struct RawRetention {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSupervisor {
+    restart_backoff: Option<Spanned<String>>,
+    restart_max_backoff: Option<Spanned<String>>,
+    healthy_after: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawControl {
     listen: Option<Spanned<String>>,
     webhook_secret: Option<Spanned<SecretSource>>,
     public_url: Option<String>,
     token: Option<Spanned<SecretSource>>,
     allowed_origins: Option<Vec<Spanned<String>>>,
-    metrics_auth: Option<bool>,
+    metrics_auth: Option<Spanned<bool>>,
     listen_unix: Option<PathBuf>,
     header_read_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
-    max_connections: Option<Spanned<u64>>,
-    publish_body_limit: Option<Spanned<u64>>,
-    webhook_body_limit: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<i64>>,
+    publish_body_limit: Option<Spanned<i64>>,
+    webhook_body_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -487,7 +504,7 @@ struct RawTenant {
     system_token: Option<Spanned<TextOrSource>>,
     private_key: Option<Spanned<PathOrSource>>,
     token: Option<Spanned<SecretSource>>,
-    max_concurrency: Option<Spanned<usize>>,
+    max_concurrency: Option<Spanned<i64>>,
     language: Option<String>,
 }
 
@@ -511,10 +528,12 @@ struct RawSubscription {
     webhooks: Option<bool>,
     reconcile_interval: Option<Spanned<String>>,
     mass_delete_percent: Option<Spanned<f64>>,
-    mass_delete_absolute: Option<u64>,
-    page_size: Option<Spanned<u32>>,
-    overlap_days: Option<Spanned<u32>>,
-    concurrency: Option<Spanned<usize>>,
+    mass_delete_absolute: Option<Spanned<i64>>,
+    page_size: Option<Spanned<i64>>,
+    overlap_days: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
+    transform_timeout: Option<Spanned<String>>,
+    transform_max_output: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,8 +542,8 @@ struct RawOutbox {
     foreign_app: Option<String>,
     device: Option<String>,
     key_name: Option<String>,
-    max_attempts: Option<Spanned<u32>>,
-    concurrency: Option<Spanned<usize>>,
+    max_attempts: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
     backoff: Option<Spanned<String>>,
     max_backoff: Option<Spanned<String>>,
     echo_suppression: Option<bool>,
@@ -611,11 +630,8 @@ fn control_limits(ctx: &Ctx<'_>, raw: &RawControl) -> Result<ControlLimits> {
             Duration::from_millis(100)..=Duration::from_secs(3600),
         )
     };
-    let count = |value: Option<&Spanned<u64>>, key: &str, default: usize, max: u64| {
-        let default = u64::try_from(default).unwrap_or(u64::MAX);
-        // `max` fits a usize on every platform syncd builds for (64-bit).
-        ctx.number(value, key, default, 1..=max)
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    let count = |value: Option<&Spanned<i64>>, key: &str, default: usize, max: i64| {
+        ctx.count(value, key, default, 1..=max)
     };
     Ok(ControlLimits {
         header_read_timeout: duration(
@@ -741,6 +757,21 @@ impl Ctx<'_> {
         })
     }
 
+    /// An integer key within `range` (the default when absent), as the type it is used as.
+    fn count<T: TryFrom<i64>>(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        default: T,
+        range: RangeInclusive<i64>,
+    ) -> Result<T> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        let n = self.number(Some(v), key, 0, range)?;
+        T::try_from(n).map_err(|_| self.at(v, key, format!("{n} is too large")))
+    }
+
     /// A numeric key within `range` (the default when absent).
     fn number<T>(
         &self,
@@ -858,7 +889,11 @@ impl Config {
                         .map_err(|e| ctx.at(o, "control.allowed_origins", e))
                 })
                 .collect::<Result<_>>()?,
-            metrics_auth: raw.control.metrics_auth.unwrap_or(false),
+            metrics_auth: raw
+                .control
+                .metrics_auth
+                .as_ref()
+                .is_some_and(|m| *m.get_ref()),
             listen_unix: raw.control.listen_unix.clone(),
             limits: control_limits(&ctx, &raw.control)?,
         };
@@ -868,8 +903,12 @@ impl Config {
         {
             check_token(value).map_err(|e| ctx.at(span, "control.token", e))?;
         }
-        if control.metrics_auth && control.token.is_none() {
-            return Err(ctx.plain(
+        if let Some(span) = &raw.control.metrics_auth
+            && control.metrics_auth
+            && control.token.is_none()
+        {
+            return Err(ctx.at(
+                span,
                 "control.metrics_auth",
                 "needs control.token (the token /metrics then requires)",
             ));
@@ -975,7 +1014,7 @@ impl Config {
                 client_id,
                 client_secret,
                 auth,
-                max_concurrency: ctx.number(
+                max_concurrency: ctx.count(
                     t.max_concurrency.as_ref(),
                     &key("max_concurrency"),
                     8,
@@ -1062,6 +1101,18 @@ impl Config {
                 Duration::from_secs(6 * 3600),
                 RECONCILE_INTERVAL,
             )?;
+            let transform_timeout = ctx.duration(
+                s.transform_timeout.as_ref(),
+                &key("transform_timeout"),
+                crate::transform::DEFAULT_TIMEOUT,
+                Duration::from_millis(1)..=Duration::from_secs(60),
+            )?;
+            let transform_max_output = ctx.count(
+                s.transform_max_output.as_ref(),
+                &key("transform_max_output"),
+                crate::transform::DEFAULT_MAX_OUTPUT,
+                1..=(256 << 20),
+            )?;
             subscriptions.push(Subscription {
                 name: s.name.clone(),
                 tenant,
@@ -1083,17 +1134,24 @@ impl Config {
                         10.0,
                         0.0..=100.0,
                     )?,
-                    absolute: s.mass_delete_absolute.unwrap_or(1000),
+                    absolute: ctx.count(
+                        s.mass_delete_absolute.as_ref(),
+                        &key("mass_delete_absolute"),
+                        1000,
+                        0..=i64::MAX,
+                    )?,
                 },
                 // SuperOffice serves at most 1000 rows a page.
-                page_size: ctx.number(s.page_size.as_ref(), &key("page_size"), 1000, 1..=1000)?,
-                overlap_days: ctx.number(
+                page_size: ctx.count(s.page_size.as_ref(), &key("page_size"), 1000, 1..=1000)?,
+                overlap_days: ctx.count(
                     s.overlap_days.as_ref(),
                     &key("overlap_days"),
                     1,
                     0..=365,
                 )?,
-                concurrency: ctx.number(s.concurrency.as_ref(), &key("concurrency"), 4, 1..=64)?,
+                concurrency: ctx.count(s.concurrency.as_ref(), &key("concurrency"), 4, 1..=64)?,
+                transform_timeout,
+                transform_max_output,
             });
         }
 
@@ -1105,13 +1163,8 @@ impl Config {
                 .key_name
                 .clone()
                 .unwrap_or_else(|| "idempotency_key".into()),
-            max_attempts: ctx.number(
-                o.max_attempts.as_ref(),
-                "outbox.max_attempts",
-                8,
-                1..=1000,
-            )?,
-            concurrency: ctx.number(o.concurrency.as_ref(), "outbox.concurrency", 8, 1..=256)?,
+            max_attempts: ctx.count(o.max_attempts.as_ref(), "outbox.max_attempts", 8, 1..=1000)?,
+            concurrency: ctx.count(o.concurrency.as_ref(), "outbox.concurrency", 8, 1..=256)?,
             backoff: ctx.duration(
                 o.backoff.as_ref(),
                 "outbox.backoff",
@@ -1195,8 +1248,43 @@ impl Config {
                 RETENTION,
             )?,
         };
+        let sv = &raw.supervisor;
+        let defaults = crate::supervise::Policy::default();
+        let supervisor = crate::supervise::Policy {
+            initial: ctx.duration(
+                sv.restart_backoff.as_ref(),
+                "supervisor.restart_backoff",
+                defaults.initial,
+                BACKOFF,
+            )?,
+            max: ctx.duration(
+                sv.restart_max_backoff.as_ref(),
+                "supervisor.restart_max_backoff",
+                defaults.max,
+                BACKOFF,
+            )?,
+            healthy_after: ctx.duration(
+                sv.healthy_after.as_ref(),
+                "supervisor.healthy_after",
+                defaults.healthy_after,
+                BACKOFF,
+            )?,
+        };
+        if let (Some(span), true) = (
+            sv.restart_max_backoff
+                .as_ref()
+                .or(sv.restart_backoff.as_ref()),
+            supervisor.max < supervisor.initial,
+        ) {
+            return Err(ctx.at(
+                span,
+                "supervisor.restart_max_backoff",
+                "must not be shorter than supervisor.restart_backoff",
+            ));
+        }
 
         Ok(Config {
+            supervisor,
             store,
             control,
             tenants,
@@ -1675,6 +1763,60 @@ webhook_body_limit = 1024"#,
         let unknown = format!("{MINIMAL}\n[retention]\nchanges = \"1d\"\n");
         let err = parse(&unknown).unwrap_err().to_string();
         assert!(err.contains("changes"), "{err}");
+    }
+
+    #[test]
+    fn transform_budget_and_supervisor_settings() {
+        let config = parse(MINIMAL).unwrap();
+        let sub = &config.subscriptions[0];
+        assert_eq!(sub.transform_timeout, Duration::from_millis(100));
+        assert_eq!(sub.transform_max_output, 1 << 20);
+        assert_eq!(config.supervisor, crate::supervise::Policy::default());
+        let set = MINIMAL.replace(
+            "poll_interval",
+            "transform_timeout = \"250ms\"\ntransform_max_output = 4096\npoll_interval",
+        ) + "\n[supervisor]\nrestart_backoff = \"2s\"\nrestart_max_backoff = \"1m\"\nhealthy_after = \"30s\"\n";
+        let config = parse(&set).unwrap();
+        let sub = &config.subscriptions[0];
+        assert_eq!(sub.transform_timeout, Duration::from_millis(250));
+        assert_eq!(sub.transform_max_output, 4096);
+        assert_eq!(
+            config.supervisor,
+            crate::supervise::Policy {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(60),
+                healthy_after: Duration::from_secs(30),
+            }
+        );
+        for (bad, key) in [
+            (
+                "transform_timeout = \"0s\"",
+                "subscription[0].transform_timeout",
+            ),
+            (
+                "transform_max_output = 0",
+                "subscription[0].transform_max_output",
+            ),
+            (
+                "transform_max_output = -5",
+                "subscription[0].transform_max_output",
+            ),
+        ] {
+            let text = MINIMAL.replace("poll_interval", &format!("{bad}\npoll_interval"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        let err = parse(&(MINIMAL.to_string() + "\n[supervisor]\nrestart_backoff = \"0ms\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("supervisor.restart_backoff"), "{err}");
+        let err = parse(
+            &(MINIMAL.to_string()
+                + "\n[supervisor]\nrestart_backoff = \"10m\"\nrestart_max_backoff = \"1m\"\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("supervisor.restart_max_backoff"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct Health {
     started: AtomicBool,
     auth: Mutex<BTreeMap<String, bool>>,
     failed_runs: Mutex<BTreeMap<String, String>>,
+    loops: Mutex<BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -65,6 +66,16 @@ impl Health {
         };
     }
 
+    /// A supervised loop that is down past its first restart (`None`: it is fine again); see
+    /// [`crate::supervise`].
+    pub fn set_loop_problem(&self, name: &str, problem: Option<String>) {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => loops.insert(name.to_string(), p),
+            None => loops.remove(name),
+        };
+    }
+
     /// Why the daemon is not ready (empty: ready).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -85,6 +96,9 @@ impl Health {
             problems.push(format!(
                 "subscription {subscription}: last run failed: {error}"
             ));
+        }
+        for (name, problem) in self.loops.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            problems.push(format!("loop {name}: {problem}"));
         }
         problems
     }

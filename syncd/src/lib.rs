@@ -10,6 +10,8 @@
 //! - [`outbox`]: publishes: intake (CLI, HTTP, outbox table), delivery, the task ledger.
 //! - [`control`]: the control plane (`/healthz`, `/readyz`, `/metrics`, webhook receiver,
 //!   `/publish`).
+//! - [`supervise`]: restarts a failed long-running loop with backoff (every subscription loop and
+//!   the outbox worker run under it).
 //! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], [`demo`].
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
@@ -23,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod store;
+pub mod supervise;
 pub mod sync;
 pub mod systemd;
 pub mod transform;
@@ -178,33 +181,47 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let router = control::router(services.clone());
         control::serve::spawn(&tracker, listeners, router, &services, shutdown.clone());
+        // Every long-running loop runs under the supervisor: restarted with backoff when it
+        // fails, visible in /readyz, `syncd status` and syncd_loop_restarts_total.
+        let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
+        observer.reset().await?;
+        let policy = services.config.supervisor;
         for subscription in &services.config.subscriptions {
-            let services = services.clone();
             let name = subscription.name.clone();
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                if let Err(error) = sync::run_subscription(services, &name, shutdown).await {
-                    tracing::error!(subscription = %name, %error, "subscription stopped");
-                }
-            });
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                format!("sync:{name}"),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                    async move { sync::run_subscription(services, &name, shutdown).await }
+                },
+            );
         }
         {
-            let services = services.clone();
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                if let Err(error) = outbox::run(services, shutdown).await {
-                    tracing::error!(%error, "outbox worker stopped");
-                }
-            });
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                "outbox".into(),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || outbox::run(s.clone(), t.clone()),
+            );
         }
         {
-            let services = services.clone();
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                if let Err(error) = sync::retention::run(services, shutdown).await {
-                    tracing::error!(%error, "retention loop stopped");
-                }
-            });
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                sync::retention::LOOP.into(),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || sync::retention::run(s.clone(), t.clone()),
+            );
         }
         tracker.close();
         services.health.set_started();

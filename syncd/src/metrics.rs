@@ -23,6 +23,8 @@
 //! | `syncd_control_connections` | gauge | (open control-plane connections) |
 //! | `syncd_control_connection_waits_total` | counter | (times the connection cap made a connection wait) |
 //! | `syncd_control_accept_errors_total` | counter | (failed accepts) |
+//! | `syncd_loop_restarts_total` | counter | loop (`sync:<subscription>`, `outbox`; see `supervise`) |
+//! | `syncd_quarantined_records` | gauge | subscription (records whose transform failed) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -86,6 +88,13 @@ fn describe(name: &str) -> (&'static str, &'static str) {
             "Times a connection waited because the connection cap was reached.",
         ),
         "syncd_control_accept_errors_total" => ("counter", "Failed control-plane accepts."),
+        "syncd_loop_restarts_total" => {
+            ("counter", "Restarts of a supervised loop after it failed.")
+        }
+        "syncd_quarantined_records" => (
+            "gauge",
+            "Records whose transform failed or ran out of budget, per subscription.",
+        ),
         _ => ("untyped", "syncd metric."),
     }
 }

@@ -89,6 +89,12 @@ impl Notifier {
             .remove(name);
     }
 
+    /// The loops the watchdog waits for (registered, not unregistered).
+    pub fn watched(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.loops.keys().cloned().collect()
+    }
+
     /// A loop reports that it is alive; pings the watchdog when every loop has reported within
     /// the interval. Returns whether a ping was sent.
     pub fn alive(&self, name: &str) -> bool {

@@ -218,3 +218,88 @@ fn commands_never_migrate_an_older_schema() {
         "{stdout}"
     );
 }
+
+#[test]
+fn status_shows_loops_and_quarantine_and_quarantine_lists_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("syncd.toml"), example_config(dir.path())).unwrap();
+    let store = syncd::store::open(&dir.path().join("syncd.db")).unwrap();
+    store
+        .write_blocking(|tx| {
+            tx.execute_batch(
+                "INSERT INTO subscriptions (name, entity, created_at) VALUES ('contacts', 'contact', 'now');
+                 INSERT INTO cursors (subscription) VALUES ('contacts');",
+            )
+            .map_err(syncd::store::sql)?;
+            syncd::store::quarantine::put(tx, "contacts", 7, "{\"contactId\":7}", "jq: x", "2026-12-04T23:00:00Z")?;
+            syncd::store::quarantine::put(tx, "contacts", 9, "{\"contactId\":9}", "the transform ran out of its time budget (100ms)", "2026-12-04T23:00:01Z")?;
+            syncd::store::loops::put(
+                tx,
+                &syncd::store::loops::LoopRow {
+                    name: "sync:contacts".into(),
+                    state: syncd::store::loops::LoopState::Backoff,
+                    restarts: 3,
+                    failing: 3,
+                    last_error: Some("store: no such table: cursors".into()),
+                    last_error_at: Some("2026-12-04T23:00:02Z".into()),
+                    updated_at: "2026-12-04T23:00:02Z".into(),
+                },
+            )
+        })
+        .unwrap();
+    drop(store);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", "syncd.toml"];
+        all.extend_from_slice(args);
+        syncd(dir.path(), &all)
+    };
+
+    let (ok, stdout, stderr) = run(&["status"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("QUARANTINED"), "{stdout}");
+    let contacts = stdout.lines().find(|l| l.starts_with("contacts")).unwrap();
+    assert!(contacts.trim_end().ends_with(" 2"), "{stdout}");
+    assert!(
+        stdout.contains("loop sync:contacts: restarting (waiting out its backoff) (3 restarts, 3 failures in a row, last error at 2026-12-04T23:00:02Z: store: no such table: cursors)"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = run(&["quarantine", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("jq: x") && stdout.contains("time budget"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 quarantined"), "{stdout}");
+    let (ok, stdout, _) = run(&["quarantine", "list", "--json"]);
+    assert!(ok);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], 7);
+    assert_eq!(first["json"], "{\"contactId\":7}");
+
+    let (ok, _, stderr) = run(&["quarantine", "retry", "--subscription", "nope"]);
+    assert!(
+        !ok && stderr.contains("--subscription") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["quarantine", "retry", "--subscription", "contacts", "1234"]);
+    assert!(
+        !ok && stderr.contains("no quarantined record matches"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&["quarantine", "retry", "--subscription", "contacts", "9"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("contacts 9: refetch queued"), "{stdout}");
+    let db = rusqlite::Connection::open(dir.path().join("syncd.db")).unwrap();
+    let queued: Vec<(String, i64, String)> = db
+        .prepare("SELECT subscription, id, event FROM refetch_queue")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        queued,
+        vec![("contacts".to_string(), 9, "quarantine.retry".to_string())]
+    );
+}

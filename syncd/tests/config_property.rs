@@ -83,6 +83,15 @@ fn sections() -> Vec<Section> {
                     "public_url",
                     Text(&["auto", "https://example.test/hook", ""]),
                 ),
+                ("token", Secret),
+                ("allowed_origins", Words),
+                ("metrics_auth", Bool),
+                ("listen_unix", Text(&["/run/syncd/control.sock", ""])),
+                ("header_read_timeout", Duration),
+                ("request_timeout", Duration),
+                ("max_connections", Int),
+                ("publish_body_limit", Int),
+                ("webhook_body_limit", Int),
             ],
         ),
         (
@@ -127,6 +136,22 @@ fn sections() -> Vec<Section> {
                 ("page_size", Int),
                 ("overlap_days", Int),
                 ("concurrency", Int),
+                ("transform_timeout", Duration),
+                ("transform_max_output", Int),
+            ],
+        ),
+        (
+            "retention",
+            false,
+            vec![("webhook_events", Duration), ("runs", Duration)],
+        ),
+        (
+            "supervisor",
+            false,
+            vec![
+                ("restart_backoff", Duration),
+                ("restart_max_backoff", Duration),
+                ("healthy_after", Duration),
             ],
         ),
         (
@@ -163,6 +188,10 @@ fn quoted(text: &str) -> String {
 }
 
 fn duration(rng: &mut StdRng) -> String {
+    // Valid for every duration key, so that enough documents are valid.
+    if rng.gen_bool(0.4) {
+        return quoted("2s");
+    }
     const FIXED: &[&str] = &[
         "0s",
         "0ms",
@@ -198,6 +227,10 @@ fn duration(rng: &mut StdRng) -> String {
 }
 
 fn int(rng: &mut StdRng) -> String {
+    // Valid for every integer key.
+    if rng.gen_bool(0.4) {
+        return "8".to_string();
+    }
     const FIXED: &[i64] = &[
         0,
         -1,
@@ -312,7 +345,7 @@ fn document(rng: &mut StdRng) -> String {
             }
             for (key, kind) in &keys {
                 let required = matches!(*key, "name" | "customer_id" | "auth" | "entity");
-                if rng.gen_bool(if required { 0.95 } else { 0.3 }) {
+                if rng.gen_bool(if required { 0.95 } else { 0.2 }) {
                     writeln!(text, "{key} = {}", value(rng, *kind)).expect("string");
                 }
             }

@@ -221,3 +221,59 @@ async fn bad_credentials_never_signal_ready() {
         systemd.messages
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_loop_withholds_the_watchdog_until_it_recovers() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &emu, "200ms", &emu.issue_access_token());
+    let config = dir.path().join("syncd.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[supervisor]\nrestart_backoff = \"100ms\"\nrestart_max_backoff = \"200ms\"\n");
+    std::fs::write(&config, text).unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let mut systemd = FakeSystemd::bind(&notify_path);
+    let _daemon = KillOnDrop(spawn(dir.path(), &notify_path));
+    assert!(
+        systemd.wait_for("WATCHDOG=1", Duration::from_secs(30)),
+        "{:?}",
+        systemd.messages
+    );
+    let db = rusqlite::Connection::open(dir.path().join("syncd.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    // The subscription loop now fails on every start (restarts every 100-200 ms), while the
+    // outbox loop keeps reporting in.
+    db.execute_batch("ALTER TABLE cursors RENAME TO cursors_away")
+        .unwrap();
+    // Its last report ages past the watchdog interval (1 s)…
+    systemd.wait_for("\u{0}never", Duration::from_millis(1500));
+    systemd.messages.clear();
+    // …and from then on no ping goes out, although the loop is restarted again and again.
+    systemd.wait_for("\u{0}never", Duration::from_secs(3));
+    assert!(
+        !systemd.messages.iter().any(|m| m.contains("WATCHDOG=1")),
+        "a restarting loop must withhold the watchdog: {:?}",
+        systemd.messages
+    );
+    assert!(
+        systemd
+            .messages
+            .iter()
+            .any(|m| m.contains("STATUS=loop sync:contacts failed")),
+        "the status line says which loop fails: {:?}",
+        systemd.messages
+    );
+    // Repaired, the loop reports in again and the pings resume.
+    db.execute_batch("ALTER TABLE cursors_away RENAME TO cursors")
+        .unwrap();
+    assert!(
+        systemd.wait_for("WATCHDOG=1", Duration::from_secs(10)),
+        "{:?}",
+        systemd.messages
+    );
+}

@@ -212,10 +212,10 @@ pub async fn prepare(services: &Services) -> Result<()> {
 
 /// Delivers tasks until `shutdown`.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
-    services.notifier.register("outbox");
-    let result = worker::Worker::new(services.clone(), shutdown).run().await;
-    services.notifier.unregister("outbox");
-    result
+    // The supervisor (`crate::supervise`) registers the loop with the watchdog and unregisters
+    // it only when it stops for shutdown: a failing worker withholds the ping until it reports
+    // in again.
+    worker::Worker::new(services.clone(), shutdown).run().await
 }
 
 /// Parks the calling thread for good at a named point when `SYNCD_FAILPOINT` asks for it, so

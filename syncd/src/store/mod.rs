@@ -14,12 +14,15 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
+pub mod loops;
+pub mod quarantine;
 pub mod retention;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_page_cap_requests.sql"),
+    include_str!("migrations/0003_quarantine.sql"),
     include_str!("migrations/0004_retention.sql"),
 ];
 

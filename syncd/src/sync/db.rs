@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use superoffice::SoDateTime;
 
 use super::plan::{Plan, Window};
-use crate::store::sql;
+use crate::store::{quarantine, sql};
 use crate::{Error, Result};
 
 /// Our own timestamps: UTC, milliseconds, `Z` (sortable as text).
@@ -355,6 +355,17 @@ pub struct Upsert {
     pub entity_hash: Option<String>,
 }
 
+/// A record the transform did not produce (see [`PageWrite::quarantine`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Primary key.
+    pub id: i64,
+    /// The record as fetched (the transform's input), canonical JSON.
+    pub json: String,
+    /// Why the transform did not produce it.
+    pub error: String,
+}
+
 /// How own writes (the outbox's `echoes`) are recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EchoMode {
@@ -412,6 +423,11 @@ pub struct PageWrite {
     pub reconciled: bool,
     /// Lift the breaker.
     pub clear_degraded: bool,
+    /// Records whose transform failed: quarantined ([`crate::store::quarantine`]) instead of
+    /// stored.
+    pub quarantine: Vec<Rejected>,
+    /// Records whose transform succeeded (stored or skipped): released from quarantine.
+    pub transformed: Vec<i64>,
     /// Our clock.
     pub now: String,
 }
@@ -431,6 +447,8 @@ pub struct Applied {
     pub unannounced: u64,
     /// Live records added minus removed.
     pub live_delta: i64,
+    /// Quarantined records of the subscription after the transaction, when it changed them.
+    pub quarantined: Option<i64>,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -441,6 +459,9 @@ impl std::ops::AddAssign for Applied {
         self.suppressed += o.suppressed;
         self.unannounced += o.unannounced;
         self.live_delta += o.live_delta;
+        if o.quarantined.is_some() {
+            self.quarantined = o.quarantined;
+        }
     }
 }
 
@@ -606,6 +627,13 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             [&w.subscription],
         )
         .map_err(sql)?;
+    }
+    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
+    for r in &w.quarantine {
+        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, &w.now)?;
+    }
+    if released > 0 || !w.quarantine.is_empty() {
+        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
     }
     Ok(applied)
 }

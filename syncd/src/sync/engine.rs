@@ -24,6 +24,7 @@ use super::db::{self, Applied, CursorWrite, EchoMode, PageWrite, Resume, SubStat
 use super::hash::{canonical_text_and_hash, entity_hash, strip_metadata};
 use super::plan::{ParentRecord, Plan, Window, entity_deleted};
 use crate::config::Shape;
+use crate::transform::Failure;
 use crate::{Error, Result, Services};
 
 /// Entity shape: an entity is fetched no sooner than this after the page (or webhook) that
@@ -200,6 +201,13 @@ impl Engine<'_> {
                 applied.unannounced,
             );
         }
+        if let Some(quarantined) = applied.quarantined {
+            metrics.set(
+                "syncd_quarantined_records",
+                &[("subscription", name)],
+                quarantined as f64,
+            );
+        }
         if applied.live_delta != 0 {
             let rows = metrics.get("syncd_rows", &[("subscription", name)]);
             metrics.set(
@@ -317,9 +325,49 @@ impl Engine<'_> {
     }
 
     /// What a record stores: the transform's output as canonical JSON and its hash; `None`
-    /// when the transform skips the record.
-    fn stored(&self, id: i64, value: Value, modified: Option<String>) -> Result<Option<Upsert>> {
-        Ok(self.plan.transform(value)?.map(|stored| {
+    /// when the transform skips the record, or when it failed or ran out of its budget: then
+    /// the record goes to `write.quarantine` (stored in the page's transaction, so the page
+    /// and the cursor move on). `held`: the input a quarantined record failed with; when the
+    /// record has not changed since, the transform is not run again (a record that made its
+    /// transform loop would otherwise cost a thread on every pass that re-reads it); only a
+    /// change or `syncd quarantine retry` runs it again. Fails only when no transform can run
+    /// at all.
+    async fn stored(
+        &self,
+        write: &mut PageWrite,
+        id: i64,
+        value: Value,
+        modified: Option<String>,
+        held: Option<&String>,
+    ) -> Result<Option<Upsert>> {
+        if let Some(held) = held
+            && canonical_text_and_hash(&value).0 == *held
+        {
+            return Ok(None);
+        }
+        let raw = self.plan.transform.is_some().then(|| value.clone());
+        let output = match self.plan.transform(value).await {
+            Ok(output) => output,
+            Err(Failure::Unavailable(reason)) => {
+                return Err(Error::Degraded {
+                    subscription: self.plan.name.clone(),
+                    reason,
+                });
+            }
+            Err(failure) => {
+                let error = failure.to_string();
+                tracing::warn!(subscription = %self.plan.name, id, %error, "transform failed; record quarantined");
+                let json = raw
+                    .map(|v| canonical_text_and_hash(&v).0)
+                    .unwrap_or_default();
+                write.quarantine.push(db::Rejected { id, json, error });
+                return Ok(None);
+            }
+        };
+        if raw.is_some() {
+            write.transformed.push(id);
+        }
+        Ok(output.map(|stored| {
             let (json, hash) = canonical_text_and_hash(&stored);
             Upsert {
                 id,
@@ -384,6 +432,17 @@ impl Engine<'_> {
         let mut requests = 0;
         let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
         write.upserts.reserve(rows.len());
+        // Quarantined records of this page (not for targeted refetches: they run it again).
+        let held = if self.plan.transform.is_some() && !refetch_all {
+            let ids: Vec<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
+            let name = self.plan.name.clone();
+            self.services
+                .store
+                .read(move |conn| crate::store::quarantine::inputs(conn, &name, &ids))
+                .await?
+        } else {
+            Default::default()
+        };
         for row in rows {
             // `fetch` refused pages with rows lacking their key; none is skipped here.
             let Some(id) = self.plan.row_id(&row) else {
@@ -401,8 +460,13 @@ impl Engine<'_> {
             }
             match self.plan.shape {
                 Shape::Row => {
-                    let stored = self.stored(id, self.plan.row_json(row), modified)?;
-                    write.upserts.extend(stored);
+                    let json = self.plan.row_json(row);
+                    if let Some(stored) = self
+                        .stored(&mut write, id, json, modified, held.get(&id))
+                        .await?
+                    {
+                        write.upserts.push(stored);
+                    }
                 }
                 Shape::Entity => wanted.push((id, modified)),
             }
@@ -483,7 +547,10 @@ impl Engine<'_> {
                     // Without a transform the stored document is the entity itself, so its
                     // hash is the entity hash: computed once.
                     let raw_hash = self.plan.transform.is_some().then(|| entity_hash(&entity));
-                    if let Some(mut stored) = self.stored(id, entity, modified)? {
+                    if let Some(mut stored) = self
+                        .stored(&mut write, id, entity, modified, held.get(&id))
+                        .await?
+                    {
                         stored.entity_hash = Some(raw_hash.unwrap_or_else(|| stored.hash.clone()));
                         write.upserts.push(stored);
                     }

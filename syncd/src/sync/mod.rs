@@ -20,6 +20,10 @@
 //!   edit has a later timestamp. Rows changed within the last second wait for the next pass
 //!   (the next window starts no later than them); nothing blocks.
 //! - `transform` (jq) runs on that JSON before it is stored and hashed; `null` skips the record.
+//!   It runs on [`crate::transform::Pool`] within `transform_timeout`/`transform_max_output`;
+//!   a record it fails for is quarantined in its page's transaction (the rest of the page is
+//!   stored, the cursor moves on) and is not transformed again while unchanged;
+//!   `syncd quarantine retry` queues a targeted refetch for it (see [`quarantine`]).
 //! - The hash is SHA-256 of canonical JSON ([`hash`]); echo detection uses
 //!   [`hash::entity_hash`], shared with the outbox.
 //!
@@ -130,6 +134,9 @@
 //! reports to the systemd watchdog at least every heartbeat (also while sleeping) and honours
 //! `syncd resync` / `syncd reconcile` within a few seconds. A failed pass is retried with
 //! backoff (1 s doubling, at most the poll interval); the SDK already retries single requests.
+//! An error the loop itself cannot handle (e.g. the database failing) ends
+//! [`run_subscription`]; the supervisor ([`crate::supervise`]) restarts it. The refetch queue
+//! is drained for every subscription (webhooks and `syncd quarantine retry` fill it).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -150,6 +157,7 @@ pub mod engine;
 pub mod ensure;
 pub mod hash;
 pub mod plan;
+pub mod quarantine;
 pub mod retention;
 pub mod secret;
 pub mod webhook;
@@ -339,19 +347,28 @@ pub async fn prepare(services: &Services) -> Result<()> {
             for plan in &plans {
                 if db::register(tx, plan, &now)? {
                     tracing::warn!(subscription = %plan.name, "the subscription's columns, filter or transform changed: resyncing it");
+                    // The resync transforms every record again.
+                    crate::store::quarantine::clear(tx, &plan.name)?;
                 }
                 out.push((
                     plan.name.clone(),
                     db::live_count(tx, &plan.name)?,
                     db::state(tx, &plan.name)?,
+                    crate::store::quarantine::count(tx, &plan.name)?,
                 ));
             }
             Ok(out)
         })
         .await?;
-    for (name, live, state) in states {
+    for (name, live, state, quarantined) in states {
         let labels = [("subscription", name.as_str())];
         services.metrics.set("syncd_rows", &labels, live as f64);
+        services
+            .metrics
+            .set("syncd_quarantined_records", &labels, quarantined as f64);
+        if quarantined > 0 {
+            tracing::warn!(subscription = %name, quarantined, "records are quarantined (their transform failed): see `syncd quarantine list`");
+        }
         services.metrics.set(
             "syncd_subscription_degraded",
             &labels,
@@ -414,8 +431,8 @@ pub async fn run_subscription(
 ) -> Result<()> {
     let plan = services.sync.plan(name)?.clone();
     let client = services.clients.get(&plan.tenant)?.clone();
+    // The supervisor (`crate::supervise`) registers `sync:<name>` with the watchdog.
     let loop_name = format!("sync:{name}");
-    services.notifier.register(&loop_name);
     let engine = Engine {
         services: &services,
         plan: &plan,
@@ -425,9 +442,7 @@ pub async fn run_subscription(
         server_ahead_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         page_cap: std::sync::atomic::AtomicU32::new(0),
     };
-    let result = run_loop(&engine).await;
-    services.notifier.unregister(&loop_name);
-    result
+    run_loop(&engine).await
 }
 
 fn backoff(failures: u32, poll: Duration) -> Duration {
@@ -495,8 +510,9 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             continue;
         }
 
-        // Webhook refetches.
-        if plan.webhooks && Instant::now() >= next_queue {
+        // Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also
+        // for subscriptions without webhooks).
+        if Instant::now() >= next_queue {
             let name = plan.name.clone();
             let pending = services
                 .store

@@ -12,7 +12,7 @@ use superoffice::odata::{Filter, Query, Row};
 use superoffice::paginate::Source;
 
 use crate::config::{MassDelete, Shape, Subscription};
-use crate::transform::Transform;
+use crate::transform::{Failure, Limits, Pool, Transform};
 use crate::{Error, Result};
 
 /// Ticket base status "Deleted" (FACTS §3.2).
@@ -42,6 +42,8 @@ pub struct Plan {
     pub parent: Option<String>,
     /// jq transform.
     pub transform: Option<Arc<Transform>>,
+    /// The transform's budget per record.
+    pub transform_limits: Limits,
     /// Rows per page.
     pub page_size: u32,
     /// Overlap of the incremental window, in days.
@@ -341,6 +343,10 @@ impl Plan {
             archive,
             parent: sub.parent.clone(),
             transform,
+            transform_limits: Limits {
+                timeout: sub.transform_timeout,
+                max_output: sub.transform_max_output,
+            },
             page_size: sub.page_size.max(1),
             overlap_days: sub.overlap_days,
             concurrency: sub.concurrency.max(1),
@@ -477,12 +483,11 @@ impl Plan {
         Value::Object(map)
     }
 
-    /// Applies the transform: `Ok(None)` when it says to skip the record.
-    pub fn transform(&self, value: Value) -> Result<Option<Value>> {
+    /// Applies the transform on the transform pool within its budget: `Ok(None)` when it says
+    /// to skip the record.
+    pub async fn transform(&self, value: Value) -> std::result::Result<Option<Value>, Failure> {
         match &self.transform {
-            Some(t) => t.apply(value).map_err(|e| {
-                Error::Invalid(format!("subscription {:?}: transform: {e}", self.name))
-            }),
+            Some(t) => Pool::global().run(t, value, self.transform_limits).await,
             None => Ok(Some(value)),
         }
     }

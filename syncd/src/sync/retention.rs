@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::store::retention;
 use crate::{Error, Result, Services};
 
+/// The loop's name (supervisor, watchdog, `syncd status`).
+pub const LOOP: &str = "retention";
+
 /// Time between prunes.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
@@ -71,7 +74,8 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
 }
 
 /// Prunes at start and every [`EVERY`] until `shutdown`. Never returns an error: failures are
-/// logged, counted and retried.
+/// logged, counted and retried. While it waits it reports to the watchdog every heartbeat, so
+/// only a prune that hangs withholds the ping.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
     loop {
         let wait = match prune_once(&services).await {
@@ -97,9 +101,15 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
                 RETRY
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return Ok(()),
+        services.notifier.alive(LOOP);
+        let until = tokio::time::Instant::now() + wait;
+        let beat = services.notifier.heartbeat_interval().unwrap_or(wait);
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + beat)) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+            services.notifier.alive(LOOP);
         }
     }
 }
