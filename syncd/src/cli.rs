@@ -210,28 +210,61 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
 async fn run(context: &Context) -> Result<()> {
     let mut signals = Signals::install()?;
     let mut config = context.config()?;
+    let (mut daemon, mut shutdown) = start_daemon(&config).await?;
     loop {
-        let shutdown = CancellationToken::new();
-        let notifier = Arc::new(crate::systemd::Notifier::from_env());
-        let (daemon, _) =
-            crate::Daemon::open_and_start(config.clone(), notifier, shutdown.clone()).await?;
         let reload = signals.next().await;
-        shutdown.cancel();
-        daemon.wait().await?;
         if !reload || signals.stop_pending() {
+            shutdown.cancel();
+            daemon.wait().await?;
             tracing::info!("stopped");
             return Ok(());
         }
-        match context.config() {
-            Ok(new) => {
+        // A new configuration whose file or secrets fail never replaces the running one.
+        let new = match context
+            .config()
+            .and_then(|new| preflight(&new).map(|()| new))
+        {
+            Ok(new) => new,
+            Err(error) => {
+                tracing::error!(%error, "reload failed; keeping the running configuration");
+                continue;
+            }
+        };
+        shutdown.cancel();
+        daemon.wait().await?;
+        match start_daemon(&new).await {
+            Ok(started) => {
                 tracing::info!("configuration reloaded");
+                (daemon, shutdown) = started;
                 config = new;
             }
             Err(error) => {
-                tracing::error!(%error, "reload failed; keeping the previous configuration")
+                tracing::error!(%error, "the reloaded configuration did not start; starting the previous one again");
+                (daemon, shutdown) = start_daemon(&config).await?;
             }
         }
     }
+}
+
+async fn start_daemon(config: &Config) -> Result<(crate::Daemon, CancellationToken)> {
+    let shutdown = CancellationToken::new();
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    let (daemon, _) =
+        crate::Daemon::open_and_start(config.clone(), notifier, shutdown.clone()).await?;
+    Ok((daemon, shutdown))
+}
+
+/// What a reload checks before it stops the running daemon: every secret can be read and
+/// every tenant's client can be built.
+fn preflight(config: &Config) -> Result<()> {
+    for secret in config.secrets() {
+        secret.resolve()?;
+    }
+    config.control.resolve_token()?;
+    for tenant in &config.tenants {
+        crate::clients::auth_for(tenant)?;
+    }
+    Ok(())
 }
 
 /// SIGTERM, SIGINT and SIGHUP, for the life of the process.

@@ -14,34 +14,76 @@ use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 /// The SDK clients by tenant name, and the metrics registry their requests count into.
+///
+/// A tenant whose client cannot be built (a secret that cannot be read, a bad key) does not
+/// stop the others: it is *unavailable*, [`Clients::get`] says why, and its subscriptions fail
+/// (and are retried by the supervisor) while the other tenants run.
 #[derive(Clone, Debug)]
 pub struct Clients {
     clients: BTreeMap<String, Client>,
+    unavailable: BTreeMap<String, String>,
     metrics: Arc<Metrics>,
 }
 
 impl Clients {
     /// Builds a client for every tenant of `config` (reads key and token files; no network).
+    /// Fails only when no tenant's client can be built.
     pub fn build(config: &Config) -> Result<Clients> {
         let metrics = Metrics::new();
         let mut clients = BTreeMap::new();
+        let mut unavailable = BTreeMap::new();
         for tenant in &config.tenants {
-            clients.insert(tenant.name.clone(), build_one(tenant, &metrics)?);
+            match build_one(tenant, &metrics) {
+                Ok(client) => {
+                    clients.insert(tenant.name.clone(), client);
+                }
+                Err(error) => {
+                    tracing::error!(tenant = %tenant.name, %error, "tenant unavailable: its client cannot be built");
+                    unavailable.insert(tenant.name.clone(), error.to_string());
+                }
+            }
         }
-        Ok(Clients { clients, metrics })
+        if clients.is_empty() && !unavailable.is_empty() {
+            let reasons: Vec<&str> = unavailable.values().map(String::as_str).collect();
+            return Err(Error::Config(reasons.join("; ")));
+        }
+        Ok(Clients {
+            clients,
+            unavailable,
+            metrics,
+        })
     }
 
     /// Clients built elsewhere (tests), counting into `metrics` if they were built with
     /// [`Metrics::observer`].
     pub fn from_map(clients: BTreeMap<String, Client>, metrics: Arc<Metrics>) -> Clients {
-        Clients { clients, metrics }
+        Clients {
+            clients,
+            unavailable: BTreeMap::new(),
+            metrics,
+        }
     }
 
-    /// The client of a tenant.
+    /// The client of a tenant; an unavailable tenant's error says why.
     pub fn get(&self, tenant: &str) -> Result<&Client> {
+        if let Some(reason) = self.unavailable.get(tenant) {
+            return Err(Error::Config(format!(
+                "tenant {tenant:?} is unavailable: {reason}"
+            )));
+        }
         self.clients
             .get(tenant)
             .ok_or_else(|| Error::Config(format!("no client for tenant {tenant:?}")))
+    }
+
+    /// Whether the configuration has this tenant (available or not).
+    pub fn knows(&self, tenant: &str) -> bool {
+        self.clients.contains_key(tenant) || self.unavailable.contains_key(tenant)
+    }
+
+    /// Tenants whose client could not be built, with the reason.
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
     }
 
     /// All clients by tenant name.

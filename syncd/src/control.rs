@@ -38,7 +38,8 @@ pub mod serve;
 #[derive(Debug, Default)]
 pub struct Health {
     started: AtomicBool,
-    auth: Mutex<BTreeMap<String, bool>>,
+    /// Tenants whose credentials do not work, with the reason.
+    tenants_down: Mutex<BTreeMap<String, String>>,
     failed_runs: Mutex<BTreeMap<String, String>>,
     loops: Mutex<BTreeMap<String, String>>,
 }
@@ -49,12 +50,19 @@ impl Health {
         self.started.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a tenant's credentials work.
-    pub fn set_auth(&self, tenant: &str, ok: bool) {
-        self.auth
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), ok);
+    /// Whether a tenant's credentials work (`Err`: why not).
+    pub fn set_tenant(&self, tenant: &str, state: Result<(), String>) {
+        let mut down = self.tenants_down.lock().unwrap_or_else(|e| e.into_inner());
+        match state {
+            Ok(()) => down.remove(tenant),
+            Err(reason) => down.insert(tenant.to_string(), reason),
+        };
+    }
+
+    /// The tenants whose credentials do not work.
+    pub fn tenants_down(&self) -> Vec<String> {
+        let down = self.tenants_down.lock().unwrap_or_else(|e| e.into_inner());
+        down.keys().cloned().collect()
     }
 
     /// The outcome of a subscription's last run (`None`: it succeeded).
@@ -82,10 +90,13 @@ impl Health {
         if !self.started.load(Ordering::SeqCst) {
             problems.push("starting".to_string());
         }
-        for (tenant, ok) in self.auth.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !ok {
-                problems.push(format!("tenant {tenant}: credentials rejected"));
-            }
+        for (tenant, reason) in self
+            .tenants_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            problems.push(format!("tenant {tenant}: degraded: {reason}"));
         }
         for (subscription, error) in self
             .failed_runs

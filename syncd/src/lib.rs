@@ -28,6 +28,7 @@ pub mod store;
 pub mod supervise;
 pub mod sync;
 pub mod systemd;
+pub mod tenants;
 pub mod transform;
 
 use std::net::SocketAddr;
@@ -174,7 +175,7 @@ impl Daemon {
         });
 
         notifier_status(&services, "verifying credentials");
-        verify_tenants(&services).await?;
+        tenants::verify_all(&services).await?;
         sync::prepare(&services).await?;
         outbox::prepare(&services).await?;
 
@@ -221,6 +222,17 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || sync::retention::run(s.clone(), t.clone()),
+            );
+        }
+        {
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                tenants::LOOP.into(),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || tenants::run(s.clone(), t.clone()),
             );
         }
         tracker.close();
@@ -272,24 +284,6 @@ impl Daemon {
 
 fn notifier_status(services: &Services, status: &str) {
     services.notifier.status(status);
-}
-
-/// Gets a credential and makes one cheap authenticated call per tenant.
-async fn verify_tenants(services: &Services) -> Result<()> {
-    for (name, client) in services.clients.iter() {
-        let request =
-            superoffice::RawRequest::new(reqwest::Method::GET, "/api/v1/User/currentPrincipal");
-        match client.send_raw("user_current_principal", request).await {
-            Ok(_) => services.health.set_auth(name, true),
-            Err(error) => {
-                services.health.set_auth(name, false);
-                return Err(Error::Config(format!(
-                    "tenant {name:?}: verifying credentials failed: {error}"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs the daemon until `shutdown` is cancelled.

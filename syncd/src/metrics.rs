@@ -25,6 +25,7 @@
 //! | `syncd_control_accept_errors_total` | counter | (failed accepts) |
 //! | `syncd_loop_restarts_total` | counter | loop (`sync:<subscription>`, `outbox`; see `supervise`) |
 //! | `syncd_quarantined_records` | gauge | subscription (records whose transform failed) |
+//! | `syncd_tenant_up` | gauge | tenant (0: degraded, see [`crate::tenants`]) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -94,6 +95,10 @@ fn describe(name: &str) -> (&'static str, &'static str) {
         "syncd_quarantined_records" => (
             "gauge",
             "Records whose transform failed or ran out of budget, per subscription.",
+        ),
+        "syncd_tenant_up" => (
+            "gauge",
+            "1 while a tenant's credentials work, 0 while it is degraded.",
         ),
         _ => ("untyped", "syncd metric."),
     }

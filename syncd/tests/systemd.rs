@@ -186,6 +186,43 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
         "SIGHUP must not stop the daemon"
     );
 
+    // A reload whose new configuration cannot be used (a secret that cannot be read) keeps the
+    // running daemon as it is: no restart, the loops keep feeding the watchdog.
+    let text = std::fs::read_to_string(dir.path().join("syncd.toml")).unwrap();
+    let token_line = text.lines().find(|l| l.starts_with("token = ")).unwrap();
+    std::fs::write(
+        dir.path().join("syncd.toml"),
+        text.replace(token_line, "token = { env = \"SYNCD_TEST_RELOAD_UNSET\" }"),
+    )
+    .unwrap();
+    let readies = systemd
+        .messages
+        .iter()
+        .filter(|m| m.contains("READY=1"))
+        .count();
+    signal(child, "HUP");
+    systemd.wait_for("\u{0}never", Duration::from_secs(2));
+    let pings_before = systemd
+        .messages
+        .iter()
+        .filter(|m| m.contains("WATCHDOG=1"))
+        .count();
+    systemd.wait_for("\u{0}never", Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a failed reload must not stop the daemon"
+    );
+    let messages = &systemd.messages;
+    assert_eq!(
+        messages.iter().filter(|m| m.contains("READY=1")).count(),
+        readies,
+        "a failed reload does not restart the daemon: {messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() > pings_before,
+        "the running daemon keeps feeding the watchdog: {messages:?}"
+    );
+
     let stopping = Instant::now();
     signal(child, "TERM");
     let status = wait_exit(child, Duration::from_secs(10)).expect("exits within 10 s of SIGTERM");

@@ -332,7 +332,12 @@ pub async fn prepare(services: &Services) -> Result<()> {
         return Err(Error::Config(shared.errors.join("; ")));
     }
     for plan in shared.plans.values() {
-        services.clients.get(&plan.tenant)?;
+        if !services.clients.knows(&plan.tenant) {
+            return Err(Error::Config(format!(
+                "subscription {:?}: no tenant {:?}",
+                plan.name, plan.tenant
+            )));
+        }
     }
     let plans: Vec<Plan> = shared.plans.values().cloned().collect();
     let states = services

@@ -1,0 +1,101 @@
+//! Tenants are isolated: a tenant whose credentials are rejected, or whose secret cannot be
+//! read, is degraded (`/readyz`, `syncd_tenant_up`) while the other tenants sync; the daemon
+//! refuses to start only when no tenant can work.
+
+mod common_sync;
+
+use std::time::Duration;
+
+use common_sync::*;
+use emulator::EntityType;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A second tenant on the same emulator, with a static token of the caller's choosing.
+fn static_tenant(emu: &emulator::Emulator, name: &str, token: &str) -> String {
+    format!(
+        "\n[[tenant]]\nname = {name:?}\nenvironment = {env:?}\ncustomer_id = {ctx:?}\nauth = \"static\"\ntoken = {token}\n",
+        env = emu.base_url(),
+        ctx = emu.context_identifier(),
+    )
+}
+
+fn subscription(name: &str, tenant: &str) -> String {
+    format!(
+        "\n[[subscription]]\nname = {name:?}\ntenant = {tenant:?}\nentity = \"contact\"\npoll_interval = \"200ms\"\nwebhooks = false\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_tenant_is_degraded_while_the_good_one_syncs() {
+    let emu = emulator(counts(60, 0, 0), |_| {}).await;
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let mut text = base_config(&emu, dir.path(), "");
+    text.push_str(&static_tenant(
+        &emu,
+        "rejected",
+        "{ value = \"not-a-valid-token\" }",
+    ));
+    text.push_str(&static_tenant(
+        &emu,
+        "unreadable",
+        "{ env = \"SYNCD_TEST_TENANT_TOKEN_UNSET\" }",
+    ));
+    text.push_str(&subscription("good", "emu"));
+    text.push_str(&subscription("bad", "rejected"));
+    text.push_str(&subscription("lost", "unreadable"));
+    let running = start(&text).await;
+
+    let expected = truth_live(&emu, EntityType::Contact);
+    eventually(T, "the good tenant's subscription", || async {
+        matches(&db, "good", &expected)
+    })
+    .await;
+
+    let services = running.services();
+    let problems = services.health.problems().join("\n");
+    assert!(
+        problems.contains("tenant rejected: degraded: credentials rejected"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("tenant unreadable: degraded")
+            && problems.contains("SYNCD_TEST_TENANT_TOKEN_UNSET"),
+        "{problems}"
+    );
+    assert!(!problems.contains("tenant emu"), "{problems}");
+    let up = |tenant: &str| {
+        services
+            .metrics
+            .get("syncd_tenant_up", &[("tenant", tenant)])
+    };
+    assert_eq!(up("emu"), 1.0);
+    assert_eq!(up("rejected"), 0.0);
+    assert_eq!(up("unreadable"), 0.0);
+    // The broken tenants' subscriptions stored nothing; the good one is complete.
+    assert!(records(&db, "bad").is_empty());
+    assert!(records(&db, "lost").is_empty());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_fails_only_when_no_tenant_can_work() {
+    let emu = emulator(counts(5, 0, 0), |_| {}).await;
+    let dir = workdir();
+    let text = format!(
+        "store = {:?}\n[control]\nlisten = \"127.0.0.1:0\"\n{}{}",
+        db_path(dir.path()).display().to_string(),
+        static_tenant(&emu, "rejected", "{ value = \"not-a-valid-token\" }"),
+        subscription("bad", "rejected"),
+    );
+    let error = try_start(&text)
+        .await
+        .err()
+        .expect("no tenant can work")
+        .to_string();
+    assert!(
+        error.contains("tenant \"rejected\"") && error.contains("credentials rejected"),
+        "{error}"
+    );
+}
