@@ -10,7 +10,8 @@
 //! - [`outbox`]: publishes: intake (CLI, HTTP, outbox table), delivery, the task ledger.
 //! - [`control`]: the control plane (`/healthz`, `/readyz`, `/metrics`, webhook receiver,
 //!   `/publish`).
-//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], [`demo`].
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], `demo` (cargo feature `demo`,
+//!   on by default; the systemd build leaves it out).
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logging;
 pub mod metrics;
