@@ -34,7 +34,7 @@ fn example_config(dir: &Path) -> String {
             .unwrap();
     shipped
         .replace(
-            "/etc/syncd/credentials/system-user.pem",
+            "/run/credentials/syncd.service/system_user_key",
             &dir.join("key.pem").display().to_string(),
         )
         .replace(
