@@ -143,11 +143,17 @@ webhooks = false
         chown(layout.state_dir(), Some(uid), Some(uid)).unwrap();
         set_mode(&layout.state_dir(), 0o700);
 
-        // LoadCredential=: systemd copies each file into a directory the uid owns, 0500/0400.
+        // LoadCredential=: systemd copies each file into a directory the uid owns, 0500/0400:
+        // the unit's client_secret and control_token, and system_user_key from the
+        // system-user.conf drop-in.
         let credentials = layout.credentials_dir();
         std::fs::create_dir(&credentials).unwrap();
         for (name, content) in [
             ("client_secret", emu.config().auth.client_secret.to_string()),
+            (
+                "control_token",
+                "unit-environment-control-token-0123456789".to_string(),
+            ),
             (
                 "system_user_key",
                 emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM.to_string(),
