@@ -81,13 +81,21 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Start the built-in emulator with data and live activity, sync it, and show progress.
+    #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum AuthCommand {
     /// Sign in with the OAuth code flow + PKCE: prints the URL to open, waits for the redirect
-    /// on the loopback URI, stores the tokens (mode 0600).
+    /// on the loopback URI, stores the tokens (mode 0600) in the tenant's `token_file` (default
+    /// `$STATE_DIRECTORY/tokens-<tenant>.json`).
+    ///
+    /// For the systemd service the file must be in its state directory and owned by its
+    /// (dynamic) user: run this through `systemd-run -p DynamicUser=yes -p User=syncd
+    /// -p StateDirectory=syncd -p ConfigurationDirectory=syncd -p LoadCredential=…` as
+    /// dist/INSTALL.md shows, or as root with `STATE_DIRECTORY=/var/lib/syncd` and then
+    /// `chown --reference=/var/lib/private/syncd` on the file.
     Login {
         /// The tenant (default: the only one).
         #[arg(long)]
@@ -200,6 +208,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
         Command::Publish(args) => crate::outbox::cli::publish(context, args).await,
         Command::Tasks(command) => crate::outbox::cli::tasks(context, command).await,
         Command::Config(ConfigCommand::Check { strict }) => config_check(context, strict),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(context, args).await,
     }
 }

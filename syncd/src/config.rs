@@ -1345,8 +1345,14 @@ impl Config {
             return Err(Error::Config("no [[tenant]] is configured".into()));
         }
         for secret in self.secrets() {
-            if let Err(error) = secret.resolve() {
-                unreadable.push(format!("cannot read {} here: {error}", secret.key()));
+            match secret.resolve() {
+                Ok(_) => {}
+                Err(Error::Config(why)) => {
+                    unreadable.push(format!("cannot read {} here: {why}", secret.key()));
+                }
+                Err(other) => {
+                    unreadable.push(format!("cannot read {} here: {other}", secret.key()));
+                }
             }
         }
         if let Some(token) = &self.control.token

@@ -10,9 +10,11 @@
 //! - [`outbox`]: publishes: intake (CLI, HTTP, outbox table), delivery, the task ledger.
 //! - [`control`]: the control plane (`/healthz`, `/readyz`, `/metrics`, webhook receiver,
 //!   `/publish`).
-//! - [`supervise`]: restarts a failed long-running loop with backoff (every subscription loop and
-//!   the outbox worker run under it).
-//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], [`demo`].
+//! - [`supervise`]: restarts a failed long-running loop with backoff (every subscription loop,
+//!   the outbox worker, the retention pruner and the tenant checker run under it); [`tenants`]:
+//!   tenant health.
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], `demo` (cargo feature `demo`,
+//!   on by default; the systemd build leaves it out).
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
 
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logging;
 pub mod metrics;

@@ -30,22 +30,17 @@ fn example_config(dir: &Path) -> String {
     )
     .unwrap();
     std::fs::write(
-        dir.join("key.pem"),
+        dir.join("credentials").join("system_user_key"),
         emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM,
     )
     .unwrap();
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/syncd.toml"))
             .unwrap();
-    shipped
-        .replace(
-            "/etc/syncd/credentials/system-user.pem",
-            &dir.join("key.pem").display().to_string(),
-        )
-        .replace(
-            "# store = \"/var/lib/syncd/syncd.db\"",
-            &format!("store = {:?}", dir.join("syncd.db").display().to_string()),
-        )
+    shipped.replace(
+        "# store = \"/var/lib/syncd/syncd.db\"",
+        &format!("store = {:?}", dir.join("syncd.db").display().to_string()),
+    )
 }
 
 #[test]

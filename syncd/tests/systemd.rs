@@ -2,48 +2,15 @@
 //! verified, `STATUS=` updates, `WATCHDOG=1` while the loops run, and on SIGTERM `STOPPING=1`
 //! and exit status 0 within 10 s. SIGHUP reloads the configuration.
 
+mod common_notify;
 mod common_process;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_notify::FakeSystemd;
 use common_process::KillOnDrop;
-
-struct FakeSystemd {
-    socket: UnixDatagram,
-    messages: Vec<String>,
-}
-
-impl FakeSystemd {
-    fn bind(path: &Path) -> FakeSystemd {
-        let socket = UnixDatagram::bind(path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        FakeSystemd {
-            socket,
-            messages: Vec::new(),
-        }
-    }
-
-    /// Collects messages until one contains `needle` or `timeout` passes.
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.messages.iter().any(|m| m.contains(needle)) {
-                return true;
-            }
-            let mut buffer = [0u8; 4096];
-            if let Ok(n) = self.socket.recv(&mut buffer) {
-                self.messages
-                    .push(String::from_utf8_lossy(&buffer[..n]).into_owned());
-            }
-        }
-        self.messages.iter().any(|m| m.contains(needle))
-    }
-}
 
 fn write_config(dir: &Path, emu: &emulator::Emulator, poll: &str, token: &str) {
     let text = format!(
@@ -154,30 +121,14 @@ async fn ready_status_watchdog_and_a_clean_sigterm() {
     );
 
     // SIGHUP reloads without stopping: the daemon restarts with the re-read config.
-    let before = systemd
-        .messages
-        .iter()
-        .filter(|m| m.contains("READY=1"))
-        .count();
+    let before = systemd.count("READY=1");
     signal(child, "HUP");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while systemd
-        .messages
-        .iter()
-        .filter(|m| m.contains("READY=1"))
-        .count()
-        == before
-        && Instant::now() < deadline
-    {
+    while systemd.count("READY=1") == before && Instant::now() < deadline {
         systemd.wait_for("\u{0}never", Duration::from_millis(200));
     }
     assert!(
-        systemd
-            .messages
-            .iter()
-            .filter(|m| m.contains("READY=1"))
-            .count()
-            > before,
+        systemd.count("READY=1") > before,
         "ready again after the reload: {:?}",
         systemd.messages
     );

@@ -64,11 +64,13 @@
 //! `SYNCD_FAILPOINT=outbox.after_post[@N]` (also `outbox.after_record`, `outbox.after_key`)
 //! parks the delivery at that point of the N-th create (default the first) and prints
 //! `syncd: failpoint … reached` on stderr: the crash tests then SIGKILL the daemon between a
-//! POST and the commit of its answer. Unset, it costs one atomic load.
+//! POST and the commit of its answer. Unset, it costs one atomic load. The hook exists only with
+//! the cargo feature `failpoints`, which the crate's own tests turn on (a dev-dependency on
+//! itself); in every other build `failpoint` is an empty function and the variable is never read.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -221,7 +223,10 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
 /// Parks the calling thread for good at a named point when `SYNCD_FAILPOINT` asks for it, so
 /// a crash test can SIGKILL the process there: `name` fires on the first pass, `name@N` on the
 /// N-th.
+#[cfg(feature = "failpoints")]
 pub(crate) fn failpoint(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU64;
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
     let target = TARGET.get_or_init(|| {
@@ -242,3 +247,8 @@ pub(crate) fn failpoint(name: &str) {
         }
     }
 }
+
+/// Without the `failpoints` feature (every non-test build) there are no fail points.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn failpoint(_name: &str) {}
