@@ -19,6 +19,7 @@ pub mod clients;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
@@ -94,6 +95,8 @@ pub struct Services {
     pub health: control::Health,
     /// The control plane's bound address (for `public_url = "auto"`).
     pub control_addr: SocketAddr,
+    /// Wakes change-feed readers when change rows commit.
+    pub feed: feed::FeedNotifier,
 }
 
 /// A running daemon.
@@ -142,7 +145,9 @@ impl Daemon {
         let metrics = clients.metrics().clone();
         let listeners = control::serve::Listeners::bind(&config.control).await?;
         let control_addr = listeners.local_addr()?;
+        let last_seq = store.read(|conn| store::feed::last_seq(conn)).await?;
         let services = Arc::new(Services {
+            feed: feed::FeedNotifier::new(last_seq, shutdown.clone()),
             sync: sync::SyncShared::new(&config),
             outbox: outbox::OutboxShared::new(&config),
             health: control::Health::default(),
