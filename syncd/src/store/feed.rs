@@ -128,6 +128,49 @@ mod tests {
     }
 
     #[test]
+    fn the_migration_fills_old_content_only_where_the_stored_hash_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syncd.db");
+        let before = store::MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN record"))
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &store::MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "INSERT INTO subscriptions (name, entity, created_at) VALUES ('a', 'contact', 'then');
+                 INSERT INTO records (subscription, id, json, hash, first_seen, updated_at)
+                     VALUES ('a', 1, '{{\"n\":2}}', 'h2', 'then', 'then');
+                 INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES
+                     ('a', 'contact', 1, 'insert', '2026-12-04T23:40:58.120Z', 'h1'),
+                     ('a', 'contact', 1, 'update', '2026-12-04T23:40:58.120Z', 'h2'),
+                     ('a', 'contact', 1, 'delete', '2026-12-04T23:40:58.120Z', NULL);
+                 PRAGMA user_version = {before};"
+            ))
+            .unwrap();
+        }
+        let store = store::open(&path).unwrap();
+        let events = store
+            .read_blocking(|c| changes_after(c, 0, None, 10, &Tenants::default()))
+            .unwrap();
+        let content: Vec<_> = events
+            .iter()
+            .map(|e| (e.op, e.record.clone(), e.previous_hash.clone()))
+            .collect();
+        assert_eq!(
+            content,
+            [
+                (Op::Insert, None, None),
+                (Op::Update, Some(serde_json::json!({"n": 2})), None),
+                (Op::Delete, None, None),
+            ]
+        );
+    }
+
+    #[test]
     fn changes_come_in_order_with_content_tenant_and_filter() {
         let dir = tempfile::tempdir().unwrap();
         let store = store::open(&dir.path().join("syncd.db")).unwrap();
