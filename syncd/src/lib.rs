@@ -145,7 +145,7 @@ impl Daemon {
         let metrics = clients.metrics().clone();
         let listeners = control::serve::Listeners::bind(&config.control).await?;
         let control_addr = listeners.local_addr()?;
-        let last_seq = store.read(|conn| store::feed::last_seq(conn)).await?;
+        let last_seq = store.read(store::feed::last_seq).await?;
         let services = Arc::new(Services {
             feed: feed::FeedNotifier::new(last_seq, shutdown.clone()),
             sync: sync::SyncShared::new(&config),
