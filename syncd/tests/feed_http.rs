@@ -282,9 +282,38 @@ async fn changes_is_the_feed_with_content_behind_the_token() {
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("Last-Event-ID"));
 
+    // `syncd changes` prints the same events.
+    let file = dir.path().join("syncd.toml");
+    std::fs::write(&file, config(&emu, dir.path())).unwrap();
+    let cli = |since: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
+            .args([
+                "--config",
+                file.to_str().unwrap(),
+                "changes",
+                "--since",
+                since,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = cli("0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parse_lines(&String::from_utf8(out.stdout).unwrap()), feed);
+
     // Retention deleted the oldest rows: a reader behind them is told, never skipped ahead.
     running.stop().await;
     execute(&db, "DELETE FROM changes WHERE seq <= 5");
+    let out = cli("2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("retention"),
+        "{stderr}"
+    );
     let running = start(&config(&emu, dir.path())).await;
     let url = format!("{}/changes", running.control_url());
     let response = get(&format!("{url}?since=2"), Some(TOKEN)).await;
