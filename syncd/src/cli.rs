@@ -563,57 +563,24 @@ fn human_seconds(seconds: i64) -> String {
     }
 }
 
-/// One change of the feed, as printed by `syncd changes`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Change {
-    /// Sequence number.
-    pub seq: i64,
-    /// Subscription.
-    pub subscription: String,
-    /// Entity (`contact`).
-    pub entity: String,
-    /// Record id.
-    pub id: i64,
-    /// `insert`, `update` or `delete`.
-    pub op: String,
-    /// When it was recorded (UTC).
-    pub at: String,
-    /// Content hash after the change (`null` for deletes).
-    pub hash: Option<String>,
-}
-
-/// Changes after `since`, oldest first (at most `limit`).
+/// Changes after `since`, oldest first (at most `limit`), in the shape `syncd changes` prints
+/// ([`crate::feed::ChangeEvent`], `syncd/docs/change-event.schema.json`); an error when
+/// retention already deleted changes after `since` (never a silent skip).
 pub fn changes_after(
     store: &store::Store,
+    tenants: &crate::feed::Tenants,
     since: i64,
     subscription: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Change>> {
-    let subscription = subscription.map(str::to_string);
-    store.read_blocking(move |conn| {
-        let mut statement = conn
-            .prepare_cached(
-                "SELECT seq, subscription, entity, id, op, at, hash FROM change_feed
-                 WHERE seq > ?1 AND (?2 IS NULL OR subscription = ?2) ORDER BY seq LIMIT ?3",
-            )
-            .map_err(sql)?;
-        let rows = statement
-            .query_map(rusqlite::params![since, subscription, limit], |row| {
-                Ok(Change {
-                    seq: row.get(0)?,
-                    subscription: row.get(1)?,
-                    entity: row.get(2)?,
-                    id: row.get(3)?,
-                    op: row.get(4)?,
-                    at: row.get(5)?,
-                    hash: row.get(6)?,
-                })
-            })
-            .map_err(sql)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(sql)?;
-        Ok(rows)
-    })
+    limit: usize,
+) -> Result<Vec<crate::feed::ChangeEvent>> {
+    match store
+        .read_blocking(|conn| store::feed::page_after(conn, since, subscription, limit, tenants))?
+    {
+        store::feed::FeedPage::Changes(events) => Ok(events),
+        store::feed::FeedPage::Gone { since, oldest } => Err(Error::Invalid(format!(
+            "--since {since}: changes after it were deleted by retention (the oldest kept is {oldest})"
+        ))),
+    }
 }
 
 async fn changes(
@@ -624,13 +591,15 @@ async fn changes(
 ) -> Result<()> {
     let config = context.config()?;
     let store = store::open_read_only(&config.store)?;
+    let tenants = crate::feed::Tenants::from_config(&config);
     let mut last = since;
     loop {
         let batch = {
             let store = store.clone();
             let subscription = subscription.clone();
+            let tenants = tenants.clone();
             tokio::task::spawn_blocking(move || {
-                changes_after(&store, last, subscription.as_deref(), 10_000)
+                changes_after(&store, &tenants, last, subscription.as_deref(), 10_000)
             })
             .await
             .map_err(|e| Error::Io(e.to_string()))??

@@ -9,6 +9,7 @@
 //! | `GET /metrics` | anyone, or with `metrics_auth = true` the token |
 //! | `POST /webhooks/superoffice` | SuperOffice: the HMAC signature ([`crate::sync::webhook`]); body ≤ `webhook_body_limit` |
 //! | `POST /publish` | the token, JSON, allowed origin ([`auth`]); body ≤ `publish_body_limit`; not served without `control.token` |
+//! | `GET /changes`, `GET /changes/stream` | the token, allowed origin ([`auth`]); not served without `control.token` ([`crate::feed::http`]) |
 //!
 //! New routes that read the feed or change state go into the authenticated sub-router in
 //! [`router`], which [`auth::authenticated`] wraps. [`serve`] is the server with its limits.
@@ -130,9 +131,12 @@ pub fn router(services: Arc<Services>) -> Router {
         .merge(crate::sync::routes().route_layer(DefaultBodyLimit::max(limits.webhook_body_limit)));
     if services.control_token.is_some() {
         // Routes that read the feed or change state: allowed origin, token, JSON.
-        let authenticated = Router::new().merge(
-            crate::outbox::routes().route_layer(DefaultBodyLimit::max(limits.publish_body_limit)),
-        );
+        let authenticated = Router::new()
+            .merge(
+                crate::outbox::routes()
+                    .route_layer(DefaultBodyLimit::max(limits.publish_body_limit)),
+            )
+            .merge(crate::feed::http::routes());
         app = app.merge(auth::authenticated(authenticated, &services));
     } else {
         tracing::warn!(

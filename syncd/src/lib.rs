@@ -24,6 +24,7 @@ pub mod config;
 pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
@@ -115,6 +116,8 @@ pub struct Services {
     pub health: control::Health,
     /// The control plane's bound address (for `public_url = "auto"`).
     pub control_addr: SocketAddr,
+    /// Wakes change-feed readers when change rows commit.
+    pub feed: feed::FeedNotifier,
 }
 
 /// A running daemon.
@@ -164,8 +167,10 @@ impl Daemon {
         let listeners = control::serve::Listeners::bind(&config.control).await?;
         let control_addr = listeners.local_addr()?;
         let control_token = config.control.resolve_token()?;
+        let last_seq = store.read(store::feed::last_seq).await?;
         let services = Arc::new(Services {
             control_token,
+            feed: feed::FeedNotifier::new(last_seq, shutdown.clone()),
             sync: sync::SyncShared::new(&config),
             outbox: outbox::OutboxShared::new(&config),
             health: control::Health::default(),

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
+pub mod feed;
 pub mod loops;
 pub mod quarantine;
 pub mod retention;
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_page_cap_requests.sql"),
     include_str!("migrations/0003_quarantine.sql"),
     include_str!("migrations/0004_retention.sql"),
+    include_str!("migrations/0006_change_content.sql"),
 ];
 
 /// The schema version this binary writes.

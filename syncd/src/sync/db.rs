@@ -449,6 +449,8 @@ pub struct Applied {
     pub live_delta: i64,
     /// Quarantined records of the subscription after the transaction, when it changed them.
     pub quarantined: Option<i64>,
+    /// The `seq` of the last change row written (`None`: none), for the feed notifier.
+    pub last_seq: Option<i64>,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -462,6 +464,7 @@ impl std::ops::AddAssign for Applied {
         if o.quarantined.is_some() {
             self.quarantined = o.quarantined;
         }
+        self.last_seq = self.last_seq.max(o.last_seq);
     }
 }
 
@@ -493,9 +496,12 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         _ => None,
     };
     let mut new_records: Vec<&Upsert> = Vec::new();
-    let mut change_rows: Vec<(i64, &'static str, Option<&str>)> =
-        Vec::with_capacity(w.upserts.len() + w.deletes.len());
+    let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
     for u in &w.upserts {
+        let previous = match before_page.get(&u.id) {
+            Some((hash, false, _, _)) => Some(hash.as_str()),
+            _ => None,
+        };
         let op = match before_page.get(&u.id) {
             Some((hash, false, modified, parent)) if *hash == u.hash => {
                 if *modified != u.modified || (w.parent.is_some() && *parent != w.parent) {
@@ -532,7 +538,13 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             applied.suppressed += 1;
             continue;
         }
-        change_rows.push((u.id, op, Some(u.hash.as_str())));
+        change_rows.push(ChangeRow {
+            id: u.id,
+            op,
+            hash: Some(u.hash.as_str()),
+            previous_hash: previous.map(str::to_string),
+            record: Some(u.json.as_str()),
+        });
         if op == "insert" {
             applied.inserts += 1;
         } else {
@@ -547,16 +559,22 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     insert_records(tx, w, &new_records)?;
     let mut tombstone = tx
         .prepare_cached(
-            "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL",
+            "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL RETURNING hash",
         )
         .map_err(sql)?;
     for id in &w.deletes {
-        if tombstone
-            .execute(params![w.subscription, id, w.now])
-            .map_err(sql)?
-            == 1
-        {
-            change_rows.push((*id, "delete", None));
+        let deleted: Option<String> = tombstone
+            .query_row(params![w.subscription, id, w.now], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        if let Some(previous) = deleted {
+            change_rows.push(ChangeRow {
+                id: *id,
+                op: "delete",
+                hash: None,
+                previous_hash: Some(previous),
+                record: None,
+            });
             applied.deletes += 1;
             applied.live_delta -= 1;
             if let Some((entity, since)) = &w.unannounced
@@ -566,7 +584,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             }
         }
     }
-    insert_changes(tx, w, &change_rows)?;
+    applied.last_seq = insert_changes(tx, w, &change_rows)?;
     match &w.cursor {
         Some(CursorWrite::Progress(resume)) => {
             let text = serde_json::to_string(resume)
@@ -681,33 +699,46 @@ fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> R
     Ok(())
 }
 
-/// Appends change rows, [`INSERT_CHUNK`] per statement, in order.
+/// One change row to append (see `0006_change_content.sql` for the columns).
+struct ChangeRow<'a> {
+    id: i64,
+    op: &'static str,
+    hash: Option<&'a str>,
+    previous_hash: Option<String>,
+    record: Option<&'a str>,
+}
+
+/// Appends change rows, [`INSERT_CHUNK`] per statement, in order; returns the `seq` of the
+/// last one (`None` when there were none).
 fn insert_changes(
     tx: &Transaction<'_>,
     w: &PageWrite,
-    rows: &[(i64, &'static str, Option<&str>)],
-) -> Result<()> {
-    const HEAD: &str = "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    rows: &[ChangeRow<'_>],
+) -> Result<Option<i64>> {
+    const HEAD: &str = "INSERT INTO changes (subscription, entity, id, op, at, hash, previous_hash, record) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
     for chunk in rows.chunks(INSERT_CHUNK) {
         let text = format!("{HEAD}{}", values_list(ROW, chunk.len()));
         let mut statement = tx.prepare_cached(&text).map_err(sql)?;
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 6);
-        for (id, op, hash) in chunk {
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        for row in chunk {
             values.extend([
                 &w.subscription as &dyn rusqlite::ToSql,
                 &w.entity,
-                id,
-                op,
+                &row.id,
+                &row.op,
                 &w.now,
-                hash,
+                &row.hash,
+                &row.previous_hash,
+                &row.record,
             ]);
         }
         statement
             .execute(rusqlite::params_from_iter(values))
             .map_err(sql)?;
     }
-    Ok(())
+    // A multi-row INSERT assigns rowids in order: the last one inserted is the highest.
+    Ok((!rows.is_empty()).then(|| tx.last_insert_rowid()))
 }
 
 /// Whether `echoes` holds anything for this entity (one query per page instead of one per

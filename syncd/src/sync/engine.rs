@@ -174,6 +174,9 @@ impl Engine<'_> {
             .store
             .write(move |tx| db::apply(tx, &write))
             .await?;
+        if let Some(seq) = applied.last_seq {
+            self.services.feed.committed(seq);
+        }
         self.record_metrics(applied);
         Ok(applied)
     }
@@ -777,11 +780,20 @@ impl Engine<'_> {
     /// Starts committing a page on the store's blocking thread.
     fn start_commit(&self, write: PageWrite) -> tokio::task::JoinHandle<Result<Applied>> {
         let store = self.services.store.clone();
+        let feed = self.services.feed.clone();
         let name = self.plan.name.clone();
         tokio::spawn(async move {
             let began = Instant::now();
             let rows = write.upserts.len() + write.deletes.len();
             let applied = store.write(move |tx| db::apply(tx, &write)).await;
+            // Wake feed readers as soon as the rows are visible, not when the pass settles.
+            if let Ok(Applied {
+                last_seq: Some(seq),
+                ..
+            }) = &applied
+            {
+                feed.committed(*seq);
+            }
             tracing::debug!(subscription = %name, rows, ms = began.elapsed().as_secs_f64() * 1e3, "page committed");
             applied
         })
