@@ -151,8 +151,10 @@ impl TokenStore for FileTokenStore {
     }
 }
 
+/// Creates `dir` (and its parents) with mode 0700 on Unix: a directory for files that hold
+/// secrets (token files, syncd's generated webhook secret).
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
@@ -160,13 +162,16 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Creates `dir` (and its parents).
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
 
+/// Creates `path`, which must not exist, for writing with mode 0600 on Unix from the start (the
+/// file is never readable by others, not even briefly).
 #[cfg(unix)]
-fn open_private_new(path: &Path) -> io::Result<fs::File> {
+pub fn open_private_new(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .write(true)
@@ -175,16 +180,18 @@ fn open_private_new(path: &Path) -> io::Result<fs::File> {
         .open(path)
 }
 
+/// Creates `path`, which must not exist, for writing.
 #[cfg(not(unix))]
-fn open_private_new(path: &Path) -> io::Result<fs::File> {
+pub fn open_private_new(path: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
 }
 
-/// Makes the rename durable. Best effort: some file systems cannot fsync a directory.
-fn sync_dir(dir: &Path) {
+/// Makes a rename or link in `dir` durable. Best effort: some file systems cannot fsync a
+/// directory.
+pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore as _;
 use superoffice::auth::Secret;
+use superoffice::auth::store::{create_private_dir, open_private_new, sync_dir};
 
 use crate::config::Config;
 use crate::{Error, Result};
@@ -214,45 +215,6 @@ fn create(path: &Path) -> Result<(Secret, SecretSource)> {
             Ok((secret, SecretSource::File))
         }
         Err(e) => Err(file_error(path, "storing", e)),
-    }
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)
-}
-
-#[cfg(unix)]
-fn open_private_new(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_private_new(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-/// Makes the link durable. Best effort: some file systems cannot fsync a directory.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 
