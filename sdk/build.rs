@@ -74,8 +74,10 @@ fn main() {
         generated.code.lines().count(),
         generated.spec_sha256,
     );
+    let accept = superoffice_codegen::rust::accept_rust(&generated.accept);
     for (name, text) in [
         ("superoffice.rs", generated.code.as_str()),
+        ("accept.rs", accept.as_str()),
         ("codegen-stats.json", stats.as_str()),
     ] {
         let path = out_dir.join(name);
@@ -114,10 +116,9 @@ fn downloaded_spec(root: &Path, out_dir: &Path) -> Option<std::path::PathBuf> {
     let existing = dest.join(fetch::SPEC_FILE);
     if let (fetch::Pin::Require(sha256), Ok(loaded)) =
         (&pin, superoffice_codegen::spec::load(&existing))
+        && &loaded.sha256 == sha256
     {
-        if &loaded.sha256 == sha256 {
-            return Some(existing);
-        }
+        return Some(existing);
     }
     let url = fetch::url(None);
     match fetch::fetch(&url, &dest, &pin) {

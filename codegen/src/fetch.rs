@@ -149,13 +149,13 @@ pub fn unpack(zip: &[u8], dest: &Path, pin: &Pin) -> Result<Fetched> {
             ))
         })?;
     let sha256 = sha256_hex(&spec.1);
-    if let Pin::Require(expected) = pin {
-        if !expected.eq_ignore_ascii_case(&sha256) {
-            return Err(Error::SpecHashMismatch {
-                expected: expected.clone(),
-                actual: sha256,
-            });
-        }
+    if let Pin::Require(expected) = pin
+        && !expected.eq_ignore_ascii_case(&sha256)
+    {
+        return Err(Error::SpecHashMismatch {
+            expected: expected.clone(),
+            actual: sha256,
+        });
     }
     std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
     let mut files = Vec::with_capacity(entries.len());

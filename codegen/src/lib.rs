@@ -156,6 +156,8 @@ pub struct Generated {
     pub warnings: Vec<String>,
     /// Number of operations generated.
     pub operations: usize,
+    /// `(operation id, Accept)` of the binary downloads ([`rust::accept_table`]).
+    pub accept: Vec<(String, String)>,
 }
 
 /// Runs the whole pipeline for a set of enabled features.
@@ -180,7 +182,9 @@ pub fn generate(request: &Request) -> Result<Generated> {
     warnings.extend(select_warnings);
     let operations = normalize::operations(&openapi).len();
     let code = rust::generate(&openapi, &config)?;
+    let accept = rust::accept_table(&openapi);
     Ok(Generated {
+        accept,
         code,
         openapi,
         spec: located,

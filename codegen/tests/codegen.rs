@@ -46,6 +46,56 @@ fn edge_cases_fixture() {
 }
 
 #[test]
+fn image_download_fixture() {
+    let (doc, _code) = generate_fixture("image.json");
+    let accept = superoffice_codegen::rust::accept_table(&doc);
+    insta::assert_snapshot!("image_openapi", pretty(&doc));
+    insta::assert_snapshot!(
+        "image_accept_rust",
+        superoffice_codegen::rust::accept_rust(&accept)
+    );
+    // Every Accept is a type the operation declares in `produces`, never a JSON/XML/text one
+    // (the generated code reads these bodies as bytes).
+    let swagger = spec::load(&spec::workspace_root().join("spec/fixtures/image.json"))
+        .unwrap()
+        .json;
+    assert_eq!(accept.len(), 2, "{accept:?}");
+    for (id, value) in &accept {
+        let produces: Vec<&str> = swagger["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .find(|op| {
+                op["operationId"].as_str().is_some_and(|u| {
+                    u.to_ascii_lowercase()
+                        .ends_with(&id.replace("widget_", "").replace('_', ""))
+                })
+            })
+            .map(|op| {
+                op["produces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!produces.is_empty(), "{id}");
+        for media in value.split(", ") {
+            assert!(
+                produces.contains(&media),
+                "{id}: {media} not in {produces:?}"
+            );
+            assert!(
+                !media.contains("json") && !media.starts_with("text/"),
+                "{id}: {media}"
+            );
+        }
+    }
+}
+
+#[test]
 fn entity_fixture_has_the_documented_shape() {
     let (doc, code) = generate_fixture("entity.json");
     // Links/_Links clash resolved, unknown fields kept, open enums hoisted.
