@@ -205,6 +205,15 @@ mod tests {
         let err = locate_with(&dir.join("ws"), None).unwrap_err().to_string();
         assert!(err.contains(UPSTREAM_PATH), "{err}");
         assert!(err.contains("Swagger-v1-REST.zip"), "{err}");
+        // Every way to provide it: the env var, the fetch command, the cargo feature.
+        for way in [
+            ENV_VAR,
+            "cargo xtask spec fetch",
+            "download-spec",
+            "SUPEROFFICE_OPENAPI_URL",
+        ] {
+            assert!(err.contains(way), "{way}: {err}");
+        }
     }
 
     #[test]
