@@ -13,11 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -27,40 +26,57 @@ use crate::error::Error;
 /// Prefix of SuperOffice's identity claims.
 pub const CLAIM: &str = "http://schemes.superoffice.net/identity/";
 
-/// The signing key and the system-user verification key.
-#[derive(Debug, Clone)]
+/// The signing key and the system-user verification key (ring: constant-time RSA).
+#[derive(Clone)]
 pub struct Keys {
-    signing: SigningKey<Sha256>,
+    signing: std::sync::Arc<RsaKeyPair>,
     /// Key id published in the JWKS and JWT headers.
     pub kid: String,
-    /// The public signing key.
-    pub public: RsaPublicKey,
-    system_user: VerifyingKey<Sha256>,
+    /// The public signing key: modulus and exponent, big-endian.
+    pub public: ring::rsa::PublicKeyComponents<Vec<u8>>,
+    /// PKCS#1 `RSAPublicKey` DER of the system-user key.
+    system_user: Vec<u8>,
 }
 
-fn parse_private(pem: &str) -> Result<RsaPrivateKey, Error> {
-    RsaPrivateKey::from_pkcs8_pem(pem)
-        .or_else(|_| rsa::pkcs1::DecodeRsaPrivateKey::from_pkcs1_pem(pem))
-        .map_err(|e| Error::Key(format!("private key: {e}")))
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
 }
 
-fn parse_public(pem: &str) -> Result<RsaPublicKey, Error> {
-    RsaPublicKey::from_public_key_pem(pem)
-        .or_else(|_| rsa::pkcs1::DecodeRsaPublicKey::from_pkcs1_pem(pem))
-        .map_err(|e| Error::Key(format!("public key: {e}")))
+fn parse_private(pem: &str) -> Result<RsaKeyPair, Error> {
+    let der = crate::rsa_der::private_pem_to_pkcs1(pem).ok_or_else(|| {
+        Error::Key("private key: not a PKCS#8 or PKCS#1 RSA private key PEM".into())
+    })?;
+    RsaKeyPair::from_der(&der).map_err(|e| Error::Key(format!("private key: {e}")))
+}
+
+fn parse_public(pem: &str) -> Result<Vec<u8>, Error> {
+    crate::rsa_der::public_pem_to_pkcs1(pem)
+        .ok_or_else(|| Error::Key("public key: not an SPKI or PKCS#1 RSA public key PEM".into()))
+}
+
+/// RSA PKCS#1 v1.5 / SHA-256 signature of `data`.
+fn rs256(key: &RsaKeyPair, data: &[u8]) -> Vec<u8> {
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), data, &mut sig)
+        .expect("RSA signing with a valid key and a correctly sized buffer");
+    sig
 }
 
 impl Keys {
     /// Loads the signing key and the system-user public key.
     pub fn load(signing_pem: &str, system_user_public_pem: &str) -> Result<Keys, Error> {
         let private = parse_private(signing_pem)?;
-        let public = private.to_public_key();
-        let kid = hex::encode(&Sha256::digest(public.n().to_bytes_be())[..8]);
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(private.public());
+        let kid = hex::encode(&Sha256::digest(&public.n)[..8]);
         Ok(Keys {
-            signing: SigningKey::new(private),
+            signing: std::sync::Arc::new(private),
             kid,
             public,
-            system_user: VerifyingKey::new(parse_public(system_user_public_pem)?),
+            system_user: parse_public(system_user_public_pem)?,
         })
     }
 
@@ -70,9 +86,9 @@ impl Keys {
         let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
         out.push('.');
         out.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let sig = self.signing.sign(out.as_bytes());
+        let sig = rs256(&self.signing, out.as_bytes());
         out.push('.');
-        out.push_str(&URL_SAFE_NO_PAD.encode(sig.to_bytes()));
+        out.push_str(&URL_SAFE_NO_PAD.encode(sig));
         out
     }
 
@@ -83,8 +99,8 @@ impl Keys {
             "use": "sig",
             "alg": "RS256",
             "kid": self.kid,
-            "n": URL_SAFE_NO_PAD.encode(self.public.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(self.public.e().to_bytes_be()),
+            "n": URL_SAFE_NO_PAD.encode(&self.public.n),
+            "e": URL_SAFE_NO_PAD.encode(&self.public.e),
         }]})
     }
 
@@ -100,9 +116,7 @@ impl Keys {
         let sig = STANDARD
             .decode(sig.trim())
             .map_err(|_| "the signature is not base64".to_string())?;
-        let sig =
-            Signature::try_from(sig.as_slice()).map_err(|_| "malformed signature".to_string())?;
-        self.system_user
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.system_user)
             .verify(data.as_bytes(), &sig)
             .map_err(|_| {
                 "the signature does not verify with the registered public key".to_string()
@@ -142,10 +156,10 @@ pub fn sign_system_token(
     system_token: &str,
     at: Ts,
 ) -> Result<String, Error> {
-    let key = SigningKey::<Sha256>::new(parse_private(private_key_pem)?);
+    let key = parse_private(private_key_pem)?;
     let data = format!("{system_token}.{}", stamp(at));
-    let sig = key.sign(data.as_bytes());
-    Ok(format!("{data}.{}", STANDARD.encode(sig.to_bytes())))
+    let sig = rs256(&key, data.as_bytes());
+    Ok(format!("{data}.{}", STANDARD.encode(sig)))
 }
 
 /// Who a credential belongs to.
@@ -352,10 +366,13 @@ mod tests {
         let header: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header["alg"], "RS256");
-        let sig =
-            Signature::try_from(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().as_slice()).unwrap();
-        VerifyingKey::<Sha256>::new(k.public.clone())
-            .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        k.public
+            .verify(
+                &RSA_PKCS1_2048_8192_SHA256,
+                format!("{}.{}", parts[0], parts[1]).as_bytes(),
+                &sig,
+            )
             .unwrap();
         assert_eq!(k.jwks()["keys"][0]["kid"], k.kid.as_str());
     }

@@ -122,6 +122,7 @@ pub mod foreign;
 pub mod json;
 pub mod model;
 pub mod odata;
+pub mod rsa_der;
 pub mod server;
 pub mod stats;
 pub mod store;

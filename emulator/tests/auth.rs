@@ -7,9 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::Env;
 use emulator::test_keys;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rsa::{BigUint, RsaPublicKey};
+use ring::rsa::PublicKeyComponents;
+use ring::signature::RSA_PKCS1_2048_8192_SHA256;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -34,18 +33,23 @@ async fn verify_jwt(env: &Env, jwt: &str) -> Value {
         .await
         .unwrap();
     let key = &jwks["keys"][0];
-    let b = |k: &str| {
-        BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(key[k].as_str().unwrap()).unwrap())
+    let b = |k: &str| URL_SAFE_NO_PAD.decode(key[k].as_str().unwrap()).unwrap();
+    let public = PublicKeyComponents {
+        n: b("n"),
+        e: b("e"),
     };
-    let public = RsaPublicKey::new(b("n"), b("e")).unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["kid"], key["kid"]);
-    let sig = Signature::try_from(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().as_slice()).unwrap();
-    VerifyingKey::<Sha256>::new(public)
-        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+    let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    public
+        .verify(
+            &RSA_PKCS1_2048_8192_SHA256,
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &sig,
+        )
         .expect("signature verifies with the JWKS key");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
 }

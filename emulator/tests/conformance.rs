@@ -1,7 +1,7 @@
 //! Conformance: every operation the emulator serves exists in the official spec, and every 200
 //! answer validates against the operation's response schema.
 //!
-//! The spec is found the way the SDK build finds it (`xtask::spec::locate`). The validator is
+//! The spec is found the way the SDK build finds it (`superoffice_codegen::spec::locate`). The validator is
 //! structural: types, `$ref`, properties (closed: the emulator must not invent properties),
 //! `additionalProperties`, arrays, string enums, `int32` ranges and ISO date-times. `null` is
 //! accepted anywhere, as the real server sends nulls for unset carriers. A schema of bare
@@ -23,10 +23,13 @@ struct Spec {
 
 impl Spec {
     fn load() -> Spec {
-        let located = xtask::spec::locate(&xtask::spec::workspace_root())
-            .expect("the SuperOffice spec is needed for this test");
+        let located =
+            superoffice_codegen::spec::locate(&superoffice_codegen::spec::workspace_root())
+                .expect("the SuperOffice spec is needed for this test");
         Spec {
-            json: xtask::spec::load(&located.path).expect("spec loads").json,
+            json: superoffice_codegen::spec::load(&located.path)
+                .expect("spec loads")
+                .json,
         }
     }
 

@@ -184,6 +184,8 @@ pub struct ApiError {
     pub source: Option<String>,
     /// Whether the server sent a JSON error body (`false`: HTML, text or empty).
     pub json_body: bool,
+    /// The operation id of the request (`contact_get`, …), when the SDK's runtime sent it.
+    pub operation: Option<String>,
 }
 
 impl fmt::Debug for ApiError {
@@ -194,6 +196,7 @@ impl fmt::Debug for ApiError {
             .field("message", &self.message)
             .field("source", &self.source)
             .field("json_body", &self.json_body)
+            .field("operation", &self.operation)
             .finish()
     }
 }
@@ -220,6 +223,7 @@ impl ApiError {
             message: body.error_message,
             source: body.error_source,
             json_body,
+            operation: None,
         }
     }
 
@@ -230,7 +234,17 @@ impl ApiError {
             message: None,
             source: None,
             json_body: false,
+            operation: None,
         }
+    }
+
+    fn with_operation(mut self, headers: &reqwest::header::HeaderMap) -> Self {
+        self.operation = headers
+            .get(SDK_OPERATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        self
     }
 }
 
@@ -249,6 +263,57 @@ impl Error {
             Error::Redirect { status, .. } => Some(*status),
             Error::Transport(e) => e.status(),
             _ => None,
+        }
+    }
+
+    /// The SuperOffice error body behind this error (`ErrorType`, `ErrorMessage`, status,
+    /// operation), for every variant that carries an answer.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Error::NotFound(e)
+            | Error::PreconditionFailed(e)
+            | Error::Conflict(e)
+            | Error::Unauthorized(e)
+            | Error::Misdirected(e)
+            | Error::Api(e)
+            | Error::RateLimited { body: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// SuperOffice's `ErrorType` (e.g. `SoNotFoundException`), when the server sent one.
+    pub fn error_type(&self) -> Option<&str> {
+        self.api_error()?.error_type.as_deref()
+    }
+
+    /// SuperOffice's `ErrorMessage` (or the start of a non-JSON error body).
+    pub fn message(&self) -> Option<&str> {
+        self.api_error()?.message.as_deref()
+    }
+
+    /// The operation id of the failed request (`contact_get`, …; for a refused redirect the
+    /// name in [`Error::Redirect`]), when known.
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Error::Redirect { operation, .. } => Some(operation.as_str()),
+            _ => self.api_error()?.operation.as_deref(),
+        }
+    }
+
+    /// Whether sending the same request again later may succeed: rate limiting, transport
+    /// failures and timeouts, 502/503/504, a tenant that is not running (maintenance) and an
+    /// unreachable JWKS. Everything else (4xx, decode errors, configuration, refused
+    /// redirects, untrusted endpoints, authentication failures) is not: repeating it gives the
+    /// same answer. The SDK has already retried what its retry policy allows.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::RateLimited { .. }
+            | Error::Timeout(_)
+            | Error::TenantNotRunning { .. }
+            | Error::JwksUnavailable { .. } => true,
+            Error::Transport(e) => !e.is_builder() && !e.is_decode() && !e.is_redirect(),
+            Error::Api(e) => matches!(e.status.as_u16(), 502..=504),
+            _ => false,
         }
     }
 
@@ -318,13 +383,15 @@ impl From<progenitor_client::Error<SoError>> for Error {
                     return synthesized(kind, status, &headers, body);
                 }
                 let retry = retry_after(&headers);
-                let api = ApiError::from_so_error(status, response.into_inner());
+                let api =
+                    ApiError::from_so_error(status, response.into_inner()).with_operation(&headers);
                 Error::from_status(status, api, retry)
             }
             E::UnexpectedResponse(response) => {
                 let status = response.status();
                 let retry = retry_after(response.headers());
-                Error::from_status(status, ApiError::bare(status), retry)
+                let api = ApiError::bare(status).with_operation(response.headers());
+                Error::from_status(status, api, retry)
             }
             E::CommunicationError(e) | E::ResponseBodyError(e) | E::InvalidUpgrade(e) => {
                 Error::Transport(e)
@@ -383,13 +450,17 @@ fn synthesized(
             jwks: header(SDK_LOCATION_HEADER),
             reason: message,
         },
-        "upstream" => Error::Api(Box::new(ApiError {
-            status,
-            error_type: Some("Upstream".into()),
-            message: Some(message),
-            source: None,
-            json_body: false,
-        })),
+        "upstream" => Error::Api(Box::new(
+            ApiError {
+                status,
+                error_type: Some("Upstream".into()),
+                message: Some(message),
+                source: None,
+                json_body: false,
+                operation: None,
+            }
+            .with_operation(headers),
+        )),
         _ => Error::InvalidRequest(message),
     }
 }
@@ -465,6 +536,52 @@ mod tests {
             Error::from_status(StatusCode::NOT_MODIFIED, api(304), None),
             Error::NotModified
         ));
+    }
+
+    #[test]
+    fn accessors_expose_status_type_message_operation_and_retryability() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(SDK_OPERATION_HEADER, "contact_get".parse().unwrap());
+        let body = so_error("SoNotFoundException", "Contact 7 not found");
+        let response =
+            progenitor_client::ResponseValue::new(body, StatusCode::NOT_FOUND, headers.clone());
+        let err = Error::from(progenitor_client::Error::ErrorResponse(response));
+        assert!(matches!(err, Error::NotFound(_)));
+        assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+        assert_eq!(err.error_type(), Some("SoNotFoundException"));
+        assert_eq!(err.message(), Some("Contact 7 not found"));
+        assert_eq!(err.operation(), Some("contact_get"));
+        assert!(!err.is_retryable());
+
+        let busy = progenitor_client::ResponseValue::new(
+            so_error("X", "busy"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            headers,
+        );
+        let err = Error::from(progenitor_client::Error::ErrorResponse(busy));
+        assert!(err.is_retryable(), "{err:?}");
+        let limited = Error::from_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiError::bare(StatusCode::TOO_MANY_REQUESTS),
+            None,
+        );
+        assert!(limited.is_retryable());
+        assert!(Error::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(!Error::Config("x".into()).is_retryable());
+        assert!(
+            !Error::Decode {
+                message: "m".into(),
+                excerpt: String::new()
+            }
+            .is_retryable()
+        );
+        let conflict = Error::from_status(
+            StatusCode::CONFLICT,
+            ApiError::bare(StatusCode::CONFLICT),
+            None,
+        );
+        assert!(!conflict.is_retryable());
+        assert_eq!(conflict.operation(), None);
     }
 
     #[test]

@@ -1,4 +1,11 @@
-//! The HTTP stack: reqwest with rustls (ring) for HTTPS, shared by every part of the SDK.
+//! The HTTP stack: reqwest with an explicit TLS configuration, shared by every part of the SDK.
+//!
+//! **TLS is chosen by cargo feature and never installed process-wide.** With `rustls-ring`
+//! (default) or `rustls-aws-lc`, [`client_builder`] hands reqwest a rustls [`ClientConfig`]
+//! built by [`tls_config`] with that crypto provider and the platform certificate verifier
+//! (`rustls-platform-verifier`); no global default provider is installed, so an application
+//! may install its own without a clash. With only `native-tls`, reqwest's native-tls backend is
+//! used. A caller can always pass its own `reqwest::Client` instead (see below).
 //!
 //! **Credentials never follow a redirect.** Every client the SDK builds (the API runtime, the
 //! State API lookup, the OAuth token endpoint, the JWKS fetch, the system-user login) comes
@@ -22,24 +29,76 @@ use url::Url;
 
 use crate::Error;
 
-/// Installs the process-wide rustls crypto provider (ring) if none is installed yet.
+/// A `reqwest::ClientBuilder` with TLS ready (HTTPS to SuperOffice's hosts works out of the box,
+/// with the backend the cargo features choose; see the [module docs](self)) that does **not**
+/// follow redirects. Override the redirect policy only for clients that never carry SuperOffice
+/// credentials (e.g. a test browser).
 ///
-/// reqwest is built without a bundled provider (`rustls-no-provider`), so a provider must be
-/// installed before the first client is built. Calling this more than once is harmless.
-pub fn install_crypto_provider() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        // Err means another provider was installed first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+/// If the TLS configuration cannot be built (see [`tls_config`]), the failure is logged and the
+/// returned builder's `build()` fails: no client without working certificate checks.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    with_tls(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()))
 }
 
-/// A `reqwest::ClientBuilder` with TLS ready (HTTPS to SuperOffice's hosts works out of the box)
-/// that does **not** follow redirects (see the [module docs](self)). Override the redirect
-/// policy only for clients that never carry SuperOffice credentials (e.g. a test browser).
-pub fn client_builder() -> reqwest::ClientBuilder {
-    install_crypto_provider();
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+/// The rustls crypto provider the cargo features select (`rustls-ring` wins over
+/// `rustls-aws-lc`).
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    #[cfg(feature = "rustls-ring")]
+    {
+        rustls::crypto::ring::default_provider()
+    }
+    #[cfg(not(feature = "rustls-ring"))]
+    {
+        rustls::crypto::aws_lc_rs::default_provider()
+    }
+}
+
+/// The rustls client configuration of every client the SDK builds: [`crypto_provider`],
+/// rustls' safe default protocol versions (TLS 1.2 and 1.3), the platform's certificate
+/// verifier, ALPN `h2` and `http/1.1`. Nothing is installed process-wide.
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+pub fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    use std::sync::Arc;
+    let provider = Arc::new(crypto_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous() // rustls' name for "custom verifier"; this one is the platform's
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+fn with_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    match tls_config() {
+        Ok(config) => builder.tls_backend_preconfigured(config),
+        Err(error) => {
+            tracing::error!(%error, "building the rustls client configuration failed; the HTTP client will not build");
+            // An unknown preconfigured backend makes `build()` fail: fail closed.
+            builder.tls_backend_preconfigured(())
+        }
+    }
+}
+
+#[cfg(all(
+    feature = "native-tls",
+    not(any(feature = "rustls-ring", feature = "rustls-aws-lc"))
+))]
+fn with_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.tls_backend_native()
+}
+
+/// No TLS feature: plain HTTP only (an `https` URL fails to connect).
+#[cfg(not(any(
+    feature = "rustls-ring",
+    feature = "rustls-aws-lc",
+    feature = "native-tls"
+)))]
+fn with_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder
 }
 
 /// Whether `status` asks the client to go elsewhere (every 3xx except `304 Not Modified`,
@@ -100,6 +159,20 @@ mod tests {
     #[test]
     fn a_client_with_tls_builds() {
         client_builder().build().expect("TLS backend initialises");
+    }
+
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+    #[test]
+    fn the_tls_config_is_explicit_and_installs_no_global_provider() {
+        let config = tls_config().expect("rustls config");
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        client_builder().build().expect("client");
+        // Building clients installed nothing process-wide: an application can still install
+        // its own provider (tests in this binary never install one).
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     }
 
     #[test]

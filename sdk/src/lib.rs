@@ -29,6 +29,7 @@ pub mod upload;
 )]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/superoffice.rs"));
+    include!(concat!(env!("OUT_DIR"), "/accept.rs"));
 }
 
 pub use client::{ClientBuilder, RawRequest};

@@ -149,8 +149,16 @@ impl Runtime {
             None => run.instrument(span.clone()).await,
         };
         span.record("latency_ms", started.elapsed().as_millis() as u64);
-        if let Ok(response) = &result {
+        let mut result = result;
+        if let Ok(response) = &mut result {
             span.record("status", response.status().as_u16());
+            // Errors name the operation they came from (`Error::operation`).
+            if !response.status().is_success() {
+                response
+                    .headers_mut()
+                    .entry(SDK_OPERATION_HEADER)
+                    .or_insert(HeaderValue::from_static(operation));
+            }
         }
         result
     }
@@ -208,7 +216,7 @@ impl Runtime {
                 },
                 None => None,
             };
-            prepare_headers(request.headers_mut(), &inner.default_headers);
+            prepare_headers(request.headers_mut(), &inner.default_headers, operation);
             let credential = match &inner.auth {
                 Some(auth) => {
                     let result = match &rejected {
@@ -351,9 +359,16 @@ fn point_at(request: &mut reqwest::Request, baseurl: &str, endpoint: &str) {
     }
 }
 
-fn prepare_headers(headers: &mut HeaderMap, defaults: &HeaderMap) {
+fn prepare_headers(headers: &mut HeaderMap, defaults: &HeaderMap, operation: &str) {
     // progenitor stamps `api-version: v1-REST` on every request; SuperOffice has no use for it.
     headers.remove("api-version");
+    // progenitor sets `Accept` only for JSON answers; a binary download asks for the types its
+    // operation declares (`produces`), never for the client-wide `application/json` default.
+    if !headers.contains_key(reqwest::header::ACCEPT)
+        && let Some(accept) = crate::generated::accept_for(operation)
+    {
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static(accept));
+    }
     for (name, value) in defaults {
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());

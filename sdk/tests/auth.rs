@@ -814,27 +814,19 @@ fn pem_key() -> SystemUserKey {
 
 /// The PEM test key in the RSA-XML form the Developer Portal hands out.
 fn xml_from_pem(pem: &str) -> String {
-    use rsa::pkcs8::DecodePrivateKey;
-    use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-        .or_else(|_| <rsa::RsaPrivateKey as rsa::pkcs1::DecodeRsaPrivateKey>::from_pkcs1_pem(pem))
-        .unwrap();
-    let b64 = |n: &rsa::BigUint| STANDARD.encode(n.to_bytes_be());
-    let (p, q) = (&key.primes()[0], &key.primes()[1]);
-    let one = rsa::BigUint::from(1u8);
-    let dp = key.d() % (p - &one);
-    let dq = key.d() % (q - &one);
-    let qinv = key.crt_coefficient().unwrap();
+    let pkcs1 = emulator::rsa_der::private_pem_to_pkcs1(pem).unwrap();
+    let [n, e, d, p, q, dp, dq, qinv] = emulator::rsa_der::pkcs1_private_integers(&pkcs1).unwrap();
+    let b64 = |bytes: &Vec<u8>| STANDARD.encode(bytes);
     format!(
         "<RSAKeyValue>\n  <Modulus>{}</Modulus>\n  <Exponent>{}</Exponent>\n  <P>{}</P>\n  <Q>{}</Q>\n  <DP>{}</DP>\n  <DQ>{}</DQ>\n  <InverseQ>{}</InverseQ>\n  <D>{}</D>\n</RSAKeyValue>",
-        b64(key.n()),
-        b64(key.e()),
-        b64(p),
-        b64(q),
+        b64(&n),
+        b64(&e),
+        b64(&p),
+        b64(&q),
         b64(&dp),
         b64(&dq),
         b64(&qinv),
-        b64(key.d())
+        b64(&d)
     )
 }
 
@@ -952,19 +944,21 @@ async fn system_user_with_a_wrong_key_fails_with_an_auth_error() {
 
 #[tokio::test]
 async fn rsa_xml_and_pem_forms_of_one_key_sign_alike() {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
     let pem = emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM;
     let xml = xml_from_pem(pem);
     assert!(xml.starts_with("<RSAKeyValue>") && xml.contains("<InverseQ>"));
     let pkcs1 = {
-        use rsa::pkcs8::DecodePrivateKey;
-        rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-            .or_else(|_| {
-                <rsa::RsaPrivateKey as rsa::pkcs1::DecodeRsaPrivateKey>::from_pkcs1_pem(pem)
-            })
-            .unwrap()
-            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-            .unwrap()
+        let der = emulator::rsa_der::private_pem_to_pkcs1(pem).unwrap();
+        let b64 = STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
     };
     let at = DateTime::parse_from_rfc3339("2026-03-05T14:22:10Z")
         .unwrap()

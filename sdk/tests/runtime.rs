@@ -457,6 +457,79 @@ async fn the_emulator_serves_a_contact_through_the_state_api() {
 }
 
 #[tokio::test]
+async fn an_image_download_asks_for_the_image_types_the_operation_produces() {
+    // The scripted server records the Accept header the generated operation sends.
+    let server = Scripted::start(vec![Step::json(200, contact(5))]).await;
+    let client = server.client().build().unwrap();
+    let _ = client.contact_get_image().contact_id(5).send().await;
+    let accept = server.requests()[0].header("accept").map(str::to_string);
+    let accept = accept.expect("an Accept header");
+    assert!(accept.contains("image/png"), "{accept}");
+    assert!(!accept.contains("json"), "{accept}");
+
+    // The emulator answers 406 to an Accept without an image type, like content negotiation
+    // does; the generated call gets the PNG.
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator_client(&emu).build().unwrap();
+    let image = client
+        .contact_get_image()
+        .contact_id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+    assert_eq!(
+        image
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    let chunks: Vec<bytes::Bytes> =
+        futures::TryStreamExt::try_collect(image.into_inner().into_inner())
+            .await
+            .unwrap();
+    let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    // JSON operations still ask for JSON.
+    client
+        .contact_get()
+        .id(1)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn errors_name_status_type_message_operation_and_retryability() {
+    let emu = emulator::Emulator::start(emulator::Config {
+        counts: emulator::SeedCounts::contacts_only(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = emulator_client(&emu).build().unwrap();
+    let err = client
+        .contact_get()
+        .id(999_999)
+        .send()
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(err.operation(), Some("contact_get"));
+    assert!(err.error_type().is_some(), "{err:?}");
+    assert!(err.message().is_some(), "{err:?}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
 async fn a_421_re_resolves_the_endpoint_once() {
     let emu = emulator::Emulator::start(emulator::Config {
         counts: emulator::SeedCounts::contacts_only(5),
@@ -615,6 +688,7 @@ impl superoffice::auth::Auth for FlakyAuth {
                     message: Some("token endpoint down".into()),
                     source: None,
                     json_body: false,
+                    operation: None,
                 })));
             }
             Ok(superoffice::auth::Credential::Bearer("fresh".into()))

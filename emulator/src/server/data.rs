@@ -383,6 +383,20 @@ async fn entity_route<T: Stored>(s: Arc<Shared>, req: Req) -> Result<Response, S
                 _ => Err(method_not_allowed(&req)),
             }
         }
+        // `GET /Contact|Person|Project/{id}/Image`: the record's picture (a 1×1 PNG).
+        3 if req.seg(2, "Image")
+            && m == Method::GET
+            && matches!(
+                T::TYPE,
+                EntityType::Contact | EntityType::Person | EntityType::Project
+            ) =>
+        {
+            let id = parse_id(&req.rest[1]).ok_or_else(|| SoError::not_found("Bad id"))?;
+            T::table(&s.read())
+                .live(id)
+                .ok_or_else(|| not_found::<T>(id))?;
+            image_response(&req)
+        }
         // The spec has no `/Selection/{id}/ForeignKey`.
         3 if req.seg(2, "ForeignKey") && m == Method::GET && T::TYPE != EntityType::Selection => {
             let id = parse_id(&req.rest[1]).ok_or_else(|| SoError::not_found("Bad id"))?;
@@ -395,6 +409,41 @@ async fn entity_route<T: Stored>(s: Arc<Shared>, req: Req) -> Result<Response, S
         }
         _ => Err(SoError::not_found(format!("No route for {}", req.uri))),
     }
+}
+
+/// A 1×1 transparent PNG: the emulator's picture of every record.
+pub const IMAGE_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00,
+    0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa, 0xdc, 0xd8, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44,
+    0xae, 0x42, 0x60, 0x82,
+];
+
+/// The image answer, honouring `Accept` like the real server's content negotiation: an
+/// `Accept` that admits no image type (e.g. only `application/json`) is `406 Not Acceptable`.
+fn image_response(req: &Req) -> Result<Response, SoError> {
+    let accept = req
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let admits_png = accept.split(',').any(|t| {
+        let t = t.split(';').next().unwrap_or("").trim();
+        t == "image/png" || t == "image/*" || t == "*/*"
+    });
+    if !admits_png {
+        return Err(SoError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NotAcceptable",
+            format!("the image is image/png; Accept was {accept:?}"),
+        ));
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "image/png")
+        .body(Body::from(IMAGE_PNG))
+        .map_err(|e| SoError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string()))
 }
 
 fn not_found<T: Entity>(id: i32) -> SoError {

@@ -109,6 +109,7 @@ impl Shared {
         }
         let http = reqwest::Client::builder()
             .no_proxy()
+            .tls_backend_preconfigured(tls_config()?)
             .build()
             .map_err(|e| crate::Error::Config(format!("HTTP client: {e}")))?;
         Ok(Shared {
@@ -611,9 +612,26 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Makes sure a crypto provider is installed for HTTPS webhook targets.
+/// Installs ring as the process-wide rustls provider if none is installed yet, for test
+/// clients built with plain `reqwest::Client::new()` next to the emulator. The emulator is a
+/// test tool; the SDK itself never installs a provider (see `superoffice::http`).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// TLS for HTTPS webhook targets: rustls with ring and the platform verifier, passed to the
+/// client explicitly (no process-wide provider is installed, so the SDK's tests see the same
+/// process state a user's application does).
+fn tls_config() -> crate::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = |e: rustls::Error| crate::Error::Config(format!("TLS client config: {e}"));
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).map_err(tls)?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls)?
+        .dangerous() // rustls' name for "custom verifier"; this one is the platform's
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -18,12 +18,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rsa::{BigUint, RsaPublicKey};
+use ring::rsa::PublicKeyComponents;
+use ring::signature::RSA_PKCS1_2048_8192_SHA256;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use sha2::Sha256;
 use url::Url;
 
 use super::Secret;
@@ -260,7 +258,8 @@ pub(crate) fn decode_unverified(token: &str) -> Result<Claims> {
 #[derive(Clone)]
 struct Jwk {
     kid: Option<String>,
-    key: VerifyingKey<Sha256>,
+    /// Modulus and exponent, big-endian; verified with ring (constant-time RSA).
+    key: PublicKeyComponents<Vec<u8>>,
 }
 
 /// The keys of the login host's JWKS document.
@@ -296,14 +295,13 @@ impl Jwks {
             let (Ok(n), Ok(e)) = (URL_SAFE_NO_PAD.decode(n), URL_SAFE_NO_PAD.decode(e)) else {
                 continue;
             };
-            let Ok(public) =
-                RsaPublicKey::new(BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e))
-            else {
+            // ring checks the modulus size (2048–8192 bits) and the exponent at verification.
+            if n.is_empty() || e.is_empty() {
                 continue;
-            };
+            }
             out.push(Jwk {
                 kid: field("kid").map(str::to_string),
-                key: VerifyingKey::new(public),
+                key: PublicKeyComponents { n, e },
             });
         }
         if out.is_empty() {
@@ -330,8 +328,9 @@ fn verify_parts(jwks: &Jwks, parts: Parts<'_>, expected: &Expected, now: i64) ->
             parts.header.alg
         )));
     }
-    let signature = Signature::try_from(parts.signature.as_slice())
-        .map_err(|_| Error::Auth("the JWT signature is malformed".into()))?;
+    if parts.signature.is_empty() {
+        return Err(Error::Auth("the JWT signature is malformed".into()));
+    }
     let candidates: Vec<&Jwk> = match parts.header.kid.as_deref() {
         Some(kid) => jwks
             .keys
@@ -348,7 +347,11 @@ fn verify_parts(jwks: &Jwks, parts: Parts<'_>, expected: &Expected, now: i64) ->
     }
     if !candidates.iter().any(|k| {
         k.key
-            .verify(parts.signing_input.as_bytes(), &signature)
+            .verify(
+                &RSA_PKCS1_2048_8192_SHA256,
+                parts.signing_input.as_bytes(),
+                &parts.signature,
+            )
             .is_ok()
     }) {
         return Err(Error::Auth(
@@ -510,33 +513,39 @@ impl JwksCache {
 pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use rsa::pkcs1v15::SigningKey;
-    use rsa::signature::{SignatureEncoding, Signer};
-    use rsa::traits::PublicKeyParts;
+    use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
     use serde_json::json;
 
     /// The emulator's committed test signing key (public knowledge, tests only).
-    pub(crate) fn test_key() -> rsa::RsaPrivateKey {
-        use rsa::pkcs8::DecodePrivateKey;
-        rsa::RsaPrivateKey::from_pkcs8_pem(emulator::test_keys::SIGNING_PRIVATE_KEY_PEM).unwrap()
+    pub(crate) fn test_key() -> RsaKeyPair {
+        let (_, der) =
+            super::super::der::pem_to_der(emulator::test_keys::SIGNING_PRIVATE_KEY_PEM).unwrap();
+        RsaKeyPair::from_pkcs8(&der).unwrap()
     }
 
-    pub(crate) fn sign(key: &rsa::RsaPrivateKey, kid: &str, claims: &Value) -> String {
+    pub(crate) fn sign(key: &RsaKeyPair, kid: &str, claims: &Value) -> String {
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
         let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
         out.push('.');
         out.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let sig = SigningKey::<Sha256>::new(key.clone()).sign(out.as_bytes());
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(
+            &RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            out.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
         out.push('.');
-        out.push_str(&URL_SAFE_NO_PAD.encode(sig.to_bytes()));
+        out.push_str(&URL_SAFE_NO_PAD.encode(sig));
         out
     }
 
-    pub(crate) fn jwks_doc(key: &rsa::RsaPrivateKey, kid: &str) -> Value {
-        let public = key.to_public_key();
+    pub(crate) fn jwks_doc(key: &RsaKeyPair, kid: &str) -> Value {
+        let public = PublicKeyComponents::<Vec<u8>>::from(key.public());
         json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())}]})
+            "n": URL_SAFE_NO_PAD.encode(&public.n),
+            "e": URL_SAFE_NO_PAD.encode(&public.e)}]})
     }
 
     fn expected() -> Expected {

@@ -15,6 +15,7 @@
 //! redirects ([`crate::http`]), and a JWT whose JWKS cannot be fetched is refused unless the
 //! caller opted out explicitly ([`jwt`]).
 
+mod der;
 pub mod jwt;
 pub mod loopback;
 pub mod oauth;

@@ -16,13 +16,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::{BigUint, RsaPrivateKey};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
-use sha2::Sha256;
 
 use super::jwt::{Expected, JwksCache, VerifiedJwt};
 use super::{Auth, BoxFuture, Credential, Secret};
@@ -35,9 +31,10 @@ pub const SYSTEM_USER_ISSUER: &str = "SuperOffice AS";
 /// Timeout of one system-user login request.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The app's RSA private key for signing system tokens. `Debug` shows nothing of it.
+/// The app's RSA private key for signing system tokens (ring: constant-time RSA). `Debug`
+/// shows nothing of it.
 #[derive(Clone)]
-pub struct SystemUserKey(RsaPrivateKey);
+pub struct SystemUserKey(Arc<RsaKeyPair>);
 
 impl fmt::Debug for SystemUserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,58 +72,70 @@ impl SystemUserKey {
 
     /// A PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`) PEM.
     pub fn from_pem(pem: &str) -> Result<SystemUserKey> {
-        RsaPrivateKey::from_pkcs8_pem(pem)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
-            .map(SystemUserKey)
-            .map_err(|_| {
-                Error::Config(
-                    "the system-user key is not an RSA private key in PKCS#1 or PKCS#8 PEM".into(),
-                )
-            })
+        let bad = |m: &str| Error::Config(format!("the system-user key {m}"));
+        let (label, der) = super::der::pem_to_der(pem)
+            .ok_or_else(|| bad("is not an RSA private key in PKCS#1 or PKCS#8 PEM"))?;
+        let key = match label.as_str() {
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+            other => {
+                return Err(bad(&format!(
+                    "is a PEM {other:?}, not a PKCS#1 (RSA PRIVATE KEY) or PKCS#8 (PRIVATE KEY) RSA private key"
+                )));
+            }
+        };
+        key.map(|k| SystemUserKey(Arc::new(k)))
+            .map_err(|e| bad(&format!("is not a usable RSA private key ({e})")))
     }
 
     /// The .NET RSA-XML form: `<RSAKeyValue><Modulus>…</Modulus><Exponent>…</Exponent>
     /// <P>…</P><Q>…</Q><DP>…</DP><DQ>…</DQ><InverseQ>…</InverseQ><D>…</D></RSAKeyValue>`,
-    /// base64 big-endian integers. `Modulus`, `Exponent` and `D` are required; `P` and `Q`
-    /// are used when present (the CRT values are recomputed), and the key is validated.
+    /// base64 big-endian integers, as the Developer Portal hands it out (.NET's
+    /// `ToXmlString(true)` always writes all eight). Every element is required: the components
+    /// are written into a PKCS#1 key and validated by ring.
     pub fn from_rsa_xml(xml: &str) -> Result<SystemUserKey> {
         let bad = |m: String| Error::Config(format!("the RSA-XML system-user key {m}"));
         if !xml.contains("<RSAKeyValue") {
             return Err(bad("has no <RSAKeyValue> element".into()));
         }
-        let element = |name: &str| -> Result<Option<BigUint>> {
+        let element = |name: &str| -> Result<Vec<u8>> {
             let open = format!("<{name}>");
             let close = format!("</{name}>");
-            let Some(start) = xml.find(&open) else {
-                return Ok(None);
-            };
+            let start = xml
+                .find(&open)
+                .ok_or_else(|| bad(format!("lacks <{name}>")))?;
             let rest = &xml[start + open.len()..];
             let end = rest
                 .find(&close)
                 .ok_or_else(|| bad(format!("has an unterminated <{name}>")))?;
             let b64: String = rest[..end].chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = STANDARD
+            STANDARD
                 .decode(b64)
-                .map_err(|_| bad(format!("has a <{name}> that is not base64")))?;
-            Ok(Some(BigUint::from_bytes_be(&bytes)))
+                .map_err(|_| bad(format!("has a <{name}> that is not base64")))
         };
-        let need = |name: &str| element(name)?.ok_or_else(|| bad(format!("lacks <{name}>")));
-        let n = need("Modulus")?;
-        let e = need("Exponent")?;
-        let d = need("D")?;
-        let primes = match (element("P")?, element("Q")?) {
-            (Some(p), Some(q)) => vec![p, q],
-            _ => Vec::new(),
-        };
-        RsaPrivateKey::from_components(n, e, d, primes)
-            .map(SystemUserKey)
+        // PKCS#1 order: n, e, d, p, q, dp, dq, qinv.
+        let mut parts = Vec::with_capacity(8);
+        for name in ["Modulus", "Exponent", "D", "P", "Q", "DP", "DQ", "InverseQ"] {
+            parts.push(element(name)?);
+        }
+        let der = super::der::pkcs1_private_key(&parts);
+        RsaKeyPair::from_der(&der)
+            .map(|k| SystemUserKey(Arc::new(k)))
             .map_err(|err| bad(format!("is not a valid RSA key ({err})")))
     }
 
     /// Signs `data` with RSA PKCS#1 v1.5 / SHA-256; returns the base64 signature.
     fn sign(&self, data: &str) -> String {
-        let signature = SigningKey::<Sha256>::new(self.0.clone()).sign(data.as_bytes());
-        STANDARD.encode(signature.to_bytes())
+        let mut signature = vec![0; self.0.public().modulus_len()];
+        self.0
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                data.as_bytes(),
+                &mut signature,
+            )
+            .expect("RSA signing with a valid key and a correctly sized buffer");
+        STANDARD.encode(signature)
     }
 }
 

@@ -40,7 +40,7 @@ const MEMORY_LIMIT_MB: f64 = 4096.0;
 const CODEGEN_LIMIT: f64 = 5.0;
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = xtask::spec::workspace_root();
+    let root = superoffice_codegen::spec::workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut failed = false;
     println!(

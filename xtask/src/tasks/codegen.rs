@@ -22,9 +22,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let features = super::feature_set(&args.features, args.no_default_features)?;
     let started = Instant::now();
-    let generated = xtask::generate(&xtask::Request {
-        root: xtask::spec::workspace_root(),
+    let generated = superoffice_codegen::generate(&superoffice_codegen::Request {
+        root: superoffice_codegen::spec::workspace_root(),
         features,
+        spec: None,
     })?;
     let elapsed = started.elapsed();
     std::fs::create_dir_all(&args.out)

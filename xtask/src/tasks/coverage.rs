@@ -1,7 +1,7 @@
 //! `cargo xtask coverage [--features full]`: per tag, the operations in the spec, generated,
 //! and excluded with the reason from the config.
 
-use xtask::coverage::Coverage;
+use superoffice_codegen::coverage::Coverage;
 
 /// Arguments of `cargo xtask coverage`.
 #[derive(Debug, clap::Args)]
@@ -15,15 +15,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = xtask::spec::workspace_root();
+    let root = superoffice_codegen::spec::workspace_root();
     let features = super::feature_set(&args.features, args.no_default_features)?;
-    let config = xtask::Config::load(&root)?;
-    let located = xtask::spec::locate(&root)?;
-    let loaded = xtask::spec::load(&located.path)?;
-    let prepared = xtask::prepare(&loaded.json, &config)?;
+    let config = superoffice_codegen::Config::load(&root)?;
+    let located = superoffice_codegen::spec::locate(&root)?;
+    let loaded = superoffice_codegen::spec::load(&located.path)?;
+    let prepared = superoffice_codegen::prepare(&loaded.json, &config)?;
     let tags = config.tags_for(&features)?;
     let (selected, warnings) =
-        xtask::select::select(&prepared.doc, tags.as_ref(), &prepared.excluded)?;
+        superoffice_codegen::select::select(&prepared.doc, tags.as_ref(), &prepared.excluded)?;
     for warning in prepared.warnings.iter().chain(&warnings) {
         eprintln!("warning: {warning}");
     }

@@ -24,7 +24,7 @@ pub fn feature_set(features: &[String], no_default: bool) -> anyhow::Result<BTre
 
 /// The `default` feature list of `sdk/Cargo.toml`.
 pub fn default_features() -> anyhow::Result<Vec<String>> {
-    let path = xtask::spec::workspace_root().join("sdk/Cargo.toml");
+    let path = superoffice_codegen::spec::workspace_root().join("sdk/Cargo.toml");
     let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(&path)?)?;
     let defaults = manifest
         .get("features")

@@ -10,6 +10,25 @@ use crate::{Error, Result};
 const MULTIPART: &str = "multipart/form-data";
 const OCTET: &str = "application/octet-stream";
 const JSON: &str = "application/json";
+/// Operation extension: the `Accept` value for an operation whose success response is binary
+/// (the non-JSON, non-XML, non-text types its `produces` declares, in upstream order).
+pub const ACCEPT_EXTENSION: &str = "x-superoffice-accept";
+
+/// The media types of a binary response worth asking for: what the operation declares, minus
+/// JSON/XML/text/form/multipart carriers (the generated code reads the body as bytes).
+fn binary_types(content: &Map<String, Value>) -> Vec<String> {
+    content
+        .keys()
+        .filter(|k| {
+            !is_json(k)
+                && !is_form(k)
+                && !k.contains("xml")
+                && !k.starts_with("text/")
+                && !k.starts_with("multipart/")
+        })
+        .cloned()
+        .collect()
+}
 
 /// A `formData` upload: a multipart body whose schema is an object of fields (bodies that merely
 /// list `multipart/form-data` among many media types are not).
@@ -170,12 +189,28 @@ pub(super) fn json_only(doc: &mut Value) -> Result<String> {
                 Picked::Empty => {}
             }
         }
+        let mut accept: Vec<String> = Vec::new();
         if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
             for (code, response) in responses.iter_mut() {
                 if let Some(content) = response.get_mut("content").and_then(Value::as_object_mut) {
+                    let offered = binary_types(content);
                     match pick(content, &format!("{ptr} response {code}"))? {
                         Picked::Json => json_count += 1,
-                        Picked::Binary => binary_count += 1,
+                        Picked::Binary => {
+                            binary_count += 1;
+                            if code.starts_with('2') {
+                                let offered = if offered.is_empty() {
+                                    vec![OCTET.to_string()]
+                                } else {
+                                    offered
+                                };
+                                for media in offered {
+                                    if !accept.contains(&media) {
+                                        accept.push(media);
+                                    }
+                                }
+                            }
+                        }
                         Picked::Form => {
                             return Err(Error::Normalize(format!(
                                 "{ptr} response {code}: form-encoded response"
@@ -185,6 +220,9 @@ pub(super) fn json_only(doc: &mut Value) -> Result<String> {
                     }
                 }
             }
+        }
+        if !accept.is_empty() {
+            op.insert(ACCEPT_EXTENSION.into(), Value::String(accept.join(", ")));
         }
     }
     Ok(format!(

@@ -7,7 +7,7 @@
 //! selection, so every name they create is the same whatever is selected.
 
 mod docs;
-mod media;
+pub mod media;
 mod names;
 mod params;
 mod schemas;

@@ -33,6 +33,8 @@ pub enum Source {
     Upstream,
     /// `../shared/superoffice/openapi/Swagger-v1-REST.json`.
     Shared,
+    /// Downloaded by the build script (the SDK's `download-spec` feature).
+    Downloaded,
 }
 
 impl fmt::Display for Source {
@@ -41,6 +43,7 @@ impl fmt::Display for Source {
             Source::EnvVar => ENV_VAR,
             Source::Upstream => UPSTREAM_PATH,
             Source::Shared => SHARED_PATH,
+            Source::Downloaded => "download (feature download-spec)",
         })
     }
 }
@@ -58,7 +61,7 @@ pub struct Located {
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask lives one level below the workspace root")
+        .expect("codegen/ lives one level below the workspace root")
         .to_path_buf()
 }
 
@@ -93,9 +96,14 @@ pub fn locate_with(root: &Path, env_value: Option<PathBuf>) -> Result<Located> {
     Err(Error::SpecNotFound(format!(
         "SuperOffice's REST spec (Swagger-v1-REST.json) was not found.\n\
          Looked at: ${ENV_VAR} (unset), {up}, {shared}.\n\
-         Download Swagger-v1-REST.zip from SuperOffice's documentation site (or the public \
-         SuperOfficeDocs/docs repository, downloads/api/Swagger-v1-REST.zip), unzip it and either \
-         put Swagger-v1-REST.json at {up} or point {ENV_VAR} at it.",
+         Any one of these provides it:\n\
+         - in a clone of this repository: `cargo xtask spec fetch` (downloads and unpacks it to \
+         spec/upstream/, checking the pinned hash);\n\
+         - in a crate that depends on `superoffice`: enable its `download-spec` feature (the \
+         build downloads it into OUT_DIR; URL overridable with SUPEROFFICE_OPENAPI_URL);\n\
+         - by hand: download Swagger-v1-REST.zip (public SuperOfficeDocs/docs repository, \
+         downloads/api/Swagger-v1-REST.zip), unzip it and put Swagger-v1-REST.json at {up} or \
+         point {ENV_VAR} at it.",
         up = root.join(UPSTREAM_PATH).display(),
         shared = root.join(SHARED_PATH).display(),
     )))
@@ -197,6 +205,15 @@ mod tests {
         let err = locate_with(&dir.join("ws"), None).unwrap_err().to_string();
         assert!(err.contains(UPSTREAM_PATH), "{err}");
         assert!(err.contains("Swagger-v1-REST.zip"), "{err}");
+        // Every way to provide it: the env var, the fetch command, the cargo feature.
+        for way in [
+            ENV_VAR,
+            "cargo xtask spec fetch",
+            "download-spec",
+            "SUPEROFFICE_OPENAPI_URL",
+        ] {
+            assert!(err.contains(way), "{way}: {err}");
+        }
     }
 
     #[test]

@@ -1,15 +1,20 @@
-//! The SuperOffice SDK generator, shared by `sdk/build.rs` and the `cargo xtask` commands.
+//! The SuperOffice SDK generator (crate `superoffice-codegen`), shared by `sdk/build.rs` and the
+//! `cargo xtask` commands. It has no command-line dependencies (no clap, no anyhow), so the
+//! SDK's build compiles only what generation needs.
 //!
 //! Pipeline ([`generate`]): find the upstream Swagger 2.0 file ([`spec`]) → convert it to
 //! OpenAPI 3.0.3 ([`convert`]) → run the named normalisations ([`normalize`]) on the whole
 //! document → keep the tags the enabled cargo features select ([`select`]) → progenitor and a
 //! small post-pass ([`rust`]) → `prettyplease`. [`surface`] and [`coverage`] describe the
 //! result for snapshots and reports. Everything that decides what is generated comes from
-//! `spec/superoffice.toml` ([`config`]).
+//! `spec/superoffice.toml` ([`config`]). With the `fetch` feature, [`fetch`] downloads and
+//! unpacks the upstream zip.
 
 pub mod config;
 pub mod convert;
 pub mod coverage;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod normalize;
 pub mod rust;
 pub mod select;
@@ -50,6 +55,19 @@ pub enum Error {
     /// progenitor or the Rust post-pass failed.
     #[error("code generation failed: {0}")]
     Generate(String),
+    /// Downloading or unpacking the upstream zip failed (feature `fetch`).
+    #[error("fetching the spec failed: {0}")]
+    Fetch(String),
+    /// The downloaded spec is not the pinned one.
+    #[error(
+        "the downloaded Swagger-v1-REST.json has sha256 {actual}, but spec/superoffice.lock pins {expected}; nothing was written (re-pin deliberately with `cargo xtask spec fetch --accept-new`)"
+    )]
+    SpecHashMismatch {
+        /// The pinned hash.
+        expected: String,
+        /// The hash of the downloaded file.
+        actual: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -118,6 +136,9 @@ pub struct Request {
     pub root: PathBuf,
     /// Enabled cargo features of the `superoffice` crate.
     pub features: BTreeSet<String>,
+    /// A spec file to use instead of the lookup ([`spec::locate`]), e.g. one the build script
+    /// downloaded into `OUT_DIR`.
+    pub spec: Option<PathBuf>,
 }
 
 /// The outcome of [`generate`].
@@ -135,12 +156,20 @@ pub struct Generated {
     pub warnings: Vec<String>,
     /// Number of operations generated.
     pub operations: usize,
+    /// `(operation id, Accept)` of the binary downloads ([`rust::accept_table`]).
+    pub accept: Vec<(String, String)>,
 }
 
 /// Runs the whole pipeline for a set of enabled features.
 pub fn generate(request: &Request) -> Result<Generated> {
     let config = Config::load(&request.root)?;
-    let located = spec::locate(&request.root)?;
+    let located = match &request.spec {
+        Some(path) => spec::Located {
+            path: path.clone(),
+            source: spec::Source::Downloaded,
+        },
+        None => spec::locate(&request.root)?,
+    };
     let loaded = spec::load(&located.path)?;
     let mut warnings: Vec<String> = spec::check_lock(&request.root, &loaded.sha256)?
         .into_iter()
@@ -153,7 +182,9 @@ pub fn generate(request: &Request) -> Result<Generated> {
     warnings.extend(select_warnings);
     let operations = normalize::operations(&openapi).len();
     let code = rust::generate(&openapi, &config)?;
+    let accept = rust::accept_table(&openapi);
     Ok(Generated {
+        accept,
         code,
         openapi,
         spec: located,

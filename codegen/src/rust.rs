@@ -69,6 +69,48 @@ pub fn generate(doc: &Value, config: &Config) -> Result<String> {
     Ok(prettyplease::unparse(&file))
 }
 
+/// `(operation id, Accept value)` of every operation whose success response is binary, from
+/// the `x-superoffice-accept` extension the `json-only` normalisation records (sorted by id).
+/// progenitor sets `Accept: application/json` only for JSON responses; the SDK's runtime sets
+/// these values for the others (see [`accept_rust`]).
+pub fn accept_table(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for item in paths.values() {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for op in item.values() {
+                let (Some(id), Some(accept)) = (
+                    op.get("operationId").and_then(Value::as_str),
+                    op.get(crate::normalize::media::ACCEPT_EXTENSION)
+                        .and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                out.push((id.to_string(), accept.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Rust source of `fn accept_for(operation_id) -> Option<&'static str>` over [`accept_table`]
+/// (written by `sdk/build.rs` to `OUT_DIR/accept.rs`).
+pub fn accept_rust(table: &[(String, String)]) -> String {
+    let mut out = String::from(
+        "/// The `Accept` value of operations whose success response is binary (generated from\n\
+         /// the spec's `produces`); `None`: the operation answers JSON.\n\
+         pub(crate) fn accept_for(operation_id: &str) -> Option<&'static str> {\n    match operation_id {\n",
+    );
+    for (id, accept) in table {
+        out.push_str(&format!("        {id:?} => Some({accept:?}),\n"));
+    }
+    out.push_str("        _ => None,\n    }\n}\n");
+    out
+}
+
 fn parse_tokens(text: &str) -> Result<TokenStream> {
     text.parse()
         .map_err(|e| Error::Config(format!("`{text}` is not a Rust path: {e}")))

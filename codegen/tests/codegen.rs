@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use quote::ToTokens;
-use xtask::{Config, Request, spec};
+use superoffice_codegen::{Config, Request, spec};
 
 fn config() -> Config {
     Config::load(&spec::workspace_root()).expect("spec/superoffice.toml")
@@ -18,11 +18,12 @@ fn generate_fixture(name: &str) -> (serde_json::Value, String) {
     let path = spec::workspace_root().join("spec/fixtures").join(name);
     let swagger = spec::load(&path).expect("fixture").json;
     let config = config();
-    let prepared = xtask::prepare(&swagger, &config).expect("prepare");
+    let prepared = superoffice_codegen::prepare(&swagger, &config).expect("prepare");
     let (doc, warnings) =
-        xtask::select::select(&prepared.doc, None, &prepared.excluded).expect("select");
+        superoffice_codegen::select::select(&prepared.doc, None, &prepared.excluded)
+            .expect("select");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let code = xtask::rust::generate(&doc, &config).expect("generate");
+    let code = superoffice_codegen::rust::generate(&doc, &config).expect("generate");
     (doc, code)
 }
 
@@ -42,6 +43,56 @@ fn edge_cases_fixture() {
     let (doc, code) = generate_fixture("edge-cases.json");
     insta::assert_snapshot!("edge_cases_openapi", pretty(&doc));
     insta::assert_snapshot!("edge_cases_rust", code);
+}
+
+#[test]
+fn image_download_fixture() {
+    let (doc, _code) = generate_fixture("image.json");
+    let accept = superoffice_codegen::rust::accept_table(&doc);
+    insta::assert_snapshot!("image_openapi", pretty(&doc));
+    insta::assert_snapshot!(
+        "image_accept_rust",
+        superoffice_codegen::rust::accept_rust(&accept)
+    );
+    // Every Accept is a type the operation declares in `produces`, never a JSON/XML/text one
+    // (the generated code reads these bodies as bytes).
+    let swagger = spec::load(&spec::workspace_root().join("spec/fixtures/image.json"))
+        .unwrap()
+        .json;
+    assert_eq!(accept.len(), 2, "{accept:?}");
+    for (id, value) in &accept {
+        let produces: Vec<&str> = swagger["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .find(|op| {
+                op["operationId"].as_str().is_some_and(|u| {
+                    u.to_ascii_lowercase()
+                        .ends_with(&id.replace("widget_", "").replace('_', ""))
+                })
+            })
+            .map(|op| {
+                op["produces"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!produces.is_empty(), "{id}");
+        for media in value.split(", ") {
+            assert!(
+                produces.contains(&media),
+                "{id}: {media} not in {produces:?}"
+            );
+            assert!(
+                !media.contains("json") && !media.starts_with("text/"),
+                "{id}: {media}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -74,14 +125,19 @@ fn entity_fixture_has_the_documented_shape() {
 #[test]
 fn official_spec_api_surface() {
     let features = BTreeSet::from(["full".to_string()]);
-    let generated = xtask::generate(&Request {
+    let generated = superoffice_codegen::generate(&Request {
         root: spec::workspace_root(),
         features,
+        spec: None,
     })
     .expect("generate full");
-    let surface = xtask::surface::extract(&generated.code, &generated.openapi).expect("surface");
+    let surface = superoffice_codegen::surface::extract(&generated.code, &generated.openapi)
+        .expect("surface");
     assert_eq!(surface.len(), generated.operations);
-    insta::assert_snapshot!("official_surface_full", xtask::surface::render(&surface));
+    insta::assert_snapshot!(
+        "official_surface_full",
+        superoffice_codegen::surface::render(&surface)
+    );
 }
 
 #[test]
@@ -89,11 +145,15 @@ fn full_selection_accounts_for_every_operation() {
     let root = spec::workspace_root();
     let swagger = spec::load(&spec::locate(&root).unwrap().path).unwrap().json;
     let config = config();
-    let prepared = xtask::prepare(&swagger, &config).unwrap();
-    let (doc, _) = xtask::select::select(&prepared.doc, None, &prepared.excluded).unwrap();
-    let coverage =
-        xtask::coverage::Coverage::compute(&prepared.upstream_ops, &prepared.excluded, &doc)
-            .unwrap();
+    let prepared = superoffice_codegen::prepare(&swagger, &config).unwrap();
+    let (doc, _) =
+        superoffice_codegen::select::select(&prepared.doc, None, &prepared.excluded).unwrap();
+    let coverage = superoffice_codegen::coverage::Coverage::compute(
+        &prepared.upstream_ops,
+        &prepared.excluded,
+        &doc,
+    )
+    .unwrap();
     let (spec_ops, generated, excluded, not_selected) = coverage.totals();
     assert_eq!(spec_ops, prepared.upstream_ops.len());
     assert_eq!(generated + excluded, spec_ops);
@@ -145,9 +205,10 @@ fn a_type_keeps_its_name_and_shape_whatever_is_selected() {
     let root = spec::workspace_root();
     let generate = |features: &[&str]| {
         let features = features.iter().map(|f| f.to_string()).collect();
-        xtask::generate(&Request {
+        superoffice_codegen::generate(&Request {
             root: root.clone(),
             features,
+            spec: None,
         })
         .unwrap()
         .code
