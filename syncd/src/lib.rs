@@ -28,6 +28,7 @@ pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod sink;
 pub mod store;
 pub mod supervise;
 pub mod sync;
@@ -72,6 +73,14 @@ pub enum Error {
         subscription: String,
         /// Why.
         reason: String,
+    },
+    /// A sink (`[[sink]]`) could not connect, check its stream, or publish.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// The sink.
+        sink: String,
+        /// What failed.
+        message: String,
     },
     /// Local I/O (binding the control plane, reading files).
     #[error("{0}")]
@@ -230,6 +239,21 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || sync::retention::run(s.clone(), t.clone()),
+            );
+        }
+        for sink in &services.config.sinks {
+            let name = sink.name.clone();
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                sink::loop_name(&name),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                    async move { sink::nats::run(services, name, shutdown).await }
+                },
             );
         }
         {
