@@ -9,7 +9,6 @@
 //! `SYNCD_KILL_RUNS` (default 20) sets the number of kills, `SYNCD_KILL_SEED` the seed.
 
 mod common_nats;
-mod common_process;
 mod common_sync;
 
 use std::collections::BTreeMap;
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common_nats::*;
-use common_process::KillOnDrop;
+use common_sync::process::KillOnDrop;
 use common_sync::*;
 use emulator::{EntityType, SeedCounts};
 use rand::{Rng, SeedableRng};
