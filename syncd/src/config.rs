@@ -81,7 +81,39 @@ pub struct Config {
     /// `instance = "…"`: the `{instance}` of sink message ids (default: an id generated with
     /// the database and stored in it, see [`crate::store::sinks::instance_id`]).
     pub instance: Option<String>,
+    /// `[[source]]`s publish requests arrive from, in file order.
+    pub sources: Vec<Source>,
 }
+
+/// One `[[source]]` (only `kind = "nats"`: a durable pull consumer on a JetStream stream
+/// whose messages are publish requests, see [`crate::source`]).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Name (the loop `source:NAME`, logs, metrics).
+    pub name: String,
+    /// Server URL(s).
+    pub url: String,
+    /// How to authenticate.
+    pub auth: NatsAuth,
+    /// PEM file of the CA that signs the server's certificate (implies TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse a connection without TLS.
+    pub tls_required: bool,
+    /// The stream holding the requests (created with `subject` when missing; default
+    /// `SUPEROFFICE_PUBLISH`).
+    pub stream: String,
+    /// The consumer's filter subject (default `superoffice.publish.>`).
+    pub subject: String,
+    /// The durable consumer's name (default `syncd-NAME`).
+    pub durable: String,
+    /// How long the server waits for an ack before it delivers a message again.
+    pub ack_wait: Duration,
+}
+
+/// The default source subject.
+pub const DEFAULT_SOURCE_SUBJECT: &str = "superoffice.publish.>";
+/// The default source stream.
+pub const DEFAULT_SOURCE_STREAM: &str = "SUPEROFFICE_PUBLISH";
 
 /// One `[[sink]]` (only `kind = "nats"`: a NATS JetStream stream).
 #[derive(Debug, Clone)]
@@ -533,6 +565,27 @@ struct RawConfig {
     instance: Option<Spanned<String>>,
     #[serde(default, rename = "sink")]
     sinks: Vec<Spanned<RawSink>>,
+    #[serde(default, rename = "source")]
+    sources: Vec<Spanned<RawSource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    kind: Spanned<String>,
+    url: Spanned<String>,
+    token: Option<Spanned<SecretSource>>,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<SecretSource>>,
+    nkey: Option<Spanned<SecretSource>>,
+    creds: Option<Spanned<SecretSource>>,
+    tls_ca: Option<PathBuf>,
+    tls_required: Option<bool>,
+    stream: Option<Spanned<String>>,
+    subject: Option<Spanned<String>>,
+    durable: Option<Spanned<String>>,
+    ack_wait: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1037,6 +1090,98 @@ fn sink(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSink>) -> Result<Sink>
         )?,
         max_lag,
         batch: ctx.count(r.batch.as_ref(), &key("batch"), 256, 1..=10_000)?,
+    })
+}
+
+fn source(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSource>) -> Result<Source> {
+    let r = spanned.get_ref();
+    let key = |k: &str| format!("source[{index}].{k}");
+    if r.kind.get_ref() != "nats" {
+        return Err(ctx.at(
+            &r.kind,
+            &key("kind"),
+            format!(
+                "{:?} is not a source kind (give \"nats\")",
+                r.kind.get_ref()
+            ),
+        ));
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !name_ok(&r.name) {
+        return Err(ctx.at(
+            spanned,
+            &key("name"),
+            format!("{:?}: use letters, digits, '-' and '_'", r.name),
+        ));
+    }
+    if r.url.get_ref().trim().is_empty() {
+        return Err(ctx.at(&r.url, &key("url"), "is empty"));
+    }
+    let auth = nats_auth(
+        ctx,
+        &key,
+        spanned,
+        [&r.token, &r.password, &r.nkey, &r.creds],
+        r.user.as_ref(),
+    )?;
+    let text = |v: &Option<Spanned<String>>, default: String| {
+        v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(default)
+    };
+    let stream = text(&r.stream, DEFAULT_SOURCE_STREAM.to_string());
+    if let Some(span) = &r.stream
+        && !name_ok(&stream)
+    {
+        return Err(ctx.at(
+            span,
+            &key("stream"),
+            format!("{stream:?} is not a valid stream name"),
+        ));
+    }
+    let durable = text(&r.durable, format!("syncd-{}", r.name));
+    if let Some(span) = &r.durable
+        && !name_ok(&durable)
+    {
+        return Err(ctx.at(
+            span,
+            &key("durable"),
+            format!("{durable:?}: use letters, digits, '-' and '_'"),
+        ));
+    }
+    let subject = text(&r.subject, DEFAULT_SOURCE_SUBJECT.to_string());
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if let Some(span) = &r.subject
+        && tokens.iter().enumerate().any(|(i, t)| {
+            t.is_empty()
+                || t.chars().any(char::is_whitespace)
+                || (*t == ">" && i + 1 != tokens.len())
+                || (t.len() > 1 && t.contains(['*', '>']))
+        })
+    {
+        return Err(ctx.at(
+            span,
+            &key("subject"),
+            format!("{subject:?} is not a subject filter"),
+        ));
+    }
+    Ok(Source {
+        name: r.name.clone(),
+        url: r.url.get_ref().clone(),
+        auth,
+        tls_ca: r.tls_ca.clone(),
+        tls_required: r.tls_required.unwrap_or(false),
+        stream,
+        subject,
+        durable,
+        ack_wait: ctx.duration(
+            r.ack_wait.as_ref(),
+            &key("ack_wait"),
+            Duration::from_secs(30),
+            SECOND..=DAY,
+        )?,
     })
 }
 
@@ -1585,7 +1730,21 @@ impl Config {
             }
         }
 
+        let mut sources: Vec<Source> = Vec::new();
+        for (index, spanned) in raw.sources.iter().enumerate() {
+            let new = source(&ctx, index, spanned)?;
+            if sources.iter().any(|s| s.name == new.name) {
+                return Err(ctx.at(
+                    spanned,
+                    &format!("source[{index}].name"),
+                    format!("{:?} is used by another [[source]]", new.name),
+                ));
+            }
+            sources.push(new);
+        }
+
         Ok(Config {
+            sources,
             sinks,
             instance,
             supervisor,
@@ -1635,8 +1794,13 @@ impl Config {
                 AuthMode::OAuth { .. } => {}
             }
         }
-        for sink in &self.sinks {
-            match &sink.auth {
+        for auth in self
+            .sinks
+            .iter()
+            .map(|s| &s.auth)
+            .chain(self.sources.iter().map(|s| &s.auth))
+        {
+            match auth {
                 NatsAuth::None => {}
                 NatsAuth::Token(s)
                 | NatsAuth::UserPassword(_, s)
@@ -2123,6 +2287,32 @@ webhook_body_limit = 1024"#,
                 .as_deref(),
             Some("eu-1")
         );
+    }
+
+    #[test]
+    fn sources_parse_with_defaults_and_bad_keys_name_key_and_line() {
+        let base = format!(
+            "{MINIMAL}\n[[source]]\nname = \"orders\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"
+        );
+        let config = parse(&base).unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.stream, DEFAULT_SOURCE_STREAM);
+        assert_eq!(source.subject, DEFAULT_SOURCE_SUBJECT);
+        assert_eq!(source.durable, "syncd-orders");
+        assert_eq!(source.ack_wait, Duration::from_secs(30));
+        let line = base.lines().count() + 1;
+        for (extra, key) in [
+            ("ack_wait = \"0s\"", "source[0].ack_wait"),
+            ("subject = \"a.>.b\"", "source[0].subject"),
+            ("durable = \"a.b\"", "source[0].durable"),
+            ("creds = { env = \"X\", file = \"/y\" }", "source[0].creds"),
+        ] {
+            let err = parse(&format!("{base}{extra}\n")).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("syncd.toml:{line}:")) && err.contains(key),
+                "{extra}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod sink;
+pub mod source;
 pub mod store;
 pub mod supervise;
 pub mod sync;
@@ -79,6 +80,14 @@ pub enum Error {
     Sink {
         /// The sink.
         sink: String,
+        /// What failed.
+        message: String,
+    },
+    /// A source (`[[source]]`) could not connect, set up its consumer, or acknowledge.
+    #[error("source {name}: {message}")]
+    Source {
+        /// The source.
+        name: String,
         /// What failed.
         message: String,
     },
@@ -253,6 +262,21 @@ impl Daemon {
                 move || {
                     let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
                     async move { sink::nats::run(services, name, shutdown).await }
+                },
+            );
+        }
+        for source in &services.config.sources {
+            let name = source.name.clone();
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                source::loop_name(&name),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                    async move { source::run(services, name, shutdown).await }
                 },
             );
         }

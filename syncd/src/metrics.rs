@@ -112,6 +112,14 @@ fn describe(name: &str) -> (&'static str, &'static str) {
             "counter",
             "Failed sink sessions (connect, stream check, publish without ack).",
         ),
+        "syncd_source_errors_total" => (
+            "counter",
+            "Failed source sessions (connect, consumer, store, ack).",
+        ),
+        "syncd_source_messages_total" => (
+            "counter",
+            "Source messages taken, by outcome (queued, replay, rejected).",
+        ),
         _ => ("untyped", "syncd metric."),
     }
 }

@@ -117,6 +117,10 @@ pub fn covers(filter: &str, pattern: &str) -> bool {
         let Some(pt) = p.get(i) else {
             return false;
         };
+        if *pt == ">" {
+            // Only a `>` covers a `>`.
+            return false;
+        }
         if *ft != "*" && (*pt == "*" || pt != ft) {
             return false;
         }
@@ -169,5 +173,7 @@ mod tests {
         assert!(!covers("superoffice.*.*", "superoffice.*.*.*"));
         assert!(!covers("other.>", "superoffice.*.*.*"));
         assert!(!covers("superoffice.*.*.*.>", "superoffice.*.*.*"));
+        assert!(covers("superoffice.publish.>", "superoffice.publish.>"));
+        assert!(!covers("superoffice.publish.*", "superoffice.publish.>"));
     }
 }

@@ -130,40 +130,56 @@ async fn report(services: &Services, sink: &Sink, acked: Option<i64>) {
     services.health.set_sink_problem(&sink.name, problem);
 }
 
-/// Connection options from the sink's credentials and TLS settings.
-pub async fn connect(sink: &Sink) -> Result<async_nats::Client> {
+/// Connects to `url` with `auth` and TLS settings (shared with [`crate::source`]); the error
+/// says what failed, without any secret.
+pub async fn connect_to(
+    client_name: String,
+    url: &str,
+    auth: &NatsAuth,
+    tls_ca: Option<&std::path::Path>,
+    tls_required: bool,
+) -> std::result::Result<async_nats::Client, String> {
     let mut options = ConnectOptions::new()
-        .name(format!("syncd sink {}", sink.name))
+        .name(client_name)
         .connection_timeout(TIMEOUT)
         .request_timeout(Some(TIMEOUT));
-    options = match &sink.auth {
+    let secret = |s: &crate::config::SecretRef| s.resolve().map_err(|e| e.to_string());
+    options = match auth {
         NatsAuth::None => options,
-        NatsAuth::Token(secret) => options.token(secret.resolve()?.expose().to_string()),
-        NatsAuth::UserPassword(user, secret) => {
-            options.user_and_password(user.clone(), secret.resolve()?.expose().to_string())
+        NatsAuth::Token(s) => options.token(secret(s)?.expose().to_string()),
+        NatsAuth::UserPassword(user, s) => {
+            options.user_and_password(user.clone(), secret(s)?.expose().to_string())
         }
-        NatsAuth::Nkey(secret) => options.nkey(secret.resolve()?.expose().trim().to_string()),
-        NatsAuth::Creds(secret) => {
-            options
-                .credentials(secret.resolve()?.expose())
-                .map_err(|e| {
-                    err(
-                        &sink.name,
-                        format!("{}: not a creds file: {e}", secret.key()),
-                    )
-                })?
-        }
+        NatsAuth::Nkey(s) => options.nkey(secret(s)?.expose().trim().to_string()),
+        NatsAuth::Creds(s) => options
+            .credentials(secret(s)?.expose())
+            .map_err(|e| format!("{}: not a creds file: {e}", s.key()))?,
     };
-    if let Some(ca) = &sink.tls_ca {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    if let Some(ca) = tls_ca {
+        options = options
+            .add_root_certificates(ca.to_path_buf())
+            .require_tls(true);
     }
-    if sink.tls_required {
+    if tls_required {
         options = options.require_tls(true);
     }
     options
-        .connect(sink.url.as_str())
+        .connect(url)
         .await
-        .map_err(|e| err(&sink.name, format!("connecting to {}: {e}", sink.url)))
+        .map_err(|e| format!("connecting to {url}: {e}"))
+}
+
+/// Connects with the sink's credentials and TLS settings.
+pub async fn connect(sink: &Sink) -> Result<async_nats::Client> {
+    connect_to(
+        format!("syncd sink {}", sink.name),
+        &sink.url,
+        &sink.auth,
+        sink.tls_ca.as_deref(),
+        sink.tls_required,
+    )
+    .await
+    .map_err(|e| err(&sink.name, e))
 }
 
 /// Creates the stream when missing; checks that an existing one takes every subject the sink
