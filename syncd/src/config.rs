@@ -402,6 +402,9 @@ pub struct Retention {
     pub webhook_events: Duration,
     /// `runs` rows (by `started_at`; only ended runs).
     pub runs: Duration,
+    /// `changes` rows (by `at`), only once every `[[sink]]` acknowledged them, never the
+    /// newest row (`None`, the default: the feed is kept).
+    pub changes: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -409,6 +412,7 @@ impl Default for Retention {
         Retention {
             webhook_events: Duration::from_secs(7 * 86400),
             runs: Duration::from_secs(30 * 86400),
+            changes: None,
         }
     }
 }
@@ -617,6 +621,7 @@ struct RawSink {
 struct RawRetention {
     webhook_events: Option<Spanned<String>>,
     runs: Option<Spanned<String>>,
+    changes: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1671,6 +1676,10 @@ impl Config {
                 defaults.runs,
                 RETENTION,
             )?,
+            changes: match &raw.retention.changes {
+                None => None,
+                Some(v) => Some(ctx.duration(Some(v), "retention.changes", DAY, RETENTION)?),
+            },
         };
         let sv = &raw.supervisor;
         let defaults = crate::supervise::Policy::default();
@@ -2354,9 +2363,22 @@ webhook_body_limit = 1024"#,
             err.contains("retention.runs") && err.contains("36500d"),
             "{err}"
         );
-        let unknown = format!("{MINIMAL}\n[retention]\nchanges = \"1d\"\n");
+        let unknown = format!("{MINIMAL}\n[retention]\nrecords = \"1d\"\n");
         let err = parse(&unknown).unwrap_err().to_string();
-        assert!(err.contains("changes"), "{err}");
+        assert!(err.contains("records"), "{err}");
+        assert_eq!(config.retention.changes, None);
+        let changes = format!("{MINIMAL}\n[retention]\nchanges = \"90d\"\n");
+        assert_eq!(
+            parse(&changes).unwrap().retention.changes,
+            Some(Duration::from_secs(90 * 86400))
+        );
+        let zero = format!("{MINIMAL}\n[retention]\nchanges = \"0s\"\n");
+        assert!(
+            parse(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("retention.changes")
+        );
     }
 
     #[test]
