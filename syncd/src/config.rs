@@ -78,8 +78,9 @@ pub struct Config {
     pub supervisor: crate::supervise::Policy,
     /// `[[sink]]`s the change feed is published to, in file order.
     pub sinks: Vec<Sink>,
-    /// `instance = "…"`: the `{instance}` of sink message ids (default: an id generated with
-    /// the database and stored in it, see [`crate::store::sinks::instance_id`]).
+    /// `instance = "…"`: a readable prefix of the `{instance}` of sink message ids, which is
+    /// `NAME-ID` (or just `ID`), ID being generated with the database and stored in it (see
+    /// [`crate::store::sinks::instance_id`]), so a new database never reuses msg ids.
     pub instance: Option<String>,
     /// `[[source]]`s publish requests arrive from, in file order.
     pub sources: Vec<Source>,

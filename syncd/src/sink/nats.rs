@@ -50,9 +50,12 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         .cloned()
         .ok_or_else(|| Error::Config(format!("no [[sink]] is named {name:?}")))?;
     let template = Template::parse(&sink.subject).map_err(|e| err(&name, e))?;
+    // The id stored with the database is always part of it: a database started from scratch
+    // (a lost disk) restarts its seqs, and must not reuse msg ids the stream still remembers.
+    let stored = services.store.write(|tx| sinks::instance_id(tx)).await?;
     let instance = match &services.config.instance {
-        Some(instance) => instance.clone(),
-        None => services.store.write(|tx| sinks::instance_id(tx)).await?,
+        Some(instance) => format!("{instance}-{stored}"),
+        None => stored,
     };
     let tenants = Tenants::from_config(&services.config);
     let loop_name = loop_name(&name);
