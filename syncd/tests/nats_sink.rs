@@ -18,11 +18,15 @@ use syncd::feed::{ChangeEvent, Tenants};
 const T: Duration = Duration::from_secs(60);
 
 fn config(emu: &emulator::Emulator, dir: &std::path::Path, nats: &str) -> String {
+    config_lag(emu, dir, nats, 1_000_000)
+}
+
+fn config_lag(emu: &emulator::Emulator, dir: &std::path::Path, nats: &str, max_lag: u64) -> String {
     let mut text = base_config(emu, dir, "");
     text.push_str(&format!(
         "\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\npoll_interval = \"200ms\"\npage_size = 7\ncolumns = [\"name\", \"department\"]\nwebhooks = false\n\
          \n[[subscription]]\nname = \"persons\"\nentity = \"person\"\npoll_interval = \"200ms\"\npage_size = 9\ncolumns = [\"firstname\", \"lastname\"]\nwebhooks = false\n\
-         \n[[sink]]\nname = \"js\"\nkind = \"nats\"\nurl = {nats:?}\nbatch = 16\nmax_lag = 1000000\n"
+         \n[[sink]]\nname = \"js\"\nkind = \"nats\"\nurl = {nats:?}\nbatch = 16\nmax_lag = {max_lag}\n"
     ));
     text
 }
@@ -157,9 +161,16 @@ async fn a_stopped_server_delays_the_sink_but_loses_nothing() {
     let mut nats = NatsServer::start(dir.path());
     let emu = emulator(counts(30, 10, 0), |_| {}).await;
     let db = db_path(dir.path());
-    let running = start(&config(&emu, dir.path(), &nats.url())).await;
+    let running = start(&config_lag(&emu, dir.path(), &nats.url(), 5)).await;
     synced(&emu, &db).await;
     caught_up(&running).await;
+    eventually(T, "ready once caught up", || async {
+        match running.services().health.problems() {
+            p if p.is_empty() => Ok(()),
+            p => Err(format!("{p:?}")),
+        }
+    })
+    .await;
     let before = running.services().feed.last();
 
     nats.stop();
@@ -208,6 +219,25 @@ async fn a_stopped_server_delays_the_sink_but_loses_nothing() {
     })
     .await;
     assert!(acked(&running) <= before);
+    // /readyz: more than max_lag (5) behind.
+    eventually(T, "not ready while behind", || async {
+        let problems = running.services().health.problems();
+        if problems
+            .iter()
+            .any(|p| p.starts_with("sink js: ") && p.contains("changes behind (max_lag 5)"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{problems:?}"))
+        }
+    })
+    .await;
+    // `syncd status`: the sinks section.
+    let rows = syncd::cli::sink_rows(&running.store, &["js".to_string()]).unwrap();
+    assert!(
+        rows[0].lag >= 12 && rows[0].last_error.is_some(),
+        "{rows:?}"
+    );
 
     nats.restart();
     caught_up(&running).await;
@@ -220,6 +250,18 @@ async fn a_stopped_server_delays_the_sink_but_loses_nothing() {
         .read_blocking(syncd::store::sinks::all)
         .unwrap();
     assert_eq!(rows[0].last_error, None, "progress clears the error");
+    eventually(T, "ready again", || async {
+        match running.services().health.problems() {
+            p if p.is_empty() => Ok(()),
+            p => Err(format!("{p:?}")),
+        }
+    })
+    .await;
+    let rows = syncd::cli::sink_rows(&running.store, &["js".to_string()]).unwrap();
+    assert_eq!(
+        (rows[0].lag, rows[0].acked_seq),
+        (0, feed.last().unwrap().seq)
+    );
     running.stop().await;
 }
 
@@ -254,5 +296,75 @@ async fn an_existing_stream_that_does_not_take_our_subjects_is_an_error() {
     assert_eq!(acked(&running), 0);
     let stored = read_stream(&js, "SUPEROFFICE").await;
     assert!(stored.is_empty());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_changes_only_after_the_sink_acknowledged_them() {
+    if !available("retention_deletes_changes_only_after_the_sink_acknowledged_them") {
+        return;
+    }
+    let dir = workdir();
+    let mut nats = NatsServer::start(dir.path());
+    nats.stop();
+    let emu = emulator(counts(20, 0, 0), |_| {}).await;
+    let db = db_path(dir.path());
+    let mut text = config(&emu, dir.path(), &nats.url());
+    text.push_str("\n[retention]\nchanges = \"1s\"\n");
+    let count = || query_i64(&db, "SELECT count(*) FROM changes");
+
+    // NATS is down: the changes are recorded, not acknowledged.
+    let running = start(&text).await;
+    synced(&emu, &db).await;
+    let total = count();
+    assert!(total >= 20);
+    running.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The prune at start-up keeps every unacknowledged change, however old.
+    let running = start(&text).await;
+    eventually(T, "the start-up prune ran", || async {
+        let n = running
+            .services()
+            .metrics
+            .get("syncd_pruned_rows_total", &[("table", "changes")]);
+        let runs = running
+            .services()
+            .metrics
+            .get("syncd_pruned_rows_total", &[("table", "runs")]);
+        // The counters are set once the whole prune is done (0 is added too).
+        if running
+            .services()
+            .metrics
+            .render()
+            .contains("syncd_pruned_rows_total{table=\"changes\"}")
+        {
+            Ok(())
+        } else {
+            Err(format!("changes {n}, runs {runs}"))
+        }
+    })
+    .await;
+    assert_eq!(count(), total, "nothing was acknowledged: nothing deleted");
+    nats.restart();
+    caught_up(&running).await;
+    let feed = store_feed(&running);
+    let instance = instance(&running);
+    running.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Acknowledged and older than 1 s: deleted, except the newest row.
+    let running = start(&text).await;
+    eventually(T, "acknowledged changes deleted", || async {
+        match count() {
+            1 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    let newest = query_i64(&db, "SELECT max(seq) FROM changes");
+    assert_eq!(newest, feed.last().unwrap().seq, "the newest row is kept");
+    // The stream still has everything.
+    let js = nats.jetstream().await;
+    assert_stream_is_feed(&read_stream(&js, "SUPEROFFICE").await, &feed, &instance);
     running.stop().await;
 }
