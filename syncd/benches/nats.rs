@@ -11,6 +11,8 @@
 //!    emulator change → webhook → refetch → change row → JetStream message received by a
 //!    subscriber; p50, p99, max. Polling is set to 1 h, so only webhooks carry the changes.
 //!
+//! `NATS_BENCH_BATCH` sets the sink's `batch` (default 256, as the config's default).
+//!
 //! `cargo bench -p syncd --bench nats` (release), or `cargo test -p syncd --bench nats` for a
 //! debug build. Needs `nats-server` on the PATH.
 
@@ -45,7 +47,8 @@ fn acked(running: &Running, sink: &str) -> i64 {
 
 fn sink(name: &str, url: &str, subject: &str, stream: &str) -> String {
     format!(
-        "\n[[sink]]\nname = {name:?}\nkind = \"nats\"\nurl = {url:?}\nsubject = {subject:?}\nstream = {stream:?}\n"
+        "\n[[sink]]\nname = {name:?}\nkind = \"nats\"\nurl = {url:?}\nsubject = {subject:?}\nstream = {stream:?}\nbatch = {}\n",
+        env_u64("NATS_BENCH_BATCH", 256)
     )
 }
 
