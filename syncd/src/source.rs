@@ -15,7 +15,8 @@
 //! `rejected:nats:STREAM:SEQ` holding the body, and is acknowledged: it is visible in
 //! `syncd tasks list --state dead` and never redelivered forever. A store failure leaves the
 //! message unacknowledged (the server delivers it again after `ack_wait`) and ends the
-//! session; the loop reconnects with backoff. Failures are logged with the source and counted
+//! session; the loop reconnects with backoff. Test hook: `SYNCD_FAILPOINT=source.before_ack`
+//! parks the loop between the commit and the ack (see [`crate::outbox`]). Failures are logged with the source and counted
 //! in `syncd_source_errors_total{source}`; queued and rejected messages in
 //! `syncd_source_messages_total{source,outcome}`.
 
@@ -171,6 +172,8 @@ async fn session(
             None => return Err(err(&source.name, "the message stream ended")),
         };
         let outcome = take(services, source, &message).await?;
+        // Crash tests: the task is committed, the message not yet acknowledged.
+        crate::outbox::failpoint("source.before_ack");
         services.metrics.inc(
             "syncd_source_messages_total",
             &[("source", &source.name), ("outcome", outcome)],
