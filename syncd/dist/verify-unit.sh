@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks syncd.service (and the drop-ins INSTALL.md installs) with `systemd-analyze verify`.
+# Checks syncd.service (and the drop-ins INSTALL.md installs) and the fleet template
+# syncd@.service (as the instance syncd@verify.service) with `systemd-analyze verify`.
 # Fails when systemd-analyze exits non-zero OR prints anything at all: it reports unknown keys
 # and bad values as warnings with exit status 0, so its output is never filtered here.
 #
@@ -25,6 +26,10 @@ check() {
 if [ "${1:-}" = "--installed" ]; then
   check syncd.service
   echo "syncd.service (installed): systemd-analyze verify ok"
+  if [ -e /usr/lib/systemd/system/syncd@.service ]; then
+    check syncd@verify.service
+    echo "syncd@verify.service (installed): systemd-analyze verify ok"
+  fi
   exit 0
 fi
 
@@ -40,3 +45,14 @@ check "$tmp/syncd.service"
 cp "$here"/dropins/*.conf "$tmp/syncd.service.d/"
 check "$tmp/syncd.service"
 echo "syncd.service (+ $(cd "$here/dropins" && echo *.conf)): systemd-analyze verify ok"
+
+# The template, as an instance (so %i resolves), with and without the drop-ins.
+mkdir -p "$tmp/fleet/syncd@.service.d"
+sed "s#^ExecStart=/usr/bin/syncd #ExecStart=$tmp/bin/syncd #" "$here/syncd@.service" > "$tmp/fleet/syncd@.service"
+grep -q "^ExecStart=$tmp/bin/syncd --config /etc/syncd/%i.toml run$" "$tmp/fleet/syncd@.service" || { echo "verify-unit.sh: the template's ExecStart= is not /usr/bin/syncd --config /etc/syncd/%i.toml run" >&2; exit 1; }
+grep -q "^StateDirectory=syncd/%i$" "$tmp/fleet/syncd@.service" || { echo "verify-unit.sh: the template has no per-instance StateDirectory=" >&2; exit 1; }
+ln -s "syncd@.service" "$tmp/fleet/syncd@verify.service"
+check "$tmp/fleet/syncd@verify.service"
+cp "$here"/dropins/*.conf "$tmp/fleet/syncd@.service.d/"
+check "$tmp/fleet/syncd@verify.service"
+echo "syncd@.service (as syncd@verify.service, + drop-ins): systemd-analyze verify ok"

@@ -518,15 +518,20 @@ pub fn loop_line(row: &store::loops::LoopRow) -> String {
 async fn status(context: &Context, json: bool) -> Result<()> {
     let config = context.config()?;
     let store = store::open_read_only(&config.store)?;
-    let (rows, loops) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Error>((status_rows(&store)?, loop_rows(&store)?))
+    let names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let (rows, loops, sinks) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Error>((
+            status_rows(&store)?,
+            loop_rows(&store)?,
+            sink_rows(&store, &names)?,
+        ))
     })
     .await
     .map_err(|e| Error::Io(e.to_string()))??;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "subscriptions": rows, "loops": loops })
+            serde_json::json!({ "subscriptions": rows, "loops": loops, "sinks": sinks })
         );
         return Ok(());
     }
@@ -551,7 +556,63 @@ async fn status(context: &Context, json: bool) -> Result<()> {
     for row in &loops {
         println!("{}", loop_line(row));
     }
+    if !sinks.is_empty() {
+        println!(
+            "{:<20} {:>12} {:>10}  LAST ERROR",
+            "SINK", "ACKED SEQ", "LAG"
+        );
+        for sink in &sinks {
+            println!(
+                "{:<20} {:>12} {:>10}  {}",
+                sink.sink,
+                sink.acked_seq,
+                sink.lag,
+                match (&sink.last_error, &sink.last_error_at) {
+                    (Some(e), Some(at)) => format!("{at}: {e}"),
+                    (Some(e), None) => e.clone(),
+                    _ => "-".into(),
+                }
+            );
+        }
+    }
     Ok(())
+}
+
+/// One row of the sinks section of `syncd status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkRow {
+    /// The sink.
+    pub sink: String,
+    /// Every change up to this seq was acknowledged.
+    pub acked_seq: i64,
+    /// Changes committed after it.
+    pub lag: i64,
+    /// The last failure since the cursor last moved.
+    pub last_error: Option<String>,
+    /// When.
+    pub last_error_at: Option<String>,
+}
+
+/// The configured sinks (`names`) with their cursors and lag.
+pub fn sink_rows(store: &store::Store, names: &[String]) -> Result<Vec<SinkRow>> {
+    store.read_blocking(|conn| {
+        let last = store::feed::last_seq(conn)?;
+        let cursors = store::sinks::all(conn)?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                let cursor = cursors.iter().find(|c| &c.sink == name);
+                let acked_seq = cursor.map(|c| c.acked_seq).unwrap_or(0);
+                SinkRow {
+                    sink: name.clone(),
+                    acked_seq,
+                    lag: (last - acked_seq).max(0),
+                    last_error: cursor.and_then(|c| c.last_error.clone()),
+                    last_error_at: cursor.and_then(|c| c.last_error_at.clone()),
+                }
+            })
+            .collect())
+    })
 }
 
 fn human_seconds(seconds: i64) -> String {

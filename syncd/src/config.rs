@@ -76,7 +76,116 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Restarts of failed loops (`[supervisor]`).
     pub supervisor: crate::supervise::Policy,
+    /// `[[sink]]`s the change feed is published to, in file order.
+    pub sinks: Vec<Sink>,
+    /// `instance = "…"`: a readable prefix of the `{instance}` of sink message ids, which is
+    /// `NAME-ID` (or just `ID`), ID being generated with the database and stored in it (see
+    /// [`crate::store::sinks::instance_id`]), so a new database never reuses msg ids.
+    pub instance: Option<String>,
+    /// `[[source]]`s publish requests arrive from, in file order.
+    pub sources: Vec<Source>,
 }
+
+/// One `[[source]]` (only `kind = "nats"`: a durable pull consumer on a JetStream stream
+/// whose messages are publish requests, see [`crate::source`]).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Name (the loop `source:NAME`, logs, metrics).
+    pub name: String,
+    /// Server URL(s).
+    pub url: String,
+    /// How to authenticate.
+    pub auth: NatsAuth,
+    /// PEM file of the CA that signs the server's certificate (implies TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse a connection without TLS.
+    pub tls_required: bool,
+    /// The stream holding the requests (created with `subject` when missing; default
+    /// `SUPEROFFICE_PUBLISH`).
+    pub stream: String,
+    /// The consumer's filter subject (default `superoffice.publish.>`).
+    pub subject: String,
+    /// The durable consumer's name (default `syncd-NAME`).
+    pub durable: String,
+    /// How long the server waits for an ack before it delivers a message again.
+    pub ack_wait: Duration,
+}
+
+/// The default source subject.
+pub const DEFAULT_SOURCE_SUBJECT: &str = "superoffice.publish.>";
+/// The default source stream.
+pub const DEFAULT_SOURCE_STREAM: &str = "SUPEROFFICE_PUBLISH";
+
+/// One `[[sink]]` (only `kind = "nats"`: a NATS JetStream stream).
+#[derive(Debug, Clone)]
+pub struct Sink {
+    /// Name (`sink_cursors`, metrics, the loop `sink:NAME`).
+    pub name: String,
+    /// Server URL(s), comma-separated (`nats://127.0.0.1:4222`, `tls://…`).
+    pub url: String,
+    /// How to authenticate.
+    pub auth: NatsAuth,
+    /// PEM file of the CA that signs the server's certificate (implies TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse a connection without TLS.
+    pub tls_required: bool,
+    /// The JetStream stream (default `SUPEROFFICE`).
+    pub stream: String,
+    /// Subject template: `{tenant}`, `{subscription}`, `{entity}`, `{op}` are replaced by the
+    /// change's (sanitised) values. Default `superoffice.{tenant}.{entity}.{op}`.
+    pub subject: String,
+    /// The stream's subjects when syncd creates it (default: the template with each
+    /// placeholder as `*`).
+    pub stream_subjects: Vec<String>,
+    /// Stream retention policy when syncd creates it.
+    pub retention: StreamRetention,
+    /// Stream replicas when syncd creates it (1–5).
+    pub replicas: usize,
+    /// Stream `max_age` when syncd creates it (`None`: unlimited).
+    pub max_age: Option<Duration>,
+    /// Stream de-duplication window when syncd creates it (at least 2 minutes).
+    pub duplicate_window: Duration,
+    /// `/readyz` is not ready while the sink is more than this many changes behind (`None`:
+    /// off).
+    pub max_lag: Option<u64>,
+    /// Changes published before their acks are awaited.
+    pub batch: usize,
+}
+
+/// How a NATS sink or source authenticates (each secret from a secret source).
+#[derive(Debug, Clone)]
+pub enum NatsAuth {
+    /// No credentials.
+    None,
+    /// `token = {…}`.
+    Token(SecretRef),
+    /// `user = "…"`, `password = {…}`.
+    UserPassword(String, SecretRef),
+    /// `nkey = {…}`: the seed (`SU…`).
+    Nkey(SecretRef),
+    /// `creds = {…}`: the text of a `.creds` file (JWT and seed).
+    Creds(SecretRef),
+}
+
+/// The retention policy of a stream syncd creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamRetention {
+    /// Kept until the stream's limits (`max_age`) remove them.
+    Limits,
+    /// Kept while a consumer is interested.
+    Interest,
+    /// Removed once a consumer acknowledged them.
+    WorkQueue,
+}
+
+/// The default sink subject template.
+pub const DEFAULT_SUBJECT: &str = "superoffice.{tenant}.{entity}.{op}";
+/// The default stream.
+pub const DEFAULT_STREAM: &str = "SUPEROFFICE";
+/// `duplicate_window`: at least 2 minutes (a re-send after a crash and restart must fall
+/// inside it), at most 7 days.
+const DUPLICATE_WINDOW: RangeInclusive<Duration> =
+    Duration::from_secs(120)..=Duration::from_secs(7 * 86_400);
 
 /// Control-plane settings.
 #[derive(Debug, Clone)]
@@ -294,6 +403,9 @@ pub struct Retention {
     pub webhook_events: Duration,
     /// `runs` rows (by `started_at`; only ended runs).
     pub runs: Duration,
+    /// `changes` rows (by `at`), only once every `[[sink]]` acknowledged them, never the
+    /// newest row (`None`, the default: the feed is kept).
+    pub changes: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -301,6 +413,7 @@ impl Default for Retention {
         Retention {
             webhook_events: Duration::from_secs(7 * 86400),
             runs: Duration::from_secs(30 * 86400),
+            changes: None,
         }
     }
 }
@@ -454,6 +567,54 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     supervisor: RawSupervisor,
+    instance: Option<Spanned<String>>,
+    #[serde(default, rename = "sink")]
+    sinks: Vec<Spanned<RawSink>>,
+    #[serde(default, rename = "source")]
+    sources: Vec<Spanned<RawSource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    kind: Spanned<String>,
+    url: Spanned<String>,
+    token: Option<Spanned<SecretSource>>,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<SecretSource>>,
+    nkey: Option<Spanned<SecretSource>>,
+    creds: Option<Spanned<SecretSource>>,
+    tls_ca: Option<PathBuf>,
+    tls_required: Option<bool>,
+    stream: Option<Spanned<String>>,
+    subject: Option<Spanned<String>>,
+    durable: Option<Spanned<String>>,
+    ack_wait: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    name: String,
+    kind: Spanned<String>,
+    url: Spanned<String>,
+    token: Option<Spanned<SecretSource>>,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<SecretSource>>,
+    nkey: Option<Spanned<SecretSource>>,
+    creds: Option<Spanned<SecretSource>>,
+    tls_ca: Option<PathBuf>,
+    tls_required: Option<bool>,
+    stream: Option<Spanned<String>>,
+    subject: Option<Spanned<String>>,
+    stream_subjects: Option<Vec<Spanned<String>>>,
+    retention: Option<Spanned<String>>,
+    replicas: Option<Spanned<i64>>,
+    max_age: Option<Spanned<String>>,
+    duplicate_window: Option<Spanned<String>>,
+    max_lag: Option<Spanned<i64>>,
+    batch: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -461,6 +622,7 @@ struct RawConfig {
 struct RawRetention {
     webhook_events: Option<Spanned<String>>,
     runs: Option<Spanned<String>>,
+    changes: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -801,6 +963,274 @@ impl Ctx<'_> {
         }
         Ok(number)
     }
+}
+
+/// Whether `text` can be one token of a NATS subject (and of a msg id prefix).
+fn valid_token(text: &str) -> bool {
+    !text.is_empty()
+        && !text
+            .chars()
+            .any(|c| matches!(c, '.' | '*' | '>' | ':') || c.is_whitespace())
+}
+
+fn sink(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSink>) -> Result<Sink> {
+    let r = spanned.get_ref();
+    let key = |k: &str| format!("sink[{index}].{k}");
+    if r.kind.get_ref() != "nats" {
+        return Err(ctx.at(
+            &r.kind,
+            &key("kind"),
+            format!("{:?} is not a sink kind (give \"nats\")", r.kind.get_ref()),
+        ));
+    }
+    if !r
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || r.name.is_empty()
+    {
+        return Err(ctx.at(
+            spanned,
+            &key("name"),
+            format!("{:?}: use letters, digits, '-' and '_'", r.name),
+        ));
+    }
+    if r.url.get_ref().trim().is_empty() {
+        return Err(ctx.at(&r.url, &key("url"), "is empty"));
+    }
+    let auth = nats_auth(
+        ctx,
+        &key,
+        spanned,
+        [&r.token, &r.password, &r.nkey, &r.creds],
+        r.user.as_ref(),
+    )?;
+    let stream = r
+        .stream
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| DEFAULT_STREAM.to_string());
+    if stream.is_empty()
+        || stream
+            .chars()
+            .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace())
+    {
+        let span = r.stream.as_ref().expect("the default is valid");
+        return Err(ctx.at(
+            span,
+            &key("stream"),
+            format!("{stream:?} is not a valid stream name"),
+        ));
+    }
+    let subject = r
+        .subject
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_else(|| DEFAULT_SUBJECT.to_string());
+    if let Err(e) = crate::sink::Template::parse(&subject) {
+        let span = r.subject.as_ref().expect("the default is valid");
+        return Err(ctx.at(span, &key("subject"), e));
+    }
+    let stream_subjects = match &r.stream_subjects {
+        Some(list) => {
+            if list.is_empty() {
+                return Err(ctx.at(spanned, &key("stream_subjects"), "is empty"));
+            }
+            for s in list {
+                if s.get_ref()
+                    .split('.')
+                    .any(|t| t.is_empty() || t.chars().any(char::is_whitespace))
+                {
+                    return Err(ctx.at(
+                        s,
+                        &key("stream_subjects"),
+                        format!("{:?} is not a subject", s.get_ref()),
+                    ));
+                }
+            }
+            list.iter().map(|s| s.get_ref().clone()).collect()
+        }
+        None => vec![
+            crate::sink::Template::parse(&subject)
+                .expect("checked")
+                .wildcard(),
+        ],
+    };
+    let retention = match r.retention.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("limits") => StreamRetention::Limits,
+        Some("interest") => StreamRetention::Interest,
+        Some("workqueue") => StreamRetention::WorkQueue,
+        Some(other) => {
+            return Err(ctx.at(
+                r.retention.as_ref().expect("some"),
+                &key("retention"),
+                format!("{other:?} is not limits, interest or workqueue"),
+            ));
+        }
+    };
+    let max_age = match &r.max_age {
+        None => None,
+        Some(v) => Some(ctx.duration(Some(v), &key("max_age"), SECOND, RETENTION)?),
+    };
+    let max_lag = match &r.max_lag {
+        None => None,
+        Some(v) => Some(ctx.count::<u64>(Some(v), &key("max_lag"), 0, 1..=i64::MAX)?),
+    };
+    Ok(Sink {
+        name: r.name.clone(),
+        url: r.url.get_ref().clone(),
+        auth,
+        tls_ca: r.tls_ca.clone(),
+        tls_required: r.tls_required.unwrap_or(false),
+        stream,
+        subject,
+        stream_subjects,
+        retention,
+        replicas: ctx.count(r.replicas.as_ref(), &key("replicas"), 1, 1..=5)?,
+        max_age,
+        duplicate_window: ctx.duration(
+            r.duplicate_window.as_ref(),
+            &key("duplicate_window"),
+            Duration::from_secs(120),
+            DUPLICATE_WINDOW,
+        )?,
+        max_lag,
+        batch: ctx.count(r.batch.as_ref(), &key("batch"), 256, 1..=10_000)?,
+    })
+}
+
+fn source(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSource>) -> Result<Source> {
+    let r = spanned.get_ref();
+    let key = |k: &str| format!("source[{index}].{k}");
+    if r.kind.get_ref() != "nats" {
+        return Err(ctx.at(
+            &r.kind,
+            &key("kind"),
+            format!(
+                "{:?} is not a source kind (give \"nats\")",
+                r.kind.get_ref()
+            ),
+        ));
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !name_ok(&r.name) {
+        return Err(ctx.at(
+            spanned,
+            &key("name"),
+            format!("{:?}: use letters, digits, '-' and '_'", r.name),
+        ));
+    }
+    if r.url.get_ref().trim().is_empty() {
+        return Err(ctx.at(&r.url, &key("url"), "is empty"));
+    }
+    let auth = nats_auth(
+        ctx,
+        &key,
+        spanned,
+        [&r.token, &r.password, &r.nkey, &r.creds],
+        r.user.as_ref(),
+    )?;
+    let text = |v: &Option<Spanned<String>>, default: String| {
+        v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(default)
+    };
+    let stream = text(&r.stream, DEFAULT_SOURCE_STREAM.to_string());
+    if let Some(span) = &r.stream
+        && !name_ok(&stream)
+    {
+        return Err(ctx.at(
+            span,
+            &key("stream"),
+            format!("{stream:?} is not a valid stream name"),
+        ));
+    }
+    let durable = text(&r.durable, format!("syncd-{}", r.name));
+    if let Some(span) = &r.durable
+        && !name_ok(&durable)
+    {
+        return Err(ctx.at(
+            span,
+            &key("durable"),
+            format!("{durable:?}: use letters, digits, '-' and '_'"),
+        ));
+    }
+    let subject = text(&r.subject, DEFAULT_SOURCE_SUBJECT.to_string());
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if let Some(span) = &r.subject
+        && tokens.iter().enumerate().any(|(i, t)| {
+            t.is_empty()
+                || t.chars().any(char::is_whitespace)
+                || (*t == ">" && i + 1 != tokens.len())
+                || (t.len() > 1 && t.contains(['*', '>']))
+        })
+    {
+        return Err(ctx.at(
+            span,
+            &key("subject"),
+            format!("{subject:?} is not a subject filter"),
+        ));
+    }
+    Ok(Source {
+        name: r.name.clone(),
+        url: r.url.get_ref().clone(),
+        auth,
+        tls_ca: r.tls_ca.clone(),
+        tls_required: r.tls_required.unwrap_or(false),
+        stream,
+        subject,
+        durable,
+        ack_wait: ctx.duration(
+            r.ack_wait.as_ref(),
+            &key("ack_wait"),
+            Duration::from_secs(30),
+            SECOND..=DAY,
+        )?,
+    })
+}
+
+/// `token`, `user` + `password`, `nkey` or `creds`: at most one way (`secrets` in that order).
+fn nats_auth<T>(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    at: &Spanned<T>,
+    secrets: [&Option<Spanned<SecretSource>>; 4],
+    user: Option<&Spanned<String>>,
+) -> Result<NatsAuth> {
+    let [token, password, nkey, creds] = secrets;
+    let given = [
+        token.is_some(),
+        password.is_some() || user.is_some(),
+        nkey.is_some(),
+        creds.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(ctx.at(
+            at,
+            &key("token"),
+            "give at most one of token, user/password, nkey, creds",
+        ));
+    }
+    Ok(match (token, password, nkey, creds, user) {
+        (Some(t), ..) => NatsAuth::Token(ctx.secret_ref(t, &key("token"), t.get_ref().clone())?),
+        (_, Some(p), _, _, Some(u)) => NatsAuth::UserPassword(
+            u.get_ref().clone(),
+            ctx.secret_ref(p, &key("password"), p.get_ref().clone())?,
+        ),
+        (_, Some(p), _, _, None) => return Err(ctx.at(p, &key("user"), "password without user")),
+        (_, None, _, _, Some(u)) => {
+            return Err(ctx.at(u, &key("password"), "user without password"));
+        }
+        (_, _, Some(n), ..) => {
+            NatsAuth::Nkey(ctx.secret_ref(n, &key("nkey"), n.get_ref().clone())?)
+        }
+        (_, _, _, Some(c), _) => {
+            NatsAuth::Creds(ctx.secret_ref(c, &key("creds"), c.get_ref().clone())?)
+        }
+        _ => NatsAuth::None,
+    })
 }
 
 /// Formats a duration the way the config writes them (`250ms`, `30s`, `5m`, `6h`, `1d`).
@@ -1247,6 +1677,10 @@ impl Config {
                 defaults.runs,
                 RETENTION,
             )?,
+            changes: match &raw.retention.changes {
+                None => None,
+                Some(v) => Some(ctx.duration(Some(v), "retention.changes", DAY, RETENTION)?),
+            },
         };
         let sv = &raw.supervisor;
         let defaults = crate::supervise::Policy::default();
@@ -1283,7 +1717,46 @@ impl Config {
             ));
         }
 
+        let instance = match &raw.instance {
+            Some(i) if !valid_token(i.get_ref()) => {
+                return Err(ctx.at(
+                    i,
+                    "instance",
+                    "must be non-empty without '.', '*', '>', ':' or whitespace",
+                ));
+            }
+            i => i.as_ref().map(|i| i.get_ref().clone()),
+        };
+        let mut sinks: Vec<Sink> = Vec::new();
+        for (index, spanned) in raw.sinks.iter().enumerate() {
+            sinks.push(sink(&ctx, index, spanned)?);
+            let last = sinks.last().expect("pushed");
+            if sinks[..sinks.len() - 1].iter().any(|s| s.name == last.name) {
+                return Err(ctx.at(
+                    spanned,
+                    &format!("sink[{index}].name"),
+                    format!("{:?} is used by another [[sink]]", last.name),
+                ));
+            }
+        }
+
+        let mut sources: Vec<Source> = Vec::new();
+        for (index, spanned) in raw.sources.iter().enumerate() {
+            let new = source(&ctx, index, spanned)?;
+            if sources.iter().any(|s| s.name == new.name) {
+                return Err(ctx.at(
+                    spanned,
+                    &format!("source[{index}].name"),
+                    format!("{:?} is used by another [[source]]", new.name),
+                ));
+            }
+            sources.push(new);
+        }
+
         Ok(Config {
+            sources,
+            sinks,
+            instance,
             supervisor,
             store,
             control,
@@ -1329,6 +1802,20 @@ impl Config {
                     private_key,
                 } => all.extend([system_token, private_key]),
                 AuthMode::OAuth { .. } => {}
+            }
+        }
+        for auth in self
+            .sinks
+            .iter()
+            .map(|s| &s.auth)
+            .chain(self.sources.iter().map(|s| &s.auth))
+        {
+            match auth {
+                NatsAuth::None => {}
+                NatsAuth::Token(s)
+                | NatsAuth::UserPassword(_, s)
+                | NatsAuth::Nkey(s)
+                | NatsAuth::Creds(s) => all.push(s),
             }
         }
         all
@@ -1728,6 +2215,117 @@ webhook_body_limit = 1024"#,
     }
 
     #[test]
+    fn sinks_parse_with_defaults_and_bad_keys_name_key_and_line() {
+        let text = format!(
+            "{MINIMAL}\n[[sink]]\nname = \"js\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\ntoken = {{ env = \"NATS_TOKEN\" }}\n"
+        );
+        let config = parse(&text).unwrap();
+        let sink = &config.sinks[0];
+        assert_eq!(sink.name, "js");
+        assert_eq!(sink.stream, DEFAULT_STREAM);
+        assert_eq!(sink.subject, DEFAULT_SUBJECT);
+        assert_eq!(sink.stream_subjects, vec!["superoffice.*.*.*".to_string()]);
+        assert_eq!(sink.duplicate_window, Duration::from_secs(120));
+        assert_eq!((sink.replicas, sink.max_lag, sink.max_age), (1, None, None));
+        assert!(matches!(&sink.auth, NatsAuth::Token(s) if s.key() == "sink[0].token"));
+        assert!(config.secrets().iter().any(|s| s.key() == "sink[0].token"));
+        assert_eq!(config.instance, None);
+
+        let base =
+            format!("{MINIMAL}\n[[sink]]\nname = \"js\"\nkind = \"nats\"\nurl = \"nats://x\"\n");
+        let line = base.lines().count() + 1;
+        for (extra, key, says) in [
+            (
+                "duplicate_window = \"1m\"",
+                "sink[0].duplicate_window",
+                "2m",
+            ),
+            (
+                "subject = \"a.{{tenant}}x\"",
+                "sink[0].subject",
+                "neither a literal",
+            ),
+            (
+                "retention = \"forever\"",
+                "sink[0].retention",
+                "limits, interest or workqueue",
+            ),
+            ("replicas = 7", "sink[0].replicas", "1 to 5"),
+            ("max_lag = 0", "sink[0].max_lag", "out of range"),
+            ("user = \"u\"", "sink[0].password", "user without password"),
+            (
+                "stream = \"A.B\"",
+                "sink[0].stream",
+                "not a valid stream name",
+            ),
+        ] {
+            let err = parse(&format!("{base}{extra}\n")).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("syncd.toml:{line}:"))
+                    && err.contains(key)
+                    && err.contains(says),
+                "{extra}: {err}"
+            );
+        }
+        let err = parse(&format!(
+            "{base}token = {{ value = \"t\" }}\nnkey = {{ value = \"n\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at most one of token"), "{err}");
+        let err = parse(&base.replace("\"nats\"", "\"kafka\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink[0].kind"), "{err}");
+        let err = parse(&format!(
+            "{base}\n[[sink]]\nname = \"js\"\nkind = \"nats\"\nurl = \"nats://y\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sink[1].name") && err.contains("another"),
+            "{err}"
+        );
+        let err = parse(&format!("instance = \"a.b\"\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("instance"), "{err}");
+        assert_eq!(
+            parse(&format!("instance = \"eu-1\"\n{MINIMAL}"))
+                .unwrap()
+                .instance
+                .as_deref(),
+            Some("eu-1")
+        );
+    }
+
+    #[test]
+    fn sources_parse_with_defaults_and_bad_keys_name_key_and_line() {
+        let base = format!(
+            "{MINIMAL}\n[[source]]\nname = \"orders\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"
+        );
+        let config = parse(&base).unwrap();
+        let source = &config.sources[0];
+        assert_eq!(source.stream, DEFAULT_SOURCE_STREAM);
+        assert_eq!(source.subject, DEFAULT_SOURCE_SUBJECT);
+        assert_eq!(source.durable, "syncd-orders");
+        assert_eq!(source.ack_wait, Duration::from_secs(30));
+        let line = base.lines().count() + 1;
+        for (extra, key) in [
+            ("ack_wait = \"0s\"", "source[0].ack_wait"),
+            ("subject = \"a.>.b\"", "source[0].subject"),
+            ("durable = \"a.b\"", "source[0].durable"),
+            ("creds = { env = \"X\", file = \"/y\" }", "source[0].creds"),
+        ] {
+            let err = parse(&format!("{base}{extra}\n")).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("syncd.toml:{line}:")) && err.contains(key),
+                "{extra}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn retention_has_defaults_and_refuses_zero_naming_key_and_line() {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.retention, Retention::default());
@@ -1766,9 +2364,22 @@ webhook_body_limit = 1024"#,
             err.contains("retention.runs") && err.contains("36500d"),
             "{err}"
         );
-        let unknown = format!("{MINIMAL}\n[retention]\nchanges = \"1d\"\n");
+        let unknown = format!("{MINIMAL}\n[retention]\nrecords = \"1d\"\n");
         let err = parse(&unknown).unwrap_err().to_string();
-        assert!(err.contains("changes"), "{err}");
+        assert!(err.contains("records"), "{err}");
+        assert_eq!(config.retention.changes, None);
+        let changes = format!("{MINIMAL}\n[retention]\nchanges = \"90d\"\n");
+        assert_eq!(
+            parse(&changes).unwrap().retention.changes,
+            Some(Duration::from_secs(90 * 86400))
+        );
+        let zero = format!("{MINIMAL}\n[retention]\nchanges = \"0s\"\n");
+        assert!(
+            parse(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("retention.changes")
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct Health {
     tenants_down: Mutex<BTreeMap<String, String>>,
     failed_runs: Mutex<BTreeMap<String, String>>,
     loops: Mutex<BTreeMap<String, String>>,
+    sinks: Mutex<BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -85,6 +86,15 @@ impl Health {
         };
     }
 
+    /// A sink further behind than its `max_lag` (`None`: it is within it again).
+    pub fn set_sink_problem(&self, sink: &str, problem: Option<String>) {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => sinks.insert(sink.to_string(), p),
+            None => sinks.remove(sink),
+        };
+    }
+
     /// Why the daemon is not ready (empty: ready).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -111,6 +121,9 @@ impl Health {
         }
         for (name, problem) in self.loops.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             problems.push(format!("loop {name}: {problem}"));
+        }
+        for (sink, problem) in self.sinks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            problems.push(format!("sink {sink}: {problem}"));
         }
         problems
     }

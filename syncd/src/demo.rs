@@ -39,6 +39,13 @@ pub struct DemoArgs {
     /// Keep the database here instead of a temporary directory.
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// Also publish the change feed to this NATS server (JetStream; stream `SUPEROFFICE`,
+    /// subjects `superoffice.demo.{entity}.{op}`), e.g. `nats://127.0.0.1:4222`.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// The control plane's address (the change feed: `/changes`, `/changes/stream`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
 }
 
 const SUBSCRIPTIONS: [(&str, &str, EntityType); 4] = [
@@ -145,14 +152,17 @@ pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
         .store
         .clone()
         .unwrap_or_else(|| workdir.join("syncd.db"));
+    // A fresh control token per run: the change feed on the control plane needs one.
+    let control_token = format!("demo-{:032x}", rand::random::<u128>());
     let mut text = format!(
         r#"
 store = {store:?}
 
 [control]
-listen = "127.0.0.1:0"
+listen = {listen:?}
 webhook_secret = {{ value = "demo-webhook-secret" }}
 public_url = "auto"
+token = {{ value = {control_token:?} }}
 
 [[tenant]]
 name = "demo"
@@ -171,6 +181,8 @@ private_key = {key:?}
         secret = emu.config().auth.client_secret,
         token = emu.config().auth.system_token,
         key = key_file.display().to_string(),
+        listen = args.listen,
+        control_token = control_token,
     );
     for (name, entity, _) in SUBSCRIPTIONS {
         text.push_str(&format!(
@@ -178,11 +190,25 @@ private_key = {key:?}
             args.poll_interval.as_millis()
         ));
     }
+    if let Some(url) = &args.nats {
+        text.push_str(&format!(
+            "\n[[sink]]\nname = \"nats\"\nkind = \"nats\"\nurl = {url:?}\n"
+        ));
+    }
     let config = Config::parse(&text, "demo", &BTreeMap::new())?;
 
     let shutdown = CancellationToken::new();
     let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone()).await?;
     tracing::info!(emulator = %emu.base_url(), control = %daemon.control_addr(), "demo running");
+    eprintln!(
+        "demo: the change feed: curl -N -H 'Authorization: Bearer {control_token}' http://{}/changes/stream",
+        daemon.control_addr()
+    );
+    if let Some(url) = &args.nats {
+        eprintln!(
+            "demo: publishing the change feed to {url}: stream SUPEROFFICE, subjects superoffice.demo.<entity>.<op> (nats sub 'superoffice.>')"
+        );
+    }
 
     // Live activity by "other users".
     let activity = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -237,6 +263,22 @@ private_key = {key:?}
         )?;
     }
     progress.finish();
+    if args.nats.is_some() {
+        // Let the sink catch up with the last changes, then say where it is.
+        let last = daemon.services().feed.last();
+        let waited = Instant::now();
+        let acked = loop {
+            let acked = store.read(|c| store::sinks::acked_seq(c, "nats")).await?;
+            if acked >= last || waited.elapsed() > Duration::from_secs(10) {
+                break acked;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        eprintln!(
+            "demo: NATS sink acknowledged up to seq {acked} of {last} ({} behind)",
+            last - acked
+        );
+    }
     let metrics = &daemon.services().metrics;
     summary.webhook_events =
         metrics.get("syncd_webhook_events_total", &[("outcome", "queued")]) as u64;

@@ -28,6 +28,8 @@ pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod sink;
+pub mod source;
 pub mod store;
 pub mod supervise;
 pub mod sync;
@@ -72,6 +74,22 @@ pub enum Error {
         subscription: String,
         /// Why.
         reason: String,
+    },
+    /// A sink (`[[sink]]`) could not connect, check its stream, or publish.
+    #[error("sink {sink}: {message}")]
+    Sink {
+        /// The sink.
+        sink: String,
+        /// What failed.
+        message: String,
+    },
+    /// A source (`[[source]]`) could not connect, set up its consumer, or acknowledge.
+    #[error("source {name}: {message}")]
+    Source {
+        /// The source.
+        name: String,
+        /// What failed.
+        message: String,
     },
     /// Local I/O (binding the control plane, reading files).
     #[error("{0}")]
@@ -230,6 +248,36 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || sync::retention::run(s.clone(), t.clone()),
+            );
+        }
+        for sink in &services.config.sinks {
+            let name = sink.name.clone();
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                sink::loop_name(&name),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                    async move { sink::nats::run(services, name, shutdown).await }
+                },
+            );
+        }
+        for source in &services.config.sources {
+            let name = source.name.clone();
+            let (s, t) = (services.clone(), shutdown.clone());
+            supervise::spawn(
+                &tracker,
+                source::loop_name(&name),
+                policy,
+                observer.clone(),
+                shutdown.clone(),
+                move || {
+                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                    async move { source::run(services, name, shutdown).await }
+                },
             );
         }
         {

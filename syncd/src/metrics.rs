@@ -100,6 +100,26 @@ fn describe(name: &str) -> (&'static str, &'static str) {
             "gauge",
             "1 while a tenant's credentials work, 0 while it is degraded.",
         ),
+        "syncd_sink_lag" => (
+            "gauge",
+            "Changes committed to the feed that the sink has not acknowledged yet.",
+        ),
+        "syncd_sink_acked_seq" => (
+            "gauge",
+            "The highest seq up to which every change was acknowledged by the sink.",
+        ),
+        "syncd_sink_errors_total" => (
+            "counter",
+            "Failed sink sessions (connect, stream check, publish without ack).",
+        ),
+        "syncd_source_errors_total" => (
+            "counter",
+            "Failed source sessions (connect, consumer, store, ack).",
+        ),
+        "syncd_source_messages_total" => (
+            "counter",
+            "Source messages taken, by outcome (queued, replay, rejected).",
+        ),
         _ => ("untyped", "syncd metric."),
     }
 }

@@ -143,7 +143,11 @@ fn sections() -> Vec<Section> {
         (
             "retention",
             false,
-            vec![("webhook_events", Duration), ("runs", Duration)],
+            vec![
+                ("webhook_events", Duration),
+                ("runs", Duration),
+                ("changes", Duration),
+            ],
         ),
         (
             "supervisor",

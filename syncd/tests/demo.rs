@@ -12,6 +12,8 @@ async fn the_demo_ends_in_sync_with_ground_truth() {
         activity: 20,
         poll_interval: Duration::from_millis(500),
         store: None,
+        nats: None,
+        listen: "127.0.0.1:0".into(),
     };
     let summary = syncd::demo::run_demo(&args, false)
         .await

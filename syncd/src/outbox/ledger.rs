@@ -216,6 +216,45 @@ pub fn insert(
     Ok(Intake::Queued(task))
 }
 
+/// Records a message of a `[[source]]` that cannot become a task as a `dead` task, so it is
+/// visible and never lost: `payload` is `{"message": TEXT}` (the message body as text) and
+/// `last_error` is `reason`. Its key is `rejected:{reference}` (the stream and stream seq), so
+/// a redelivered message is recorded once. Returns the task id (the existing one for a
+/// redelivery).
+pub fn insert_rejected_message(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    source: &str,
+    reference: &str,
+    body: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let key = format!("{REJECTED_PREFIX}{reference}");
+    if let Some(task) = by_key(tx, &key)? {
+        return Ok(task.id);
+    }
+    let now = ts(now);
+    let payload = serde_json::json!({ "message": body });
+    tx.execute(
+        "INSERT INTO tasks (key, tenant, action, entity, lane, path, query,
+             payload, payload_hash, source, state, next_attempt_at, last_error, created_at, updated_at)
+         VALUES (?1, ?2, '', '', ?3, '{}', '{}', ?4, ?5, ?6, 'dead', ?7, ?8, ?7, ?7)",
+        params![
+            key,
+            tenant,
+            format!("rejected/{reference}"),
+            payload.to_string(),
+            hash::sha256_hex(hash::canonical(&payload).as_bytes()),
+            source,
+            now,
+            reason,
+        ],
+    )
+    .map_err(sql)?;
+    Ok(tx.last_insert_rowid())
+}
+
 /// Records an `outbox` row that cannot become a task as a `dead` task, so it is visible and
 /// never lost: the whole row as stored is kept in `payload` ([`OutboxRow::raw_json`]), what
 /// converts is kept in its column, and `last_error` is `reason` (it names the row and column).

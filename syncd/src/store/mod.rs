@@ -18,6 +18,7 @@ pub mod feed;
 pub mod loops;
 pub mod quarantine;
 pub mod retention;
+pub mod sinks;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_quarantine.sql"),
     include_str!("migrations/0004_retention.sql"),
     include_str!("migrations/0006_change_content.sql"),
+    include_str!("migrations/0007_sinks.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -51,6 +51,41 @@ pub fn prune_runs(conn: &Connection, older_than: DateTime<Utc>, limit: usize) ->
     .map_err(sql)
 }
 
+/// Deletes up to `limit` change rows recorded before `older_than` whose seq is at most
+/// `acked` (the lowest seq every sink acknowledged; `None`: no sink is configured). The newest
+/// row is never deleted: `changes.seq` is an `INTEGER PRIMARY KEY` (no AUTOINCREMENT), so an
+/// empty table would hand out seqs again that readers and sink msg ids (`{instance}:{seq}`)
+/// already saw. Returns how many were deleted.
+pub fn prune_changes(
+    conn: &Connection,
+    older_than: DateTime<Utc>,
+    acked: Option<i64>,
+    limit: usize,
+) -> Result<usize> {
+    conn.execute(
+        "DELETE FROM changes WHERE seq IN (
+             SELECT seq FROM changes
+             WHERE at < ?1 AND seq <= ?2 AND seq < (SELECT max(seq) FROM changes)
+             ORDER BY seq LIMIT ?3)",
+        params![
+            cutoff_text(older_than),
+            acked.unwrap_or(i64::MAX),
+            limit as i64
+        ],
+    )
+    .map_err(sql)
+}
+
+/// The lowest acknowledged seq over `sinks` (`None` when there are none).
+pub fn min_acked(conn: &Connection, sinks: &[String]) -> Result<Option<i64>> {
+    let mut min = None;
+    for sink in sinks {
+        let acked = super::sinks::acked_seq(conn, sink)?;
+        min = Some(min.map_or(acked, |m: i64| m.min(acked)));
+    }
+    Ok(min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +213,94 @@ mod tests {
             .unwrap();
         assert!(plans[0].contains("webhook_events_by_received"), "{plans:?}");
         assert!(plans[1].contains("runs_by_started"), "{plans:?}");
+    }
+
+    #[test]
+    fn changes_are_pruned_only_when_acked_by_every_sink_and_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        let now = Utc::now();
+        let old = cutoff_text(now - TimeDelta::days(100));
+        store
+            .write_blocking(|tx| {
+                for id in 1..=5 {
+                    tx.execute(
+                        "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES ('s', 'contact', ?1, 'insert', ?2, 'h')",
+                        params![id, old],
+                    )
+                    .map_err(sql)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let seqs = |store: &crate::Store| {
+            store
+                .read_blocking(|c| {
+                    let mut s = c
+                        .prepare("SELECT seq FROM changes ORDER BY seq")
+                        .map_err(sql)?;
+                    let v = s
+                        .query_map([], |r| r.get::<_, i64>(0))
+                        .map_err(sql)?
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(sql)?;
+                    Ok(v)
+                })
+                .unwrap()
+        };
+        let cutoff = now - TimeDelta::days(90);
+        let sinks = vec!["a".to_string(), "b".to_string()];
+        store
+            .write_blocking(|tx| {
+                super::super::sinks::set_acked_seq(tx, "a", 5)?;
+                super::super::sinks::set_acked_seq(tx, "b", 2)
+            })
+            .unwrap();
+        // Sink b acknowledged up to 2: only 1 and 2 go.
+        let n = store
+            .write_blocking(|tx| {
+                let acked = min_acked(tx, &sinks)?;
+                prune_changes(tx, cutoff, acked, 100)
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(seqs(&store), vec![3, 4, 5]);
+        // Not yet old enough: nothing.
+        let early = now - TimeDelta::days(200);
+        assert_eq!(
+            store
+                .write_blocking(|tx| prune_changes(tx, early, None, 100))
+                .unwrap(),
+            0
+        );
+        // Everything acknowledged (or no sink): all but the newest row.
+        store
+            .write_blocking(|tx| super::super::sinks::set_acked_seq(tx, "b", 5))
+            .unwrap();
+        let n = store
+            .write_blocking(|tx| {
+                let acked = min_acked(tx, &sinks)?;
+                prune_changes(tx, cutoff, acked, 100)
+            })
+            .unwrap();
+        assert_eq!(n, 2, "3 and 4; 5 is the newest");
+        assert_eq!(
+            store
+                .write_blocking(|tx| prune_changes(tx, cutoff, None, 100))
+                .unwrap(),
+            0
+        );
+        assert_eq!(seqs(&store), vec![5]);
+        // So the next change gets a new seq, never one handed out before.
+        store
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO changes (subscription, entity, id, op, at, hash) VALUES ('s', 'contact', 9, 'insert', ?1, 'h')",
+                    [&old],
+                )
+                .map_err(sql)
+            })
+            .unwrap();
+        assert_eq!(seqs(&store), vec![5, 6]);
     }
 }

@@ -1,5 +1,7 @@
 //! The retention loop: deletes `webhook_events` and `runs` rows older than `[retention]` says
-//! (defaults 7 days and 30 days), at start-up and then every hour.
+//! (defaults 7 days and 30 days), and with `[retention] changes` the change rows older than
+//! that which every `[[sink]]` has acknowledged (never the newest row, so seqs are never
+//! handed out twice), at start-up and then every hour.
 //!
 //! Deletes run in batches of [`BATCH`] rows, one short write transaction each, so the daemon's
 //! writers never wait long (the statements are [`crate::store::retention`]). What was deleted
@@ -35,6 +37,8 @@ pub struct Pruned {
     pub webhook_events: usize,
     /// `runs` rows.
     pub runs: usize,
+    /// `changes` rows (only with `[retention] changes`).
+    pub changes: usize,
 }
 
 fn cutoff(keep: Duration) -> Result<chrono::DateTime<Utc>> {
@@ -70,6 +74,29 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
             break;
         }
     }
+    if let Some(keep) = services.config.retention.changes {
+        let before = cutoff(keep)?;
+        let sinks: Vec<String> = services
+            .config
+            .sinks
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        loop {
+            let sinks = sinks.clone();
+            let n = services
+                .store
+                .write(move |tx| {
+                    let acked = retention::min_acked(tx, &sinks)?;
+                    retention::prune_changes(tx, before, acked, BATCH)
+                })
+                .await?;
+            pruned.changes += n;
+            if n < BATCH {
+                break;
+            }
+        }
+    }
     Ok(pruned)
 }
 
@@ -83,6 +110,7 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
                 for (table, n) in [
                     ("webhook_events", pruned.webhook_events),
                     ("runs", pruned.runs),
+                    ("changes", pruned.changes),
                 ] {
                     services
                         .metrics
@@ -91,6 +119,7 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
                 tracing::debug!(
                     webhook_events = pruned.webhook_events,
                     runs = pruned.runs,
+                    changes = pruned.changes,
                     "retention: deleted old rows"
                 );
                 EVERY
