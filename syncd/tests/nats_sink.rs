@@ -368,3 +368,75 @@ async fn retention_deletes_changes_only_after_the_sink_acknowledged_them() {
     assert_stream_is_feed(&read_stream(&js, "SUPEROFFICE").await, &feed, &instance);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones() {
+    if !available("a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones") {
+        return;
+    }
+    for (server_args, good, bad) in [
+        (
+            vec!["--user", "syncd", "--pass", "s3cret-pass"],
+            "user = \"syncd\"\npassword = { value = \"s3cret-pass\" }",
+            "user = \"syncd\"\npassword = { value = \"wrong\" }",
+        ),
+        (
+            vec!["--auth", "n4ts-t0ken"],
+            "token = { value = \"n4ts-t0ken\" }",
+            "token = { value = \"wrong\" }",
+        ),
+    ] {
+        // Wrong credentials: the sync goes on, the sink reports its error and publishes nothing.
+        let dir = workdir();
+        let nats = NatsServer::start_with(dir.path(), &server_args);
+        let emu = emulator(counts(12, 0, 0), |_| {}).await;
+        let db = db_path(dir.path());
+        let mut text = config(&emu, dir.path(), &nats.url());
+        text.push_str(bad);
+        text.push('\n');
+        let running = start(&text).await;
+        let contacts = truth_live(&emu, emulator::EntityType::Contact);
+        eventually(T, "the copy matches the emulator", || async {
+            matches(&db, "contacts", &contacts)
+        })
+        .await;
+        eventually(T, "the sink reports the refusal", || async {
+            let errors = running
+                .services()
+                .metrics
+                .get("syncd_sink_errors_total", &[("sink", "js")]);
+            if errors > 0.0 {
+                Ok(())
+            } else {
+                Err("no sink error yet".to_string())
+            }
+        })
+        .await;
+        assert_eq!(acked(&running), 0, "{server_args:?}: nothing acknowledged");
+        running.stop().await;
+
+        // The right ones: the stream gets the whole feed.
+        let dir = workdir();
+        let nats = NatsServer::start_with(dir.path(), &server_args);
+        let db = db_path(dir.path());
+        let mut text = config(&emu, dir.path(), &nats.url());
+        text.push_str(good);
+        text.push('\n');
+        let running = start(&text).await;
+        eventually(T, "the copy matches the emulator", || async {
+            matches(&db, "contacts", &contacts)
+        })
+        .await;
+        caught_up(&running).await;
+        let feed = store_feed(&running);
+        let client = async_nats::ConnectOptions::new();
+        let client = match server_args[0] {
+            "--user" => client.user_and_password("syncd".into(), "s3cret-pass".into()),
+            _ => client.token("n4ts-t0ken".into()),
+        };
+        let js = async_nats::jetstream::new(client.connect(nats.url()).await.unwrap());
+        let stored = read_stream(&js, "SUPEROFFICE").await;
+        assert_stream_is_feed(&stored, &feed, &instance(&running));
+        running.stop().await;
+    }
+}

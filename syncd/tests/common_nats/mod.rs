@@ -17,6 +17,8 @@ pub struct NatsServer {
     pub port: u16,
     pub store_dir: PathBuf,
     log: PathBuf,
+    /// Extra command-line arguments (e.g. `--user`/`--pass`, `--auth`).
+    args: Vec<String>,
 }
 
 /// Whether `nats-server` is installed. Panics under `CI=true` when it is not (CI must run
@@ -47,12 +49,18 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server storing in `dir` (retries on a port collision).
     pub fn start(dir: &Path) -> NatsServer {
+        NatsServer::start_with(dir, &[])
+    }
+
+    /// [`NatsServer::start`] with extra arguments, e.g. `["--user", "u", "--pass", "p"]`.
+    pub fn start_with(dir: &Path, args: &[&str]) -> NatsServer {
         for _ in 0..5 {
             let mut server = NatsServer {
                 child: None,
                 port: free_port(),
                 store_dir: dir.join("jetstream"),
                 log: dir.join("nats-server.log"),
+                args: args.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -82,6 +90,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.store_dir)
+            .args(&self.args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
