@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, Config};
 use crate::logging::LogFormat;
-use crate::store::{self, sql};
+use crate::store;
 use crate::{Error, Result};
 
 /// syncd: SuperOffice → SQLite sync with a change feed, and idempotent publishes back.
@@ -198,10 +198,10 @@ async fn dispatch(context: &Context, command: Command) -> Result<()> {
             subscription,
         } => changes(context, since, follow, subscription).await,
         Command::Resync { subscription } => {
-            request(context, &subscription, "resync_requested").await
+            request(context, &subscription, store::status::Request::Resync).await
         }
         Command::Reconcile { subscription } => {
-            request(context, &subscription, "reconcile_requested").await
+            request(context, &subscription, store::status::Request::Reconcile).await
         }
         Command::Webhooks(command) => crate::sync::cli::webhooks(context, command).await,
         Command::Quarantine(command) => crate::sync::quarantine::quarantine(context, command).await,
@@ -430,47 +430,38 @@ pub struct StatusRow {
 /// Reads the status of every subscription from the store.
 pub fn status_rows(store: &store::Store) -> Result<Vec<StatusRow>> {
     store.read_blocking(|conn| {
-        let mut statement = conn
-            .prepare(
-                "SELECT s.name, s.state, COALESCE(s.state_reason, ''),
-                        (SELECT count(*) FROM records r WHERE r.subscription = s.name AND r.deleted_at IS NULL),
-                        c.last_success, c.watermark,
-                        (SELECT count(*) FROM runs u WHERE u.subscription = s.name AND u.status = 'failed'
-                            AND u.started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day'))
-                 FROM subscriptions s LEFT JOIN cursors c ON c.subscription = s.name ORDER BY s.name",
-            )
-            .map_err(sql)?;
         let now = chrono::Utc::now();
-        let rows = statement
-            .query_map([], |row| {
-                let state: String = row.get(1)?;
-                let reason: String = row.get(2)?;
-                let last_sync: Option<String> = row.get(4)?;
-                let watermark: Option<String> = row.get(5)?;
-                let since = |at: chrono::DateTime<chrono::Utc>| (now - at).num_seconds().max(0);
+        let since = |at: chrono::DateTime<chrono::Utc>| (now - at).num_seconds().max(0);
+        let rows: Vec<StatusRow> = store::status::subscriptions(conn)?
+            .into_iter()
+            .map(|s| {
                 // `last_success` is syncd's own UTC text; the watermark is SuperOffice's.
-                let lag = last_sync
+                let lag = s
+                    .last_success
                     .as_deref()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| since(t.to_utc()));
-                let newest = watermark
+                let newest = s
+                    .watermark
                     .as_deref()
                     .and_then(|t| t.parse::<superoffice::SoDateTime>().ok())
                     .map(|t| since(t.to_utc()));
-                Ok(StatusRow {
-                    subscription: row.get(0)?,
-                    state: if reason.is_empty() { state } else { format!("{state} ({reason})") },
-                    rows: row.get(3)?,
+                StatusRow {
+                    subscription: s.name,
+                    state: if s.reason.is_empty() {
+                        s.state
+                    } else {
+                        format!("{} ({})", s.state, s.reason)
+                    },
+                    rows: s.rows,
                     lag_seconds: lag,
                     newest_change_age_seconds: newest,
-                    last_sync,
-                    errors: row.get(6)?,
+                    last_sync: s.last_success,
+                    errors: s.failed_last_day,
                     quarantined: 0,
-                })
+                }
             })
-            .map_err(sql)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(sql)?;
+            .collect();
         let quarantined = store::quarantine::counts(conn)?;
         Ok(rows
             .into_iter()
@@ -685,7 +676,11 @@ async fn changes(
 }
 
 /// Sets a request flag the subscription's loop picks up on its next pass.
-async fn request(context: &Context, subscription: &str, flag: &'static str) -> Result<()> {
+async fn request(
+    context: &Context,
+    subscription: &str,
+    what: store::status::Request,
+) -> Result<()> {
     let config = context.config()?;
     if !config.subscriptions.iter().any(|s| s.name == subscription) {
         return Err(Error::Invalid(format!(
@@ -696,22 +691,16 @@ async fn request(context: &Context, subscription: &str, flag: &'static str) -> R
     let store = store::open_existing(&config.store)?;
     let name = subscription.to_string();
     let updated = store
-        .write(move |tx| {
-            tx.execute(
-                &format!("UPDATE cursors SET {flag} = 1 WHERE subscription = ?1"),
-                [&name],
-            )
-            .map_err(sql)
-        })
+        .write(move |tx| store::status::request(tx, &name, what))
         .await?;
-    if updated == 0 {
+    if !updated {
         return Err(Error::Invalid(format!(
             "subscription {subscription:?} has not run yet"
         )));
     }
     println!(
         "{subscription}: {} requested; the running daemon picks it up on its next pass.",
-        flag.trim_end_matches("_requested")
+        what.as_str()
     );
     Ok(())
 }

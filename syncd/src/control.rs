@@ -162,13 +162,7 @@ pub fn router(services: Arc<Services>) -> Router {
 
 async fn readyz(State(services): State<Arc<Services>>, headers: HeaderMap) -> impl IntoResponse {
     let mut problems = services.health.problems();
-    let db = services
-        .store
-        .read(|conn| {
-            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(crate::store::sql)
-        })
-        .await;
+    let db = services.store.read(crate::store::status::ping).await;
     if let Err(error) = db {
         problems.push(format!("database: {error}"));
     }

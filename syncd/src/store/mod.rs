@@ -19,6 +19,7 @@ pub mod loops;
 pub mod quarantine;
 pub mod retention;
 pub mod sinks;
+pub mod status;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
