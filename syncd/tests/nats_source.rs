@@ -9,8 +9,6 @@ mod common_nats;
 mod common_outbox;
 mod common_process;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +16,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::stream;
 use common_nats::*;
 use common_outbox::*;
-use common_process::KillOnDrop;
+use common_process::{KillOnDrop, run_syncd};
 use emulator::EntityType;
 use syncd::outbox::TaskState;
 
@@ -133,33 +131,7 @@ fn spawn(
     config: &std::path::Path,
     failpoint: Option<&str>,
 ) -> (KillOnDrop, mpsc::Receiver<String>) {
-    let mut command = Command::new(binary());
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("--log-format")
-        .arg("human")
-        .arg("run")
-        .env_remove("SYNCD_FAILPOINT")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(point) = failpoint {
-        command.env("SYNCD_FAILPOINT", point);
-    }
-    let mut child = command.spawn().expect("syncd starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (KillOnDrop(child), lines)
+    run_syncd(binary(), config, failpoint)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,14 +8,13 @@ mod common_outbox;
 mod common_process;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common_outbox::*;
-use common_process::KillOnDrop;
+use common_process::{KillOnDrop, run_syncd};
 use emulator::{Emulator, EntityType, FaultRule, RouteClass};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -30,36 +29,8 @@ struct Daemon {
 }
 
 fn spawn(config: &Path, failpoint: Option<String>) -> Daemon {
-    let mut command = Command::new(binary());
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("--log-format")
-        .arg("human")
-        .arg("run")
-        .env_remove("SYNCD_FAILPOINT")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(point) = failpoint {
-        command.env("SYNCD_FAILPOINT", point);
-    }
-    let mut child = command.spawn().expect("syncd starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Daemon {
-        child: KillOnDrop(child),
-        lines,
-    }
+    let (child, lines) = run_syncd(binary(), config, failpoint.as_deref());
+    Daemon { child, lines }
 }
 
 impl Daemon {

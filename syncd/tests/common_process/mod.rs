@@ -1,8 +1,13 @@
 //! A `syncd` child process for tests that run the binary: killed when dropped, so a failing
 //! check does not leave the daemon running.
 
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
 use std::ops::{Deref, DerefMut};
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 
 /// Owns a child process and kills it on drop unless it has already exited.
 pub struct KillOnDrop(pub Child);
@@ -27,4 +32,40 @@ impl DerefMut for KillOnDrop {
     fn deref_mut(&mut self) -> &mut Child {
         &mut self.0
     }
+}
+
+/// Starts `BINARY --config CONFIG --log-format human run` outside systemd, logging warnings,
+/// with `SYNCD_FAILPOINT` set when given; its stderr lines arrive on the receiver.
+pub fn run_syncd(
+    binary: &Path,
+    config: &Path,
+    failpoint: Option<&str>,
+) -> (KillOnDrop, mpsc::Receiver<String>) {
+    let mut command = Command::new(binary);
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--log-format")
+        .arg("human")
+        .arg("run")
+        .env_remove("SYNCD_FAILPOINT")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(point) = failpoint {
+        command.env("SYNCD_FAILPOINT", point);
+    }
+    let mut child = command.spawn().expect("syncd starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (KillOnDrop(child), lines)
 }
