@@ -246,15 +246,7 @@ impl Store {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(|e| db_error(&self.path, e))?;
-                configure(&conn, &self.path)?;
-                conn
-            }
+            None => self.open_reader()?,
         };
         let result = f(&conn);
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,6 +254,25 @@ impl Store {
             readers.push(conn);
         }
         result
+    }
+
+    /// A new reader connection. A store with a writer opens its readers read-write with
+    /// `query_only`: a read-only connection to a WAL database fails with "unable to open
+    /// database file" when it finds the `-shm`/`-wal` files missing or being recreated, which
+    /// a reader beside a live writer must never do. A store from [`open_read_only`] (a CLI
+    /// command that must not write) opens read-only.
+    fn open_reader(&self) -> Result<Connection> {
+        let flags = if self.writer.is_some() {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        };
+        let conn = Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| db_error(&self.path, e))?;
+        configure(&conn, &self.path)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(conn)
     }
 
     /// [`Store::write`] for code already on a blocking thread (CLI commands).
@@ -319,6 +330,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(synchronous, 2, "the writer commits with synchronous=FULL");
+        let refused = store
+            .read_blocking(|c| c.execute("DELETE FROM subscriptions", []).map_err(sql))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("readonly"),
+            "a reader cannot write: {refused}"
+        );
         drop(store);
         open(&path).expect("reopening an up-to-date database is a no-op");
     }
