@@ -61,6 +61,54 @@ pub enum Error {
     /// The database could not be opened, migrated, read or written.
     #[error("store: {0}")]
     Store(String),
+    /// The database file cannot be used as it is (missing, another schema, not WAL, …);
+    /// nothing in it was changed.
+    #[error("store: {}", problem.at(path))]
+    Database {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: store::DatabaseProblem,
+    },
+    /// A statement on the database file failed.
+    #[error("store: {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A stored value does not have the shape its column promises; the row is kept as it is.
+    #[error("store: {column} of {row}: {problem}")]
+    Corrupt {
+        /// `table.column`.
+        column: &'static str,
+        /// Which row (e.g. `seq 42`).
+        row: String,
+        /// What is wrong with the value.
+        problem: String,
+    },
+    /// Encoding a value as JSON failed.
+    #[error("encoding {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// Work handed to another task (the blocking pool, a committer) was lost: it panicked or
+    /// was cancelled.
+    #[error("{what}: the task failed: {source}")]
+    Task {
+        /// The work.
+        what: &'static str,
+        /// The join error.
+        source: tokio::task::JoinError,
+    },
+    /// The daemon is shutting down. A loop that returns it stops without a restart; it is
+    /// not a failure.
+    #[error("shutting down")]
+    Shutdown,
     /// A SuperOffice call failed.
     #[error("SuperOffice: {0}")]
     Api(#[from] superoffice::Error),

@@ -156,7 +156,10 @@ async fn changes(State(services): State<Arc<Services>>, RawQuery(query): RawQuer
                         body.push('\n');
                     }
                     Err(e) => {
-                        let error = crate::Error::Store(format!("encoding seq {}: {e}", event.seq));
+                        let error = crate::Error::Encode {
+                            what: format!("change seq {}", event.seq),
+                            source: e,
+                        };
                         store_failed(&services, "/changes", &error);
                         return (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n"))
                             .into_response();
@@ -268,7 +271,10 @@ fn events(state: StreamState) -> impl Stream<Item = Result<Event, Infallible>> {
             if let Some(event) = st.pending.pop_front() {
                 st.cursor = event.seq;
                 let item = change_event(&event).unwrap_or_else(|e| {
-                    let error = crate::Error::Store(format!("encoding seq {}: {e}", event.seq));
+                    let error = crate::Error::Encode {
+                        what: format!("change seq {}", event.seq),
+                        source: e,
+                    };
                     store_failed(&st.services, "/changes/stream", &error);
                     st.done = true;
                     error_event(&error)

@@ -53,15 +53,19 @@ pub fn changes_after(
         let op: String = row.get(4).map_err(sql)?;
         let at: String = row.get(5).map_err(sql)?;
         let record: Option<String> = row.get(8).map_err(sql)?;
-        let bad = |what: &str| Error::Store(format!("changes row seq {seq}: {what}"));
-        let op = Op::parse(&op).ok_or_else(|| bad(&format!("unknown op {op:?}")))?;
+        let bad = |column: &'static str, problem: String| Error::Corrupt {
+            column,
+            row: format!("seq {seq}"),
+            problem,
+        };
+        let op = Op::parse(&op).ok_or_else(|| bad("changes.op", format!("unknown op {op:?}")))?;
         let at = DateTime::parse_from_rfc3339(&at)
-            .map_err(|e| bad(&format!("`at` {at:?} is not RFC 3339: {e}")))?
+            .map_err(|e| bad("changes.at", format!("{at:?} is not RFC 3339: {e}")))?
             .with_timezone(&Utc);
         let record = record
             .map(|text| serde_json::from_str(&text))
             .transpose()
-            .map_err(|e| bad(&format!("`record` is not JSON: {e}")))?;
+            .map_err(|e| bad("changes.record", format!("not JSON: {e}")))?;
         events.push(ChangeEvent {
             seq,
             tenant: tenants.of(&subscription).map(str::to_string),

@@ -33,9 +33,11 @@ impl LoopState {
             "running" => Ok(LoopState::Running),
             "backoff" => Ok(LoopState::Backoff),
             "stopped" => Ok(LoopState::Stopped),
-            other => Err(Error::Store(format!(
-                "loops.state: unknown value {other:?}"
-            ))),
+            other => Err(Error::Corrupt {
+                column: "loops.state",
+                row: "a loop row".into(),
+                problem: format!("unknown value {other:?}"),
+            }),
         }
     }
 }

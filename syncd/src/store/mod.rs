@@ -50,7 +50,78 @@ impl std::fmt::Debug for Store {
 }
 
 fn db_error(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Store(format!("{}: {e}", path.display()))
+    Error::Sqlite {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn problem(path: &Path, problem: DatabaseProblem) -> Error {
+    Error::Database {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+impl DatabaseProblem {
+    /// The problem with the file named: `no database at PATH: …`, else `PATH: problem`.
+    pub fn at(&self, path: &Path) -> String {
+        match self {
+            DatabaseProblem::Missing => format!(
+                "no database at {}: start the daemon first, or set `store`",
+                path.display()
+            ),
+            other => format!("{}: {other}", path.display()),
+        }
+    }
+}
+
+/// Why a database file cannot be used as it is ([`Error::Database`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatabaseProblem {
+    /// Its directory could not be created.
+    #[error("creating its directory: {0}")]
+    CreateDir(#[source] std::io::Error),
+    /// There is no file (commands never create one: only `syncd run` does).
+    #[error("no database: start the daemon first, or set `store`")]
+    Missing,
+    /// SQLite refused WAL mode.
+    #[error("could not switch to WAL (journal_mode is {0})")]
+    NotWal(String),
+    /// Written by a newer syncd: refused untouched.
+    #[error(
+        "schema version {found} is newer than this syncd understands ({supported}); refusing \
+         to touch it (upgrade syncd)"
+    )]
+    NewerSchema {
+        /// The file's `user_version`.
+        found: u32,
+        /// This binary's.
+        supported: u32,
+    },
+    /// Older than this binary's schema, seen by a command (only `syncd run` migrates).
+    #[error(
+        "schema version {found} is older than this syncd's ({supported}); the daemon upgrades \
+         it when this version of `syncd run` starts, and commands leave it as it is"
+    )]
+    OlderSchema {
+        /// The file's `user_version`.
+        found: u32,
+        /// This binary's.
+        supported: u32,
+    },
+    /// A migration failed (and was rolled back).
+    #[error("migration {index} failed: {source}")]
+    Migration {
+        /// The migration's number (1-based).
+        index: usize,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// Opened read-only: the command cannot change it.
+    #[error("opened read-only; this command cannot change it")]
+    ReadOnly,
 }
 
 fn configure(conn: &Connection, path: &Path) -> Result<()> {
@@ -71,7 +142,7 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
 pub fn open(path: &Path) -> Result<Store> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Store(format!("creating {}: {e}", parent.display())))?;
+            .map_err(|e| problem(path, DatabaseProblem::CreateDir(e)))?;
     }
     let mut conn = Connection::open(path).map_err(|e| db_error(path, e))?;
     // Pragmas first, outside any transaction (journal_mode is ignored inside one).
@@ -79,10 +150,7 @@ pub fn open(path: &Path) -> Result<Store> {
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(|e| db_error(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Store(format!(
-            "{}: could not switch to WAL (journal_mode is {mode})",
-            path.display()
-        )));
+        return Err(problem(path, DatabaseProblem::NotWal(mode)));
     }
     configure(&conn, path)?;
     migrate(&mut conn, path)?;
@@ -129,10 +197,7 @@ fn must_exist(path: &Path) -> Result<()> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(Error::Store(format!(
-            "no database at {}: start the daemon first, or set `store`",
-            path.display()
-        )))
+        Err(problem(path, DatabaseProblem::Missing))
     }
 }
 
@@ -144,20 +209,24 @@ fn same_schema(conn: &Connection, path: &Path) -> Result<()> {
     match version {
         v if v == SCHEMA_VERSION => Ok(()),
         v if v > SCHEMA_VERSION => Err(newer_schema(path, v)),
-        v => Err(Error::Store(format!(
-            "{}: schema version {v} is older than this syncd's ({SCHEMA_VERSION}); the daemon \
-             upgrades it when this version of `syncd run` starts, and commands leave it as it is",
-            path.display()
-        ))),
+        v => Err(problem(
+            path,
+            DatabaseProblem::OlderSchema {
+                found: v,
+                supported: SCHEMA_VERSION,
+            },
+        )),
     }
 }
 
 fn newer_schema(path: &Path, version: u32) -> Error {
-    Error::Store(format!(
-        "{}: schema version {version} is newer than this syncd understands ({SCHEMA_VERSION}); \
-         refusing to touch it (upgrade syncd)",
-        path.display()
-    ))
+    problem(
+        path,
+        DatabaseProblem::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        },
+    )
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
@@ -171,12 +240,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         return Err(newer_schema(path, version));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).map_err(|e| {
-            Error::Store(format!(
-                "{}: migration {} failed: {e}",
-                path.display(),
-                index + 1
-            ))
+        tx.execute_batch(sql).map_err(|source| {
+            problem(
+                path,
+                DatabaseProblem::Migration {
+                    index: index + 1,
+                    source,
+                },
+            )
         })?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -194,12 +265,9 @@ impl Store {
     }
 
     fn writer(&self) -> Result<Arc<Mutex<Connection>>> {
-        self.writer.clone().ok_or_else(|| {
-            Error::Store(format!(
-                "{}: opened read-only; this command cannot change it",
-                self.path.display()
-            ))
-        })
+        self.writer
+            .clone()
+            .ok_or_else(|| problem(&self.path, DatabaseProblem::ReadOnly))
     }
 
     /// The database file.
@@ -226,7 +294,10 @@ impl Store {
             Ok(value)
         })
         .await
-        .map_err(|e| Error::Store(format!("store task failed: {e}")))?
+        .map_err(|source| Error::Task {
+            what: "a store call",
+            source,
+        })?
     }
 
     /// Runs `f` on a reader connection on the blocking pool (WAL: never blocks the writer).
@@ -238,7 +309,10 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_blocking(f))
             .await
-            .map_err(|e| Error::Store(format!("store task failed: {e}")))?
+            .map_err(|source| Error::Task {
+                what: "a store call",
+                source,
+            })?
     }
 
     /// [`Store::read`] for code already on a blocking thread (CLI commands).
