@@ -27,33 +27,47 @@
 //! columns = ["contactId", "name", "department", "updatedDate"]
 //! poll_interval = "5m"
 //! ```
+//!
+//! How it is read: `toml` deserializes the text into the raw sections of `raw.rs` (every
+//! key that can be wrong kept with its span, unknown keys refused); then one small function
+//! per section turns its raw form into the typed one, section by section: `control.rs`,
+//! `tenant.rs` (with the `SYNCD_TENANT_*` overrides), `subscription.rs`, `outbox.rs` (with
+//! `[[route]]`), `retention.rs` (with `[supervisor]`), `nats.rs` (`instance`, `[[sink]]`,
+//! `[[source]]`). The first error found is returned as [`Error::Config`], naming the file,
+//! line and key (`error.rs`); `values.rs` holds what every section uses (durations, counts,
+//! secrets).
+
+mod control;
+mod error;
+mod nats;
+mod outbox;
+mod raw;
+mod retention;
+mod secret;
+mod subscription;
+mod tenant;
+mod values;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
-use superoffice::Environment;
-use superoffice::auth::Secret;
 use superoffice::entity::EntityKind;
-use toml::Spanned;
 
 use crate::{Error, Result};
 
-/// The default control-plane address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+pub(crate) use error::describe;
 
-const SECOND: Duration = Duration::from_secs(1);
-const DAY: Duration = Duration::from_secs(86_400);
-/// `poll_interval`: zero would be a hot loop.
-const POLL_INTERVAL: RangeInclusive<Duration> =
-    Duration::from_millis(100)..=Duration::from_secs(30 * 86_400);
-/// `reconcile_interval`.
-const RECONCILE_INTERVAL: RangeInclusive<Duration> = SECOND..=Duration::from_secs(365 * 86_400);
-/// `outbox.backoff` and `outbox.max_backoff`.
-const BACKOFF: RangeInclusive<Duration> = Duration::from_millis(1)..=DAY;
+pub use control::{Control, ControlLimits, DEFAULT_LISTEN, MIN_TOKEN_LEN};
+pub use nats::{
+    DEFAULT_SOURCE_STREAM, DEFAULT_SOURCE_SUBJECT, DEFAULT_STREAM, DEFAULT_SUBJECT, NatsAuth, Sink,
+    Source, StreamRetention,
+};
+pub use outbox::{ConflictPolicy, Outbox, Route};
+pub use retention::Retention;
+pub use secret::SecretRef;
+pub use subscription::{MassDelete, Shape, Subscription};
+pub use tenant::{AuthMode, Tenant};
+pub use values::{format_duration, parse_duration};
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -86,1179 +100,21 @@ pub struct Config {
     pub sources: Vec<Source>,
 }
 
-/// One `[[source]]` (only `kind = "nats"`: a durable pull consumer on a JetStream stream
-/// whose messages are publish requests, see [`crate::source`]).
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// Name (the loop `source:NAME`, logs, metrics).
-    pub name: String,
-    /// Server URL(s).
-    pub url: String,
-    /// How to authenticate.
-    pub auth: NatsAuth,
-    /// PEM file of the CA that signs the server's certificate (implies TLS).
-    pub tls_ca: Option<PathBuf>,
-    /// Refuse a connection without TLS.
-    pub tls_required: bool,
-    /// The stream holding the requests (created with `subject` when missing; default
-    /// `SUPEROFFICE_PUBLISH`).
-    pub stream: String,
-    /// The consumer's filter subject (default `superoffice.publish.>`).
-    pub subject: String,
-    /// The durable consumer's name (default `syncd-NAME`).
-    pub durable: String,
-    /// How long the server waits for an ack before it delivers a message again.
-    pub ack_wait: Duration,
-}
-
-/// The default source subject.
-pub const DEFAULT_SOURCE_SUBJECT: &str = "superoffice.publish.>";
-/// The default source stream.
-pub const DEFAULT_SOURCE_STREAM: &str = "SUPEROFFICE_PUBLISH";
-
-/// One `[[sink]]` (only `kind = "nats"`: a NATS JetStream stream).
-#[derive(Debug, Clone)]
-pub struct Sink {
-    /// Name (`sink_cursors`, metrics, the loop `sink:NAME`).
-    pub name: String,
-    /// Server URL(s), comma-separated (`nats://127.0.0.1:4222`, `tls://…`).
-    pub url: String,
-    /// How to authenticate.
-    pub auth: NatsAuth,
-    /// PEM file of the CA that signs the server's certificate (implies TLS).
-    pub tls_ca: Option<PathBuf>,
-    /// Refuse a connection without TLS.
-    pub tls_required: bool,
-    /// The JetStream stream (default `SUPEROFFICE`).
-    pub stream: String,
-    /// Subject template: `{tenant}`, `{subscription}`, `{entity}`, `{op}` are replaced by the
-    /// change's (sanitised) values. Default `superoffice.{tenant}.{entity}.{op}`.
-    pub subject: String,
-    /// The stream's subjects when syncd creates it (default: the template with each
-    /// placeholder as `*`).
-    pub stream_subjects: Vec<String>,
-    /// Stream retention policy when syncd creates it.
-    pub retention: StreamRetention,
-    /// Stream replicas when syncd creates it (1–5).
-    pub replicas: usize,
-    /// Stream `max_age` when syncd creates it (`None`: unlimited).
-    pub max_age: Option<Duration>,
-    /// Stream de-duplication window when syncd creates it (at least 2 minutes).
-    pub duplicate_window: Duration,
-    /// `/readyz` is not ready while the sink is more than this many changes behind (`None`:
-    /// off).
-    pub max_lag: Option<u64>,
-    /// Changes published before their acks are awaited.
-    pub batch: usize,
-}
-
-/// How a NATS sink or source authenticates (each secret from a secret source).
-#[derive(Debug, Clone)]
-pub enum NatsAuth {
-    /// No credentials.
-    None,
-    /// `token = {…}`.
-    Token(SecretRef),
-    /// `user = "…"`, `password = {…}`.
-    UserPassword(String, SecretRef),
-    /// `nkey = {…}`: the seed (`SU…`).
-    Nkey(SecretRef),
-    /// `creds = {…}`: the text of a `.creds` file (JWT and seed).
-    Creds(SecretRef),
-}
-
-/// The retention policy of a stream syncd creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamRetention {
-    /// Kept until the stream's limits (`max_age`) remove them.
-    Limits,
-    /// Kept while a consumer is interested.
-    Interest,
-    /// Removed once a consumer acknowledged them.
-    WorkQueue,
-}
-
-/// The default sink subject template.
-pub const DEFAULT_SUBJECT: &str = "superoffice.{tenant}.{entity}.{op}";
-/// The default stream.
-pub const DEFAULT_STREAM: &str = "SUPEROFFICE";
-/// `duplicate_window`: at least 2 minutes (a re-send after a crash and restart must fall
-/// inside it), at most 7 days.
-const DUPLICATE_WINDOW: RangeInclusive<Duration> =
-    Duration::from_secs(120)..=Duration::from_secs(7 * 86_400);
-
-/// Control-plane settings.
-#[derive(Debug, Clone)]
-pub struct Control {
-    /// Listen address (loopback by default).
-    pub listen: SocketAddr,
-    /// Shared secret for `X-SuperOffice-Signature`; without it the one in the state directory
-    /// is used (generated when needed, see [`crate::sync::secret`]). Webhooks are always signed.
-    pub webhook_secret: Option<SecretRef>,
-    /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
-    pub public_url: Option<String>,
-    /// Bearer token required on `/publish` and every route that reads the feed or changes
-    /// state (see [`crate::control::auth`]); without it those routes are not served.
-    pub token: Option<SecretRef>,
-    /// Origins (`https://host[:port]`) allowed on the authenticated JSON routes; any other
-    /// `Origin` header is refused (403). Default: none.
-    pub allowed_origins: Vec<String>,
-    /// `/metrics` requires the token too.
-    pub metrics_auth: bool,
-    /// A second listener on this Unix socket (mode 0660) serving the same routes.
-    pub listen_unix: Option<PathBuf>,
-    /// Server limits (timeouts, body sizes, connections).
-    pub limits: ControlLimits,
-}
-
-/// Limits of the control-plane HTTP server (`[control]` keys of the same names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ControlLimits {
-    /// A connection that has not sent a complete request head within this time is closed
-    /// (also the idle keep-alive limit).
-    pub header_read_timeout: Duration,
-    /// A request (body and handler) that takes longer is answered 408.
-    pub request_timeout: Duration,
-    /// Connections served at once (both listeners together); further ones wait in the
-    /// kernel's accept queue.
-    pub max_connections: usize,
-    /// Largest `/publish` body, in bytes (413 beyond).
-    pub publish_body_limit: usize,
-    /// Largest webhook body, in bytes (413 beyond).
-    pub webhook_body_limit: usize,
-}
-
-impl Default for ControlLimits {
-    fn default() -> Self {
-        ControlLimits {
-            header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_connections: 256,
-            publish_body_limit: 1024 * 1024,
-            webhook_body_limit: 64 * 1024,
-        }
-    }
-}
-
-/// How a tenant authenticates.
-#[derive(Debug, Clone)]
-pub enum AuthMode {
-    /// OAuth tokens from `syncd auth login`, kept in `token_file` and refreshed.
-    OAuth {
-        /// The token file (mode 0600).
-        token_file: PathBuf,
-        /// The loopback redirect URI registered for the app.
-        redirect_uri: String,
-    },
-    /// The system user: signs `system_token` with the private key.
-    SystemUser {
-        /// The system token (from the admin's id_token).
-        system_token: SecretRef,
-        /// The PEM or RSA-XML private key (a file path in the config reads that file).
-        private_key: SecretRef,
-    },
-    /// A fixed bearer token.
-    Static {
-        /// The token.
-        token: SecretRef,
-    },
-}
-
-/// One SuperOffice tenant.
-#[derive(Debug, Clone)]
-pub struct Tenant {
-    /// Name used by subscriptions.
-    pub name: String,
-    /// Login host.
-    pub environment: Environment,
-    /// Explicit data base URL (skips the State API).
-    pub base_url: Option<String>,
-    /// Context identifier.
-    pub customer_id: String,
-    /// OAuth client id.
-    pub client_id: String,
-    /// Client secret / application token.
-    pub client_secret: Option<SecretRef>,
-    /// Authentication.
-    pub auth: AuthMode,
-    /// Concurrent requests to this tenant.
-    pub max_concurrency: usize,
-    /// `SO-Language`.
-    pub language: Option<String>,
-}
-
-/// What is stored per record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// Archive columns, one request per page.
-    Row,
-    /// The full entity, fetched by id for each changed row.
-    Entity,
-}
-
-/// Mass-delete breaker: more than `percent`% of the rows or more than `absolute` rows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MassDelete {
-    /// Percentage of stored rows.
-    pub percent: f64,
-    /// Absolute number of rows.
-    pub absolute: u64,
-}
-
-/// One `[[subscription]]`.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    /// Unique name.
-    pub name: String,
-    /// Tenant name.
-    pub tenant: String,
-    /// Entity.
-    pub entity: EntityKind,
-    /// Row or full entity.
-    pub shape: Shape,
-    /// Archive columns (row shape; the primary key and last-modified columns are always added).
-    pub columns: Vec<String>,
-    /// Extra `$filter`, ANDed with the sync filter.
-    pub filter: Option<String>,
-    /// Path parameters; a value `{parent.column}` is taken from the parent's rows.
-    pub path: BTreeMap<String, String>,
-    /// Extra query parameters.
-    pub query: BTreeMap<String, String>,
-    /// Parent subscription whose rows provide path values.
-    pub parent: Option<String>,
-    /// jq program applied to each record before storing.
-    pub transform: Option<String>,
-    /// Time between incremental polls.
-    pub poll_interval: Duration,
-    /// Use webhooks (when the tenant has them) for faster change detection.
-    pub webhooks: bool,
-    /// Time between delete reconciliations.
-    pub reconcile_interval: Duration,
-    /// Mass-delete breaker.
-    pub mass_delete: MassDelete,
-    /// Rows per page.
-    pub page_size: u32,
-    /// Days the incremental window overlaps the watermark day.
-    pub overlap_days: u32,
-    /// Concurrent entity fetches (entity shape).
-    pub concurrency: usize,
-    /// Time budget of the transform per record (`transform_timeout`, default 100 ms, > 0).
-    pub transform_timeout: Duration,
-    /// Largest transform output per record, bytes of JSON (`transform_max_output`, default
-    /// 1 MiB, > 0).
-    pub transform_max_output: usize,
-}
-
-/// Outbox (publish) settings.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    /// ForeignApp application name that holds idempotency keys.
-    pub foreign_app: String,
-    /// ForeignApp device name.
-    pub device: String,
-    /// ForeignApp key name.
-    pub key_name: String,
-    /// Attempts before a task is `dead`.
-    pub max_attempts: u32,
-    /// Concurrent deliveries.
-    pub concurrency: usize,
-    /// First retry delay; doubles per attempt.
-    pub backoff: Duration,
-    /// Longest retry delay.
-    pub max_backoff: Duration,
-    /// Suppress subscription changes our own publishes caused.
-    pub echo_suppression: bool,
-    /// Tenant publishes go to (default: the first).
-    pub tenant: Option<String>,
-}
-
-/// What to do when a conditional write answers 412.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictPolicy {
-    /// Keep the task in `conflict` with both versions.
-    Fail,
-    /// Send again without the condition.
-    Overwrite,
-    /// Re-read the record and apply the patch to it (patches only).
-    RefetchAndReapply,
-}
-
-/// Per-entity publish settings.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// Entity.
-    pub entity: EntityKind,
-    /// 412 policy.
-    pub conflict: ConflictPolicy,
-    /// Upsert lookup: `$filter` template with `{Field}` placeholders from the payload.
-    pub lookup_filter: Option<String>,
-    /// Use the synced record's last-modified as `If-Unmodified-Since` when the task gives none.
-    pub use_synced_last_modified: bool,
-}
-
-/// `[retention]`: how long history rows are kept before the daemon deletes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// `webhook_events` rows (by `received_at`; only events whose refetch is done).
-    pub webhook_events: Duration,
-    /// `runs` rows (by `started_at`; only ended runs).
-    pub runs: Duration,
-    /// `changes` rows (by `at`), only once every `[[sink]]` acknowledged them, never the
-    /// newest row (`None`, the default: the feed is kept).
-    pub changes: Option<Duration>,
-}
-
-impl Default for Retention {
-    fn default() -> Retention {
-        Retention {
-            webhook_events: Duration::from_secs(7 * 86400),
-            runs: Duration::from_secs(30 * 86400),
-            changes: None,
-        }
-    }
-}
-
-/// `[retention]` durations: longer than zero (rows would be deleted at once), at most 100 years.
-const RETENTION: RangeInclusive<Duration> = SECOND..=Duration::from_secs(36_500 * 86400);
-
-/// A secret given as `{ env = "VAR" }`, `{ file = "path" }`, `{ credential = "name" }`
-/// (`$CREDENTIALS_DIRECTORY/name`, systemd `LoadCredential=`) or `{ value = "…" }`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretSource {
-    env: Option<String>,
-    file: Option<PathBuf>,
-    credential: Option<String>,
-    value: Option<String>,
-}
-
-impl std::fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretSource")
-            .field("env", &self.env)
-            .field("file", &self.file)
-            .field("credential", &self.credential)
-            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-/// `private_key = "/path"` (a key file, as before) or a secret source whose text is the key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum PathOrSource {
-    Path(PathBuf),
-    Source(SecretSource),
-}
-
-/// `system_token = "…"` (the token itself) or a secret source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum TextOrSource {
-    Text(String),
-    Source(SecretSource),
-}
-
-/// A secret of the configuration, read only when a command needs it ([`SecretRef::resolve`]):
-/// `syncd status` works beside the service without the service's credentials, and
-/// `syncd config check` lists the secrets it cannot read here instead of failing on the first.
-#[derive(Debug, Clone)]
-pub struct SecretRef {
-    key: String,
-    /// `file:line` of the key, for messages.
-    at: String,
-    source: SecretSource,
-}
-
-impl SecretRef {
-    /// A secret given in the program (tests, the demo); `key` names it in messages.
-    pub fn value(key: &str, secret: &str) -> SecretRef {
-        SecretRef {
-            key: key.to_string(),
-            at: "(given)".to_string(),
-            source: SecretSource {
-                env: None,
-                file: None,
-                credential: None,
-                value: Some(secret.to_string()),
-            },
-        }
-    }
-
-    /// A secret read from a file given in the program (`syncd auth system-user --key`).
-    pub fn file(key: &str, path: &Path) -> SecretRef {
-        SecretRef {
-            key: key.to_string(),
-            at: "(given)".to_string(),
-            source: SecretSource {
-                env: None,
-                file: Some(path.to_path_buf()),
-                credential: None,
-                value: None,
-            },
-        }
-    }
-
-    /// The config key (`tenant[0].client_secret`).
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// Reads the secret now; the error names the file, line and key.
-    pub fn resolve(&self) -> Result<Secret> {
-        self.source
-            .read()
-            .map_err(|e| Error::Config(format!("{}: {}: {e}", self.at, self.key)))
-    }
-}
-
-impl SecretSource {
-    /// Reads the secret; the error says what is wrong (without the key).
-    fn read(&self) -> std::result::Result<Secret, String> {
-        let sources = [
-            self.env.is_some(),
-            self.file.is_some(),
-            self.credential.is_some(),
-            self.value.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            return Err("give exactly one of env, file, credential, value".into());
-        }
-        if let Some(var) = &self.env {
-            return std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| format!("environment variable {var} is not set"));
-        }
-        let path = match (&self.file, &self.credential) {
-            (Some(file), _) => file.clone(),
-            (_, Some(name)) => {
-                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-                    format!(
-                        "credential {name:?} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
-                    )
-                })?;
-                Path::new(&dir).join(name)
-            }
-            _ => return Ok(Secret::new(self.value.clone().unwrap_or_default())),
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
-    }
-}
-
-// ---- raw (file) representation -------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    store: Option<PathBuf>,
-    #[serde(default)]
-    control: RawControl,
-    #[serde(default, rename = "tenant")]
-    tenants: Vec<Spanned<RawTenant>>,
-    #[serde(default, rename = "subscription")]
-    subscriptions: Vec<Spanned<RawSubscription>>,
-    #[serde(default)]
-    outbox: RawOutbox,
-    #[serde(default, rename = "route")]
-    routes: Vec<Spanned<RawRoute>>,
-    #[serde(default)]
-    retention: RawRetention,
-    #[serde(default)]
-    supervisor: RawSupervisor,
-    instance: Option<Spanned<String>>,
-    #[serde(default, rename = "sink")]
-    sinks: Vec<Spanned<RawSink>>,
-    #[serde(default, rename = "source")]
-    sources: Vec<Spanned<RawSource>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    name: String,
-    kind: Spanned<String>,
-    url: Spanned<String>,
-    token: Option<Spanned<SecretSource>>,
-    user: Option<Spanned<String>>,
-    password: Option<Spanned<SecretSource>>,
-    nkey: Option<Spanned<SecretSource>>,
-    creds: Option<Spanned<SecretSource>>,
-    tls_ca: Option<PathBuf>,
-    tls_required: Option<bool>,
-    stream: Option<Spanned<String>>,
-    subject: Option<Spanned<String>>,
-    durable: Option<Spanned<String>>,
-    ack_wait: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSink {
-    name: String,
-    kind: Spanned<String>,
-    url: Spanned<String>,
-    token: Option<Spanned<SecretSource>>,
-    user: Option<Spanned<String>>,
-    password: Option<Spanned<SecretSource>>,
-    nkey: Option<Spanned<SecretSource>>,
-    creds: Option<Spanned<SecretSource>>,
-    tls_ca: Option<PathBuf>,
-    tls_required: Option<bool>,
-    stream: Option<Spanned<String>>,
-    subject: Option<Spanned<String>>,
-    stream_subjects: Option<Vec<Spanned<String>>>,
-    retention: Option<Spanned<String>>,
-    replicas: Option<Spanned<i64>>,
-    max_age: Option<Spanned<String>>,
-    duplicate_window: Option<Spanned<String>>,
-    max_lag: Option<Spanned<i64>>,
-    batch: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRetention {
-    webhook_events: Option<Spanned<String>>,
-    runs: Option<Spanned<String>>,
-    changes: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSupervisor {
-    restart_backoff: Option<Spanned<String>>,
-    restart_max_backoff: Option<Spanned<String>>,
-    healthy_after: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawControl {
-    listen: Option<Spanned<String>>,
-    webhook_secret: Option<Spanned<SecretSource>>,
-    public_url: Option<String>,
-    token: Option<Spanned<SecretSource>>,
-    allowed_origins: Option<Vec<Spanned<String>>>,
-    metrics_auth: Option<Spanned<bool>>,
-    listen_unix: Option<PathBuf>,
-    header_read_timeout: Option<Spanned<String>>,
-    request_timeout: Option<Spanned<String>>,
-    max_connections: Option<Spanned<i64>>,
-    publish_body_limit: Option<Spanned<i64>>,
-    webhook_body_limit: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTenant {
-    name: String,
-    environment: Option<Spanned<String>>,
-    base_url: Option<String>,
-    customer_id: String,
-    #[serde(default)]
-    client_id: String,
-    client_secret: Option<Spanned<SecretSource>>,
-    auth: Spanned<String>,
-    token_file: Option<PathBuf>,
-    redirect_uri: Option<String>,
-    system_token: Option<Spanned<TextOrSource>>,
-    private_key: Option<Spanned<PathOrSource>>,
-    token: Option<Spanned<SecretSource>>,
-    max_concurrency: Option<Spanned<i64>>,
-    language: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSubscription {
-    name: String,
-    tenant: Option<Spanned<String>>,
-    entity: Spanned<String>,
-    shape: Option<Spanned<String>>,
-    #[serde(default)]
-    columns: Vec<String>,
-    filter: Option<String>,
-    #[serde(default)]
-    path: BTreeMap<String, String>,
-    #[serde(default)]
-    query: BTreeMap<String, String>,
-    parent: Option<Spanned<String>>,
-    transform: Option<Spanned<String>>,
-    poll_interval: Option<Spanned<String>>,
-    webhooks: Option<bool>,
-    reconcile_interval: Option<Spanned<String>>,
-    mass_delete_percent: Option<Spanned<f64>>,
-    mass_delete_absolute: Option<Spanned<i64>>,
-    page_size: Option<Spanned<i64>>,
-    overlap_days: Option<Spanned<i64>>,
-    concurrency: Option<Spanned<i64>>,
-    transform_timeout: Option<Spanned<String>>,
-    transform_max_output: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutbox {
-    foreign_app: Option<String>,
-    device: Option<String>,
-    key_name: Option<String>,
-    max_attempts: Option<Spanned<i64>>,
-    concurrency: Option<Spanned<i64>>,
-    backoff: Option<Spanned<String>>,
-    max_backoff: Option<Spanned<String>>,
-    echo_suppression: Option<bool>,
-    tenant: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    entity: Spanned<String>,
-    conflict: Option<Spanned<String>>,
-    lookup_filter: Option<String>,
-    use_synced_last_modified: Option<bool>,
-}
-
-/// Parses durations like `30s`, `5m`, `6h`, `1d`, `250ms`.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 5m, 6h or 1d"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a positive duration"));
-    }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is too long"))
-}
-
-/// The shortest accepted `control.token`.
-pub const MIN_TOKEN_LEN: usize = 16;
-
-/// A control token travels in a header: visible ASCII, at least [`MIN_TOKEN_LEN`] long.
-fn check_token(token: &str) -> std::result::Result<(), String> {
-    if token.len() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "too short ({} characters); use at least {MIN_TOKEN_LEN}, e.g. `openssl rand -hex 32`",
-            token.len()
-        ));
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be visible ASCII without spaces (it is sent as a bearer token)".into());
-    }
-    Ok(())
-}
-
-/// An allowed origin is written exactly as browsers send it: `scheme://host[:port]`.
-fn check_origin(text: &str) -> std::result::Result<(), String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{text:?}: the scheme must be http or https"));
-    }
-    let origin = url.origin().ascii_serialization();
-    if origin != text {
-        return Err(format!(
-            "{text:?} is not an origin as browsers send it; write {origin:?}"
-        ));
-    }
-    Ok(())
-}
-
-/// `[control]` limits: durations and counts, each non-zero.
-fn control_limits(ctx: &Ctx<'_>, raw: &RawControl) -> Result<ControlLimits> {
-    let defaults = ControlLimits::default();
-    let duration = |value: Option<&Spanned<String>>, key: &str, default: Duration| {
-        ctx.duration(
-            value,
-            key,
-            default,
-            Duration::from_millis(100)..=Duration::from_secs(3600),
-        )
-    };
-    let count = |value: Option<&Spanned<i64>>, key: &str, default: usize, max: i64| {
-        ctx.count(value, key, default, 1..=max)
-    };
-    Ok(ControlLimits {
-        header_read_timeout: duration(
-            raw.header_read_timeout.as_ref(),
-            "control.header_read_timeout",
-            defaults.header_read_timeout,
-        )?,
-        request_timeout: duration(
-            raw.request_timeout.as_ref(),
-            "control.request_timeout",
-            defaults.request_timeout,
-        )?,
-        max_connections: count(
-            raw.max_connections.as_ref(),
-            "control.max_connections",
-            defaults.max_connections,
-            65_536,
-        )?,
-        publish_body_limit: count(
-            raw.publish_body_limit.as_ref(),
-            "control.publish_body_limit",
-            defaults.publish_body_limit,
-            64 << 20,
-        )?,
-        webhook_body_limit: count(
-            raw.webhook_body_limit.as_ref(),
-            "control.webhook_body_limit",
-            defaults.webhook_body_limit,
-            16 << 20,
-        )?,
-    })
-}
-
-/// Turns a byte offset into a 1-based line number.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
-}
-
-struct Ctx<'a> {
-    text: &'a str,
-    file: String,
-}
-
-impl Ctx<'_> {
-    fn at<T>(&self, span: &Spanned<T>, key: &str, message: impl std::fmt::Display) -> Error {
-        Error::Config(format!(
-            "{}:{}: {key}: {message}",
-            self.file,
-            line_of(self.text, span.span().start)
-        ))
-    }
-
-    fn plain(&self, key: &str, message: impl std::fmt::Display) -> Error {
-        Error::Config(format!("{}: {key}: {message}", self.file))
-    }
-
-    /// A duration key within `range` (the default when absent).
-    fn duration(
-        &self,
-        value: Option<&Spanned<String>>,
-        key: &str,
-        default: Duration,
-        range: RangeInclusive<Duration>,
-    ) -> Result<Duration> {
-        let Some(v) = value else {
-            return Ok(default);
-        };
-        let duration = parse_duration(v.get_ref()).map_err(|e| self.at(v, key, e))?;
-        if !range.contains(&duration) {
-            return Err(self.at(
-                v,
-                key,
-                format!(
-                    "{:?} is out of range: give {} to {}",
-                    v.get_ref(),
-                    format_duration(*range.start()),
-                    format_duration(*range.end())
-                ),
-            ));
-        }
-        Ok(duration)
-    }
-
-    /// A secret key, kept to be read when needed ([`SecretRef::resolve`]). Only its form is
-    /// checked now: exactly one source.
-    fn secret(
-        &self,
-        value: Option<&Spanned<SecretSource>>,
-        key: &str,
-    ) -> Result<Option<SecretRef>> {
-        value
-            .map(|v| self.secret_ref(v, key, v.get_ref().clone()))
-            .transpose()
-    }
-
-    fn secret_ref<T>(
-        &self,
-        span: &Spanned<T>,
-        key: &str,
-        source: SecretSource,
-    ) -> Result<SecretRef> {
-        let given = [
-            source.env.is_some(),
-            source.file.is_some(),
-            source.credential.is_some(),
-            source.value.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err(self.at(
-                span,
-                key,
-                "give exactly one of env, file, credential, value",
-            ));
-        }
-        Ok(SecretRef {
-            key: key.to_string(),
-            at: format!("{}:{}", self.file, line_of(self.text, span.span().start)),
-            source,
-        })
-    }
-
-    /// An integer key within `range` (the default when absent), as the type it is used as.
-    fn count<T: TryFrom<i64>>(
-        &self,
-        value: Option<&Spanned<i64>>,
-        key: &str,
-        default: T,
-        range: RangeInclusive<i64>,
-    ) -> Result<T> {
-        let Some(v) = value else {
-            return Ok(default);
-        };
-        let n = self.number(Some(v), key, 0, range)?;
-        T::try_from(n).map_err(|_| self.at(v, key, format!("{n} is too large")))
-    }
-
-    /// A numeric key within `range` (the default when absent).
-    fn number<T>(
-        &self,
-        value: Option<&Spanned<T>>,
-        key: &str,
-        default: T,
-        range: RangeInclusive<T>,
-    ) -> Result<T>
-    where
-        T: PartialOrd + Copy + std::fmt::Display,
-    {
-        let Some(v) = value else {
-            return Ok(default);
-        };
-        let number = *v.get_ref();
-        // `contains` is false for NaN, so a NaN percentage is refused too.
-        if !range.contains(&number) {
-            return Err(self.at(
-                v,
-                key,
-                format!(
-                    "{number} is out of range: give {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            ));
-        }
-        Ok(number)
-    }
-}
-
-/// Whether `text` can be one token of a NATS subject (and of a msg id prefix).
-fn valid_token(text: &str) -> bool {
-    !text.is_empty()
-        && !text
-            .chars()
-            .any(|c| matches!(c, '.' | '*' | '>' | ':') || c.is_whitespace())
-}
-
-fn sink(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSink>) -> Result<Sink> {
-    let r = spanned.get_ref();
-    let key = |k: &str| format!("sink[{index}].{k}");
-    if r.kind.get_ref() != "nats" {
-        return Err(ctx.at(
-            &r.kind,
-            &key("kind"),
-            format!("{:?} is not a sink kind (give \"nats\")", r.kind.get_ref()),
-        ));
-    }
-    if !r
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        || r.name.is_empty()
-    {
-        return Err(ctx.at(
-            spanned,
-            &key("name"),
-            format!("{:?}: use letters, digits, '-' and '_'", r.name),
-        ));
-    }
-    if r.url.get_ref().trim().is_empty() {
-        return Err(ctx.at(&r.url, &key("url"), "is empty"));
-    }
-    let auth = nats_auth(
-        ctx,
-        &key,
-        spanned,
-        [&r.token, &r.password, &r.nkey, &r.creds],
-        r.user.as_ref(),
-    )?;
-    let stream = r
-        .stream
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_else(|| DEFAULT_STREAM.to_string());
-    if stream.is_empty()
-        || stream
-            .chars()
-            .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace())
-    {
-        let span = r.stream.as_ref().expect("the default is valid");
-        return Err(ctx.at(
-            span,
-            &key("stream"),
-            format!("{stream:?} is not a valid stream name"),
-        ));
-    }
-    let subject = r
-        .subject
-        .as_ref()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_else(|| DEFAULT_SUBJECT.to_string());
-    if let Err(e) = crate::sink::Template::parse(&subject) {
-        let span = r.subject.as_ref().expect("the default is valid");
-        return Err(ctx.at(span, &key("subject"), e));
-    }
-    let stream_subjects = match &r.stream_subjects {
-        Some(list) => {
-            if list.is_empty() {
-                return Err(ctx.at(spanned, &key("stream_subjects"), "is empty"));
-            }
-            for s in list {
-                if s.get_ref()
-                    .split('.')
-                    .any(|t| t.is_empty() || t.chars().any(char::is_whitespace))
-                {
-                    return Err(ctx.at(
-                        s,
-                        &key("stream_subjects"),
-                        format!("{:?} is not a subject", s.get_ref()),
-                    ));
-                }
-            }
-            list.iter().map(|s| s.get_ref().clone()).collect()
-        }
-        None => vec![
-            crate::sink::Template::parse(&subject)
-                .expect("checked")
-                .wildcard(),
-        ],
-    };
-    let retention = match r.retention.as_ref().map(|s| s.get_ref().as_str()) {
-        None | Some("limits") => StreamRetention::Limits,
-        Some("interest") => StreamRetention::Interest,
-        Some("workqueue") => StreamRetention::WorkQueue,
-        Some(other) => {
-            return Err(ctx.at(
-                r.retention.as_ref().expect("some"),
-                &key("retention"),
-                format!("{other:?} is not limits, interest or workqueue"),
-            ));
-        }
-    };
-    let max_age = match &r.max_age {
-        None => None,
-        Some(v) => Some(ctx.duration(Some(v), &key("max_age"), SECOND, RETENTION)?),
-    };
-    let max_lag = match &r.max_lag {
-        None => None,
-        Some(v) => Some(ctx.count::<u64>(Some(v), &key("max_lag"), 0, 1..=i64::MAX)?),
-    };
-    Ok(Sink {
-        name: r.name.clone(),
-        url: r.url.get_ref().clone(),
-        auth,
-        tls_ca: r.tls_ca.clone(),
-        tls_required: r.tls_required.unwrap_or(false),
-        stream,
-        subject,
-        stream_subjects,
-        retention,
-        replicas: ctx.count(r.replicas.as_ref(), &key("replicas"), 1, 1..=5)?,
-        max_age,
-        duplicate_window: ctx.duration(
-            r.duplicate_window.as_ref(),
-            &key("duplicate_window"),
-            Duration::from_secs(120),
-            DUPLICATE_WINDOW,
-        )?,
-        max_lag,
-        batch: ctx.count(r.batch.as_ref(), &key("batch"), 256, 1..=10_000)?,
-    })
-}
-
-fn source(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSource>) -> Result<Source> {
-    let r = spanned.get_ref();
-    let key = |k: &str| format!("source[{index}].{k}");
-    if r.kind.get_ref() != "nats" {
-        return Err(ctx.at(
-            &r.kind,
-            &key("kind"),
-            format!(
-                "{:?} is not a source kind (give \"nats\")",
-                r.kind.get_ref()
-            ),
-        ));
-    }
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    if !name_ok(&r.name) {
-        return Err(ctx.at(
-            spanned,
-            &key("name"),
-            format!("{:?}: use letters, digits, '-' and '_'", r.name),
-        ));
-    }
-    if r.url.get_ref().trim().is_empty() {
-        return Err(ctx.at(&r.url, &key("url"), "is empty"));
-    }
-    let auth = nats_auth(
-        ctx,
-        &key,
-        spanned,
-        [&r.token, &r.password, &r.nkey, &r.creds],
-        r.user.as_ref(),
-    )?;
-    let text = |v: &Option<Spanned<String>>, default: String| {
-        v.as_ref().map(|s| s.get_ref().clone()).unwrap_or(default)
-    };
-    let stream = text(&r.stream, DEFAULT_SOURCE_STREAM.to_string());
-    if let Some(span) = &r.stream
-        && !name_ok(&stream)
-    {
-        return Err(ctx.at(
-            span,
-            &key("stream"),
-            format!("{stream:?} is not a valid stream name"),
-        ));
-    }
-    let durable = text(&r.durable, format!("syncd-{}", r.name));
-    if let Some(span) = &r.durable
-        && !name_ok(&durable)
-    {
-        return Err(ctx.at(
-            span,
-            &key("durable"),
-            format!("{durable:?}: use letters, digits, '-' and '_'"),
-        ));
-    }
-    let subject = text(&r.subject, DEFAULT_SOURCE_SUBJECT.to_string());
-    let tokens: Vec<&str> = subject.split('.').collect();
-    if let Some(span) = &r.subject
-        && tokens.iter().enumerate().any(|(i, t)| {
-            t.is_empty()
-                || t.chars().any(char::is_whitespace)
-                || (*t == ">" && i + 1 != tokens.len())
-                || (t.len() > 1 && t.contains(['*', '>']))
-        })
-    {
-        return Err(ctx.at(
-            span,
-            &key("subject"),
-            format!("{subject:?} is not a subject filter"),
-        ));
-    }
-    Ok(Source {
-        name: r.name.clone(),
-        url: r.url.get_ref().clone(),
-        auth,
-        tls_ca: r.tls_ca.clone(),
-        tls_required: r.tls_required.unwrap_or(false),
-        stream,
-        subject,
-        durable,
-        ack_wait: ctx.duration(
-            r.ack_wait.as_ref(),
-            &key("ack_wait"),
-            Duration::from_secs(30),
-            SECOND..=DAY,
-        )?,
-    })
-}
-
-/// `token`, `user` + `password`, `nkey` or `creds`: at most one way (`secrets` in that order).
-fn nats_auth<T>(
-    ctx: &Ctx<'_>,
-    key: &dyn Fn(&str) -> String,
-    at: &Spanned<T>,
-    secrets: [&Option<Spanned<SecretSource>>; 4],
-    user: Option<&Spanned<String>>,
-) -> Result<NatsAuth> {
-    let [token, password, nkey, creds] = secrets;
-    let given = [
-        token.is_some(),
-        password.is_some() || user.is_some(),
-        nkey.is_some(),
-        creds.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() > 1 {
-        return Err(ctx.at(
-            at,
-            &key("token"),
-            "give at most one of token, user/password, nkey, creds",
-        ));
-    }
-    Ok(match (token, password, nkey, creds, user) {
-        (Some(t), ..) => NatsAuth::Token(ctx.secret_ref(t, &key("token"), t.get_ref().clone())?),
-        (_, Some(p), _, _, Some(u)) => NatsAuth::UserPassword(
-            u.get_ref().clone(),
-            ctx.secret_ref(p, &key("password"), p.get_ref().clone())?,
-        ),
-        (_, Some(p), _, _, None) => return Err(ctx.at(p, &key("user"), "password without user")),
-        (_, None, _, _, Some(u)) => {
-            return Err(ctx.at(u, &key("password"), "user without password"));
-        }
-        (_, _, Some(n), ..) => {
-            NatsAuth::Nkey(ctx.secret_ref(n, &key("nkey"), n.get_ref().clone())?)
-        }
-        (_, _, _, Some(c), _) => {
-            NatsAuth::Creds(ctx.secret_ref(c, &key("creds"), c.get_ref().clone())?)
-        }
-        _ => NatsAuth::None,
-    })
-}
-
-/// Formats a duration the way the config writes them (`250ms`, `30s`, `5m`, `6h`, `1d`).
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-    ] {
-        if ms >= size && ms.is_multiple_of(size) {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{ms}ms")
-}
-
 impl Config {
     /// Reads and validates a config file, then applies `SYNCD_*` overrides from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: Some(file.clone()),
+            line: None,
+            key: None,
+            message: e.to_string(),
+        })?;
         let vars: BTreeMap<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("SYNCD_"))
             .collect();
-        let mut config = Config::parse(&text, &path.display().to_string(), &vars)?;
+        let mut config = Config::parse(&text, &file, &vars)?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -1269,490 +125,24 @@ impl Config {
     /// `SYNCD_TENANT_<NAME>_{ENVIRONMENT,BASE_URL,CUSTOMER_ID,CLIENT_ID}` (name upper-cased,
     /// `-` → `_`).
     pub fn parse(text: &str, file: &str, env: &BTreeMap<String, String>) -> Result<Config> {
-        let ctx = Ctx {
-            text,
-            file: file.to_string(),
-        };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| format!(":{}", line_of(text, s.start)))
-                .unwrap_or_default();
-            Error::Config(format!("{file}{line}: {}", e.message()))
-        })?;
-
+        let ctx = values::Ctx { text, file };
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| error::from_toml(text, file, &e))?;
         let store = env
             .get("SYNCD_STORE")
             .map(PathBuf::from)
             .or(raw.store)
             .unwrap_or_else(default_store);
-
-        let listen_text = env.get("SYNCD_CONTROL_LISTEN").cloned();
-        let listen = match (&listen_text, &raw.control.listen) {
-            (Some(text), _) => text
-                .parse()
-                .map_err(|e| ctx.plain("SYNCD_CONTROL_LISTEN", e))?,
-            (None, Some(spanned)) => spanned
-                .get_ref()
-                .parse()
-                .map_err(|e| ctx.at(spanned, "control.listen", e))?,
-            (None, None) => DEFAULT_LISTEN
-                .parse()
-                .expect("the default listen address parses"),
-        };
-        let control = Control {
-            listen,
-            webhook_secret: ctx.secret(
-                raw.control.webhook_secret.as_ref(),
-                "control.webhook_secret",
-            )?,
-            public_url: raw.control.public_url.clone(),
-            token: ctx.secret(raw.control.token.as_ref(), "control.token")?,
-            allowed_origins: raw
-                .control
-                .allowed_origins
-                .iter()
-                .flatten()
-                .map(|o| {
-                    check_origin(o.get_ref())
-                        .map(|()| o.get_ref().clone())
-                        .map_err(|e| ctx.at(o, "control.allowed_origins", e))
-                })
-                .collect::<Result<_>>()?,
-            metrics_auth: raw
-                .control
-                .metrics_auth
-                .as_ref()
-                .is_some_and(|m| *m.get_ref()),
-            listen_unix: raw.control.listen_unix.clone(),
-            limits: control_limits(&ctx, &raw.control)?,
-        };
-        // A token written inline is checked now; one from elsewhere when it is read.
-        if let Some(span) = &raw.control.token
-            && let Some(value) = &span.get_ref().value
-        {
-            check_token(value).map_err(|e| ctx.at(span, "control.token", e))?;
-        }
-        if let Some(span) = &raw.control.metrics_auth
-            && control.metrics_auth
-            && control.token.is_none()
-        {
-            return Err(ctx.at(
-                span,
-                "control.metrics_auth",
-                "needs control.token (the token /metrics then requires)",
-            ));
-        }
-
-        let mut tenants = Vec::new();
-        for (index, spanned) in raw.tenants.iter().enumerate() {
-            let t = spanned.get_ref();
-            let key = |k: &str| format!("tenant[{index}].{k}");
-            let upper = t.name.to_ascii_uppercase().replace('-', "_");
-            let var = |k: &str| env.get(&format!("SYNCD_TENANT_{upper}_{k}")).cloned();
-            if tenants.iter().any(|x: &Tenant| x.name == t.name) {
-                return Err(ctx.at(
-                    spanned,
-                    &key("name"),
-                    format!("tenant {:?} is defined twice", t.name),
-                ));
-            }
-            let environment = match (var("ENVIRONMENT"), &t.environment) {
-                (Some(v), _) => v.parse().map_err(|e| ctx.plain(&key("environment"), e))?,
-                (None, Some(v)) => v
-                    .get_ref()
-                    .parse()
-                    .map_err(|e| ctx.at(v, &key("environment"), e))?,
-                (None, None) => Environment::Online,
-            };
-            let base_url = var("BASE_URL").or_else(|| t.base_url.clone());
-            let customer_id = var("CUSTOMER_ID").unwrap_or_else(|| t.customer_id.clone());
-            let client_id = var("CLIENT_ID").unwrap_or_else(|| t.client_id.clone());
-            let client_secret = ctx.secret(t.client_secret.as_ref(), &key("client_secret"))?;
-            let auth = match t.auth.get_ref().as_str() {
-                "oauth" => AuthMode::OAuth {
-                    token_file: t
-                        .token_file
-                        .clone()
-                        .unwrap_or_else(|| default_state_file(&format!("tokens-{}.json", t.name))),
-                    redirect_uri: t
-                        .redirect_uri
-                        .clone()
-                        .unwrap_or_else(|| "http://127.0.0.1:8765/callback".into()),
-                },
-                "system-user" => {
-                    let required =
-                        |k: &str| ctx.at(&t.auth, &key(k), "required with auth = \"system-user\"");
-                    let token = t
-                        .system_token
-                        .as_ref()
-                        .ok_or_else(|| required("system_token"))?;
-                    let system_token = match token.get_ref() {
-                        TextOrSource::Text(text) => SecretSource {
-                            env: None,
-                            file: None,
-                            credential: None,
-                            value: Some(text.clone()),
-                        },
-                        TextOrSource::Source(source) => source.clone(),
-                    };
-                    let private = t
-                        .private_key
-                        .as_ref()
-                        .ok_or_else(|| required("private_key"))?;
-                    let private_key = match private.get_ref() {
-                        PathOrSource::Path(path) => SecretSource {
-                            env: None,
-                            file: Some(path.clone()),
-                            credential: None,
-                            value: None,
-                        },
-                        PathOrSource::Source(source) => source.clone(),
-                    };
-                    AuthMode::SystemUser {
-                        system_token: ctx.secret_ref(token, &key("system_token"), system_token)?,
-                        private_key: ctx.secret_ref(private, &key("private_key"), private_key)?,
-                    }
-                }
-                "static" => AuthMode::Static {
-                    token: ctx
-                        .secret(t.token.as_ref(), &key("token"))?
-                        .ok_or_else(|| {
-                            ctx.at(&t.auth, &key("token"), "required with auth = \"static\"")
-                        })?,
-                },
-                other => {
-                    return Err(ctx.at(
-                        &t.auth,
-                        &key("auth"),
-                        format!("{other:?} is not one of oauth, system-user, static"),
-                    ));
-                }
-            };
-            if matches!(auth, AuthMode::SystemUser { .. }) && client_secret.is_none() {
-                return Err(ctx.at(
-                    &t.auth,
-                    &key("client_secret"),
-                    "the system user needs the client secret (application token)",
-                ));
-            }
-            tenants.push(Tenant {
-                name: t.name.clone(),
-                environment,
-                base_url,
-                customer_id,
-                client_id,
-                client_secret,
-                auth,
-                max_concurrency: ctx.count(
-                    t.max_concurrency.as_ref(),
-                    &key("max_concurrency"),
-                    8,
-                    1..=256,
-                )?,
-                language: t.language.clone(),
-            });
-        }
-
-        let mut subscriptions: Vec<Subscription> = Vec::new();
-        for (index, spanned) in raw.subscriptions.iter().enumerate() {
-            let s = spanned.get_ref();
-            let key = |k: &str| format!("subscription[{index}].{k}");
-            if subscriptions.iter().any(|x| x.name == s.name) {
-                return Err(ctx.at(
-                    spanned,
-                    &key("name"),
-                    format!("subscription {:?} is defined twice", s.name),
-                ));
-            }
-            let tenant = match &s.tenant {
-                Some(t) if tenants.iter().any(|x| x.name == *t.get_ref()) => t.get_ref().clone(),
-                Some(t) => {
-                    return Err(ctx.at(
-                        t,
-                        &key("tenant"),
-                        format!("no [[tenant]] is named {:?}", t.get_ref()),
-                    ));
-                }
-                None if tenants.len() == 1 => tenants[0].name.clone(),
-                None => {
-                    return Err(ctx.at(
-                        spanned,
-                        &key("tenant"),
-                        "required when there is not exactly one tenant",
-                    ));
-                }
-            };
-            let entity: EntityKind = s
-                .entity
-                .get_ref()
-                .parse()
-                .map_err(|e| ctx.at(&s.entity, &key("entity"), e))?;
-            let shape = match s.shape.as_ref().map(|v| v.get_ref().as_str()) {
-                None | Some("row") => Shape::Row,
-                Some("entity") => Shape::Entity,
-                Some(other) => {
-                    return Err(ctx.at(
-                        s.shape.as_ref().expect("some"),
-                        &key("shape"),
-                        format!("{other:?} is not row or entity"),
-                    ));
-                }
-            };
-            if shape == Shape::Entity && !entity.supports_get() {
-                return Err(ctx.at(
-                    &s.entity,
-                    &key("shape"),
-                    format!("{entity} has no GET by id; use shape = \"row\""),
-                ));
-            }
-            if let Some(parent) = &s.parent
-                && !subscriptions.iter().any(|x| x.name == *parent.get_ref())
-            {
-                return Err(ctx.at(
-                    parent,
-                    &key("parent"),
-                    format!("no earlier subscription is named {:?}", parent.get_ref()),
-                ));
-            }
-            if let Some(program) = &s.transform {
-                crate::transform::Transform::compile(program.get_ref())
-                    .map_err(|e| ctx.at(program, &key("transform"), e))?;
-            }
-            let poll_interval = ctx.duration(
-                s.poll_interval.as_ref(),
-                &key("poll_interval"),
-                Duration::from_secs(300),
-                POLL_INTERVAL,
-            )?;
-            let reconcile_interval = ctx.duration(
-                s.reconcile_interval.as_ref(),
-                &key("reconcile_interval"),
-                Duration::from_secs(6 * 3600),
-                RECONCILE_INTERVAL,
-            )?;
-            let transform_timeout = ctx.duration(
-                s.transform_timeout.as_ref(),
-                &key("transform_timeout"),
-                crate::transform::DEFAULT_TIMEOUT,
-                Duration::from_millis(1)..=Duration::from_secs(60),
-            )?;
-            let transform_max_output = ctx.count(
-                s.transform_max_output.as_ref(),
-                &key("transform_max_output"),
-                crate::transform::DEFAULT_MAX_OUTPUT,
-                1..=(256 << 20),
-            )?;
-            subscriptions.push(Subscription {
-                name: s.name.clone(),
-                tenant,
-                entity,
-                shape,
-                columns: s.columns.clone(),
-                filter: s.filter.clone(),
-                path: s.path.clone(),
-                query: s.query.clone(),
-                parent: s.parent.as_ref().map(|p| p.get_ref().clone()),
-                transform: s.transform.as_ref().map(|t| t.get_ref().clone()),
-                poll_interval,
-                webhooks: s.webhooks.unwrap_or(true),
-                reconcile_interval,
-                mass_delete: MassDelete {
-                    percent: ctx.number(
-                        s.mass_delete_percent.as_ref(),
-                        &key("mass_delete_percent"),
-                        10.0,
-                        0.0..=100.0,
-                    )?,
-                    absolute: ctx.count(
-                        s.mass_delete_absolute.as_ref(),
-                        &key("mass_delete_absolute"),
-                        1000,
-                        0..=i64::MAX,
-                    )?,
-                },
-                // SuperOffice serves at most 1000 rows a page.
-                page_size: ctx.count(s.page_size.as_ref(), &key("page_size"), 1000, 1..=1000)?,
-                overlap_days: ctx.count(
-                    s.overlap_days.as_ref(),
-                    &key("overlap_days"),
-                    1,
-                    0..=365,
-                )?,
-                concurrency: ctx.count(s.concurrency.as_ref(), &key("concurrency"), 4, 1..=64)?,
-                transform_timeout,
-                transform_max_output,
-            });
-        }
-
-        let o = &raw.outbox;
-        let outbox = Outbox {
-            foreign_app: o.foreign_app.clone().unwrap_or_else(|| "syncd".into()),
-            device: o.device.clone().unwrap_or_else(|| "syncd".into()),
-            key_name: o
-                .key_name
-                .clone()
-                .unwrap_or_else(|| "idempotency_key".into()),
-            max_attempts: ctx.count(o.max_attempts.as_ref(), "outbox.max_attempts", 8, 1..=1000)?,
-            concurrency: ctx.count(o.concurrency.as_ref(), "outbox.concurrency", 8, 1..=256)?,
-            backoff: ctx.duration(
-                o.backoff.as_ref(),
-                "outbox.backoff",
-                Duration::from_secs(1),
-                BACKOFF,
-            )?,
-            max_backoff: ctx.duration(
-                o.max_backoff.as_ref(),
-                "outbox.max_backoff",
-                Duration::from_secs(300),
-                BACKOFF,
-            )?,
-            echo_suppression: o.echo_suppression.unwrap_or(true),
-            tenant: o.tenant.as_ref().map(|t| t.get_ref().clone()),
-        };
-        if let (Some(span), true) = (
-            o.max_backoff.as_ref().or(o.backoff.as_ref()),
-            outbox.max_backoff < outbox.backoff,
-        ) {
-            return Err(ctx.at(
-                span,
-                "outbox.max_backoff",
-                format!(
-                    "{} is shorter than outbox.backoff ({})",
-                    format_duration(outbox.max_backoff),
-                    format_duration(outbox.backoff)
-                ),
-            ));
-        }
-        if let Some(t) = &o.tenant
-            && !tenants.iter().any(|x| x.name == *t.get_ref())
-        {
-            return Err(ctx.at(
-                t,
-                "outbox.tenant",
-                format!("no [[tenant]] is named {:?}", t.get_ref()),
-            ));
-        }
-
-        let mut routes = Vec::new();
-        for (index, spanned) in raw.routes.iter().enumerate() {
-            let r = spanned.get_ref();
-            let key = |k: &str| format!("route[{index}].{k}");
-            let entity: EntityKind = r
-                .entity
-                .get_ref()
-                .parse()
-                .map_err(|e| ctx.at(&r.entity, &key("entity"), e))?;
-            let conflict = match r.conflict.as_ref().map(|c| c.get_ref().as_str()) {
-                None | Some("fail") => ConflictPolicy::Fail,
-                Some("overwrite") => ConflictPolicy::Overwrite,
-                Some("refetch-and-reapply") => ConflictPolicy::RefetchAndReapply,
-                Some(other) => {
-                    return Err(ctx.at(
-                        r.conflict.as_ref().expect("some"),
-                        &key("conflict"),
-                        format!("{other:?} is not fail, overwrite or refetch-and-reapply"),
-                    ));
-                }
-            };
-            routes.push(Route {
-                entity,
-                conflict,
-                lookup_filter: r.lookup_filter.clone(),
-                use_synced_last_modified: r.use_synced_last_modified.unwrap_or(true),
-            });
-        }
-
-        let defaults = Retention::default();
-        let retention = Retention {
-            webhook_events: ctx.duration(
-                raw.retention.webhook_events.as_ref(),
-                "retention.webhook_events",
-                defaults.webhook_events,
-                RETENTION,
-            )?,
-            runs: ctx.duration(
-                raw.retention.runs.as_ref(),
-                "retention.runs",
-                defaults.runs,
-                RETENTION,
-            )?,
-            changes: match &raw.retention.changes {
-                None => None,
-                Some(v) => Some(ctx.duration(Some(v), "retention.changes", DAY, RETENTION)?),
-            },
-        };
-        let sv = &raw.supervisor;
-        let defaults = crate::supervise::Policy::default();
-        let supervisor = crate::supervise::Policy {
-            initial: ctx.duration(
-                sv.restart_backoff.as_ref(),
-                "supervisor.restart_backoff",
-                defaults.initial,
-                BACKOFF,
-            )?,
-            max: ctx.duration(
-                sv.restart_max_backoff.as_ref(),
-                "supervisor.restart_max_backoff",
-                defaults.max,
-                BACKOFF,
-            )?,
-            healthy_after: ctx.duration(
-                sv.healthy_after.as_ref(),
-                "supervisor.healthy_after",
-                defaults.healthy_after,
-                BACKOFF,
-            )?,
-        };
-        if let (Some(span), true) = (
-            sv.restart_max_backoff
-                .as_ref()
-                .or(sv.restart_backoff.as_ref()),
-            supervisor.max < supervisor.initial,
-        ) {
-            return Err(ctx.at(
-                span,
-                "supervisor.restart_max_backoff",
-                "must not be shorter than supervisor.restart_backoff",
-            ));
-        }
-
-        let instance = match &raw.instance {
-            Some(i) if !valid_token(i.get_ref()) => {
-                return Err(ctx.at(
-                    i,
-                    "instance",
-                    "must be non-empty without '.', '*', '>', ':' or whitespace",
-                ));
-            }
-            i => i.as_ref().map(|i| i.get_ref().clone()),
-        };
-        let mut sinks: Vec<Sink> = Vec::new();
-        for (index, spanned) in raw.sinks.iter().enumerate() {
-            sinks.push(sink(&ctx, index, spanned)?);
-            let last = sinks.last().expect("pushed");
-            if sinks[..sinks.len() - 1].iter().any(|s| s.name == last.name) {
-                return Err(ctx.at(
-                    spanned,
-                    &format!("sink[{index}].name"),
-                    format!("{:?} is used by another [[sink]]", last.name),
-                ));
-            }
-        }
-
-        let mut sources: Vec<Source> = Vec::new();
-        for (index, spanned) in raw.sources.iter().enumerate() {
-            let new = source(&ctx, index, spanned)?;
-            if sources.iter().any(|s| s.name == new.name) {
-                return Err(ctx.at(
-                    spanned,
-                    &format!("source[{index}].name"),
-                    format!("{:?} is used by another [[source]]", new.name),
-                ));
-            }
-            sources.push(new);
-        }
-
+        let control = control::control(&ctx, &raw.control, env)?;
+        let tenants = tenant::tenants(&ctx, &raw.tenants, env)?;
+        let subscriptions = subscription::subscriptions(&ctx, &raw.subscriptions, &tenants)?;
+        let outbox = outbox::outbox(&ctx, &raw.outbox, &tenants)?;
+        let routes = outbox::routes(&ctx, &raw.routes)?;
+        let retention = retention::retention(&ctx, &raw.retention)?;
+        let supervisor = retention::supervisor(&ctx, &raw.supervisor)?;
+        let instance = nats::instance(&ctx, raw.instance.as_ref())?;
+        let sinks = nats::sinks(&ctx, &raw.sinks)?;
+        let sources = nats::sources(&ctx, &raw.sources)?;
         Ok(Config {
             sources,
             sinks,
@@ -1829,12 +219,18 @@ impl Config {
         let mut notes = Vec::new();
         let mut unreadable = Vec::new();
         if self.tenants.is_empty() {
-            return Err(Error::Config("no [[tenant]] is configured".into()));
+            return Err(Error::config("no [[tenant]] is configured".into()));
         }
         for secret in self.secrets() {
             match secret.resolve() {
                 Ok(_) => {}
-                Err(Error::Config(why)) => {
+                Err(Error::Config {
+                    file,
+                    line,
+                    key,
+                    message,
+                }) => {
+                    let why = describe(&file, &line, &key, &message);
                     unreadable.push(format!("cannot read {} here: {why}", secret.key()));
                 }
                 Err(other) => {
@@ -1845,15 +241,14 @@ impl Config {
         if let Some(token) = &self.control.token
             && let Ok(value) = token.resolve()
         {
-            check_token(value.expose())
-                .map_err(|e| Error::Config(format!("{}: {e}", token.key())))?;
+            control::check_token(value.expose()).map_err(|e| Error::config_key(token.key(), e))?;
         }
         for tenant in &self.tenants {
             match &tenant.auth {
                 AuthMode::SystemUser { private_key, .. } => {
                     if let Ok(text) = private_key.resolve() {
                         superoffice::auth::SystemUserKey::parse(text.expose()).map_err(|e| {
-                            Error::Config(format!("{}: {e}", private_key.key()))
+                            Error::config_key(private_key.key(), e)
                         })?;
                     }
                 }
@@ -1893,22 +288,10 @@ impl Config {
             }
         }
         if strict && !unreadable.is_empty() {
-            return Err(Error::Config(unreadable.join("; ")));
+            return Err(Error::config(unreadable.join("; ")));
         }
         notes.extend(unreadable);
         Ok(notes)
-    }
-}
-
-impl Control {
-    /// Reads the control token (if one is configured) and checks its form.
-    pub fn resolve_token(&self) -> Result<Option<Secret>> {
-        let Some(token) = &self.token else {
-            return Ok(None);
-        };
-        let value = token.resolve()?;
-        check_token(value.expose()).map_err(|e| Error::Config(format!("{}: {e}", token.key())))?;
-        Ok(Some(value))
     }
 }
 
@@ -1950,6 +333,8 @@ pub fn in_systemd_directory(variable: &str, name: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MINIMAL: &str = r#"
@@ -2434,6 +819,92 @@ webhook_body_limit = 1024"#,
         .unwrap_err()
         .to_string();
         assert!(err.contains("supervisor.restart_max_backoff"), "{err}");
+    }
+
+    #[test]
+    fn errors_are_typed_with_file_line_and_key() {
+        // A value of the wrong type and an unknown key: the deserializer's errors name the
+        // key at their place too.
+        let wrong_type = MINIMAL.replace("\"30s\"", "30");
+        let Err(Error::Config {
+            file,
+            line,
+            key,
+            message,
+        }) = parse(&wrong_type)
+        else {
+            panic!("a config error")
+        };
+        assert_eq!(file.as_deref(), Some("syncd.toml"));
+        assert_eq!(line, Some(13));
+        assert_eq!(key.as_deref(), Some("subscription[0].poll_interval"));
+        assert!(message.contains("invalid type"), "{message}");
+        let err = parse(&MINIMAL.replace("columns", "colums"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config: syncd.toml:12: subscription[0].colums: unknown field"),
+            "{err}"
+        );
+        let err = parse(&with_control("tokn = { value = \"x\" }"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("syncd.toml:2: control.tokn: "), "{err}");
+        // A missing key names the table it is missing from.
+        let err = parse(&MINIMAL.replace("customer_id = \"Cust1\"\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tenant[0]") && err.contains("customer_id"),
+            "{err}"
+        );
+        // Broken syntax: the line, no key.
+        let err = parse("[control\n").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Config {
+                    line: Some(1),
+                    key: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        // A check found by the section's validation.
+        let bad_page = MINIMAL.replace("poll_interval", "page_size = 0\npoll_interval");
+        let Err(Error::Config {
+            file,
+            line,
+            key,
+            message,
+        }) = parse(&bad_page)
+        else {
+            panic!("a config error")
+        };
+        assert_eq!(
+            (file.as_deref(), line, key.as_deref()),
+            (
+                Some("syncd.toml"),
+                Some(13),
+                Some("subscription[0].page_size")
+            )
+        );
+        assert_eq!(message, "0 is out of range: give 1 to 1000");
+
+        // An override names the variable, without a line.
+        let env = BTreeMap::from([("SYNCD_CONTROL_LISTEN".to_string(), "nowhere".to_string())]);
+        let err = Config::parse(MINIMAL, "syncd.toml", &env).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { line: None, key: Some(k), .. } if k == "SYNCD_CONTROL_LISTEN"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("config: syncd.toml: SYNCD_CONTROL_LISTEN: "),
+            "{err}"
+        );
     }
 
     #[test]
