@@ -45,7 +45,7 @@ impl Clients {
         }
         if clients.is_empty() && !unavailable.is_empty() {
             let reasons: Vec<&str> = unavailable.values().map(String::as_str).collect();
-            return Err(Error::Config(reasons.join("; ")));
+            return Err(Error::config(reasons.join("; ")));
         }
         Ok(Clients {
             clients,
@@ -67,13 +67,13 @@ impl Clients {
     /// The client of a tenant; an unavailable tenant's error says why.
     pub fn get(&self, tenant: &str) -> Result<&Client> {
         if let Some(reason) = self.unavailable.get(tenant) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "tenant {tenant:?} is unavailable: {reason}"
             )));
         }
         self.clients
             .get(tenant)
-            .ok_or_else(|| Error::Config(format!("no client for tenant {tenant:?}")))
+            .ok_or_else(|| Error::config(format!("no client for tenant {tenant:?}")))
     }
 
     /// Whether the configuration has this tenant (available or not).
@@ -99,7 +99,7 @@ impl Clients {
 
 /// The credential provider a tenant's config asks for.
 pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
-    let sdk = |e: superoffice::Error| Error::Config(format!("tenant {:?}: {e}", tenant.name));
+    let sdk = |e: superoffice::Error| Error::config(format!("tenant {:?}: {e}", tenant.name));
     Ok(match &tenant.auth {
         AuthMode::Static { token } => Arc::new(StaticAuth::bearer(token.resolve()?)),
         AuthMode::SystemUser {
@@ -108,7 +108,7 @@ pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
         } => {
             let key_text = private_key.resolve()?;
             let key = SystemUserKey::parse(key_text.expose()).map_err(|e| {
-                Error::Config(format!(
+                Error::config(format!(
                     "tenant {:?}: {}: {e}",
                     tenant.name,
                     private_key.key()
@@ -118,7 +118,7 @@ pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
                 .client_secret
                 .as_ref()
                 .ok_or_else(|| {
-                    Error::Config(format!(
+                    Error::config(format!(
                         "tenant {:?}: the system user needs client_secret",
                         tenant.name
                     ))
@@ -149,7 +149,7 @@ pub fn oauth_config(
     redirect_uri: &str,
 ) -> Result<OAuthConfig> {
     let redirect = url::Url::parse(redirect_uri).map_err(|e| {
-        Error::Config(format!(
+        Error::config(format!(
             "tenant {:?}: redirect_uri {redirect_uri:?}: {e}",
             tenant.name
         ))
@@ -184,5 +184,5 @@ fn build_one(tenant: &Tenant, metrics: &Arc<Metrics>) -> Result<Client> {
     }
     builder
         .build()
-        .map_err(|e| Error::Config(format!("tenant {:?}: {e}", tenant.name)))
+        .map_err(|e| Error::config(format!("tenant {:?}: {e}", tenant.name)))
 }

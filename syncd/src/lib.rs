@@ -55,9 +55,21 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is invalid; the message names the key (and line).
-    #[error("config: {0}")]
-    Config(String),
+    /// The configuration is invalid: where (the file and line, when known), which key, and
+    /// what is wrong. Reads `config: FILE:LINE: KEY: MESSAGE` (the parts that are known);
+    /// [`Error::config`] and [`Error::config_key`] build the ones without a file.
+    #[error("config: {}", config::describe(.file, .line, .key, .message))]
+    Config {
+        /// The config file (`(given)` for a secret given in the program), when the problem
+        /// is in one.
+        file: Option<String>,
+        /// The 1-based line of the key in `file`.
+        line: Option<usize>,
+        /// The key (`subscription[0].poll_interval`, `SYNCD_CONTROL_LISTEN`).
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
     /// The database could not be opened, migrated, read or written.
     #[error("store: {0}")]
     Store(String),

@@ -58,7 +58,7 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         .iter()
         .find(|s| s.name == name)
         .cloned()
-        .ok_or_else(|| Error::Config(format!("no [[source]] is named {name:?}")))?;
+        .ok_or_else(|| Error::config(format!("no [[source]] is named {name:?}")))?;
     let loop_name = loop_name(&name);
     let mut backoff = INITIAL_BACKOFF;
     loop {

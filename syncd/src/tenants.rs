@@ -89,7 +89,7 @@ pub(crate) async fn verify_all(services: &Services) -> Result<()> {
         record(services, &tenant.name, &verdict);
     }
     if usable == 0 && !rejected.is_empty() {
-        return Err(Error::Config(rejected.join("; ")));
+        return Err(Error::config(rejected.join("; ")));
     }
     Ok(())
 }

@@ -433,7 +433,7 @@ pub fn validate(config: &Config, request: &PublishRequest) -> Result<NewTask> {
             .tenants
             .first()
             .map(|t| t.name.clone())
-            .ok_or_else(|| Error::Config("no [[tenant]] is configured to publish to".into()))?,
+            .ok_or_else(|| Error::config("no [[tenant]] is configured to publish to".into()))?,
     };
 
     let mut record_id = match request.id {

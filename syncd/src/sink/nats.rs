@@ -48,7 +48,7 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         .iter()
         .find(|s| s.name == name)
         .cloned()
-        .ok_or_else(|| Error::Config(format!("no [[sink]] is named {name:?}")))?;
+        .ok_or_else(|| Error::config(format!("no [[sink]] is named {name:?}")))?;
     let template = Template::parse(&sink.subject).map_err(|e| err(&name, e))?;
     // The id stored with the database is always part of it: a database started from scratch
     // (a lost disk) restarts its seqs, and must not reuse msg ids the stream still remembers.

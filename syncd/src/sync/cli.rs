@@ -23,7 +23,7 @@ pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()>
     match command {
         WebhooksCommand::Ensure => {
             let target = ensure::target_url(&config, None)?.ok_or_else(|| {
-                Error::Config(
+                Error::config(
                     "control.public_url is not set: it is the HTTPS URL SuperOffice posts webhooks to (this daemon's /webhooks/superoffice behind your proxy)".into(),
                 )
             })?;
@@ -36,7 +36,7 @@ pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()>
             // Nothing registers a webhook without a secret: without a configured one, the
             // state directory's file is used (generated now when there is none).
             let found = secret::resolve(&config, secret::Generate::IfMissing)?
-                .ok_or_else(|| Error::Config("no webhook secret could be resolved".into()))?;
+                .ok_or_else(|| Error::config("no webhook secret could be resolved".into()))?;
             match (found.source, &found.path) {
                 (secret::SecretSource::Generated, Some(path)) => println!(
                     "webhook secret: generated and stored in {} (mode 0600); restart or reload the daemon (systemctl reload syncd) so its receiver uses it",

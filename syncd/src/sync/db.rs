@@ -103,7 +103,7 @@ pub fn register(tx: &Transaction<'_>, plan: &Plan, now: &str) -> Result<bool> {
             .map_err(sql)?;
         }
         Some((entity, _)) if entity != plan.entity_label() => {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "subscription {:?} synced {entity} before and is now configured for {}; give it a new name (its records stay under the old one)",
                 plan.name,
                 plan.entity_label()

@@ -64,14 +64,14 @@ pub fn target_url(config: &Config, control_addr: Option<SocketAddr>) -> Result<O
     if public.eq_ignore_ascii_case("auto") {
         let addr = control_addr.unwrap_or(config.control.listen);
         if addr.port() == 0 {
-            return Err(Error::Config(
+            return Err(Error::config(
                 "control.public_url = \"auto\" needs the control plane's port; with listen port 0 only the running daemon knows it".into(),
             ));
         }
         return Ok(Some(format!("http://{addr}{RECEIVER_PATH}")));
     }
     let url = url::Url::parse(public)
-        .map_err(|e| Error::Config(format!("control.public_url {public:?}: {e}")))?;
+        .map_err(|e| Error::config(format!("control.public_url {public:?}: {e}")))?;
     if url.path().is_empty() || url.path() == "/" {
         return Ok(Some(format!(
             "{}{RECEIVER_PATH}",
@@ -152,7 +152,7 @@ pub async fn ensure(
 ) -> Result<Vec<Ensured>> {
     let secret = secret.expose();
     if secret.trim().is_empty() {
-        return Err(Error::Config(
+        return Err(Error::config(
             "refusing to register a webhook without a secret".into(),
         ));
     }
@@ -160,7 +160,7 @@ pub async fn ensure(
     for (tenant_name, events) in wanted_events(config) {
         let tenant = config
             .tenant(&tenant_name)
-            .ok_or_else(|| Error::Config(format!("no tenant {tenant_name:?}")))?;
+            .ok_or_else(|| Error::config(format!("no tenant {tenant_name:?}")))?;
         let client = clients.get(&tenant_name)?;
         let name = webhook_name(&tenant.customer_id);
         let mut found: Vec<Value> = list(client, Some(&name))

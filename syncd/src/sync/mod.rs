@@ -234,7 +234,7 @@ impl SyncShared {
     pub fn plan(&self, name: &str) -> Result<&Plan> {
         self.plans
             .get(name)
-            .ok_or_else(|| Error::Config(format!("no subscription named {name:?}")))
+            .ok_or_else(|| Error::config(format!("no subscription named {name:?}")))
     }
 
     /// The subscriptions of an entity (they share `echoes`).
@@ -329,11 +329,11 @@ pub fn routes() -> Router<Arc<Services>> {
 pub async fn prepare(services: &Services) -> Result<()> {
     let shared = &services.sync;
     if !shared.errors.is_empty() {
-        return Err(Error::Config(shared.errors.join("; ")));
+        return Err(Error::config(shared.errors.join("; ")));
     }
     for plan in shared.plans.values() {
         if !services.clients.knows(&plan.tenant) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "subscription {:?}: no tenant {:?}",
                 plan.name, plan.tenant
             )));

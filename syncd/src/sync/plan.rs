@@ -148,7 +148,7 @@ impl Template {
                 Part::Text(text) => out.push_str(text),
                 Part::Column(name) => {
                     let parent = parent.ok_or_else(|| {
-                        Error::Config(format!(
+                        Error::config(format!(
                             "placeholder {{{name}}} needs `parent = …` on the subscription"
                         ))
                     })?;
@@ -183,7 +183,7 @@ impl ParentRecord {
             None if name.eq_ignore_ascii_case("id") => Value::from(self.id),
             None => {
                 let keys: Vec<&str> = self.json.keys().map(String::as_str).collect();
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "placeholder {{{name}}}: record {} of parent subscription {:?} has no such column (it has {})",
                     self.id,
                     self.subscription,
@@ -236,7 +236,7 @@ impl Plan {
     /// Compiles a configured subscription; the error names the subscription and the setting.
     pub fn compile(sub: &Subscription) -> Result<Plan> {
         let bad = |key: &str, message: String| {
-            Error::Config(format!("subscription {:?}: {key}: {message}", sub.name))
+            Error::config(format!("subscription {:?}: {key}: {message}", sub.name))
         };
         let kind = sub.entity;
         let mut select: Vec<String> = vec![

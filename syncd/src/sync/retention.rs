@@ -43,10 +43,10 @@ pub struct Pruned {
 
 fn cutoff(keep: Duration) -> Result<chrono::DateTime<Utc>> {
     let keep = chrono::TimeDelta::from_std(keep)
-        .map_err(|e| Error::Config(format!("retention {keep:?}: {e}")))?;
+        .map_err(|e| Error::config(format!("retention {keep:?}: {e}")))?;
     Utc::now()
         .checked_sub_signed(keep)
-        .ok_or_else(|| Error::Config(format!("retention {keep}: before the earliest date")))
+        .ok_or_else(|| Error::config(format!("retention {keep}: before the earliest date")))
 }
 
 /// Deletes what `[retention]` no longer keeps, [`BATCH`] rows per transaction.
