@@ -81,7 +81,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Result, Services, Store};
 
-pub mod cli;
 pub mod commit;
 pub mod deliver;
 pub mod foreign;
