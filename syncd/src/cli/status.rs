@@ -101,3 +101,48 @@ fn human_seconds(seconds: i64) -> String {
         s => format!("{}d", s / 86400),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::loops::{LoopRow, LoopState};
+
+    #[test]
+    fn ages_are_shown_in_the_largest_unit_that_keeps_them_readable() {
+        let shown: Vec<String> = [0, 119, 120, 7199, 7200, 172_799, 172_800]
+            .into_iter()
+            .map(human_seconds)
+            .collect();
+        assert_eq!(shown, ["0s", "119s", "2m", "119m", "2h", "47h", "2d"]);
+    }
+
+    #[test]
+    fn a_loop_line_says_what_the_loop_is_doing_and_its_last_error() {
+        let mut row = LoopRow {
+            name: "sync:contacts".into(),
+            state: LoopState::Backoff,
+            restarts: 3,
+            failing: 2,
+            last_error: Some("boom".into()),
+            last_error_at: Some("2026-12-05T01:00:00Z".into()),
+            updated_at: "2026-12-05T01:00:01Z".into(),
+        };
+        assert_eq!(
+            loop_line(&row),
+            "loop sync:contacts: restarting (waiting out its backoff) (3 restarts, 2 failures in a row, last error at 2026-12-05T01:00:00Z: boom) [as of 2026-12-05T01:00:01Z]"
+        );
+        row.state = LoopState::Running;
+        row.failing = 0;
+        row.last_error = None;
+        assert_eq!(
+            loop_line(&row),
+            "loop sync:contacts: running (3 restarts) [as of 2026-12-05T01:00:01Z]"
+        );
+        row.state = LoopState::Stopped;
+        assert!(
+            loop_line(&row).contains(": stopped ("),
+            "{}",
+            loop_line(&row)
+        );
+    }
+}

@@ -153,3 +153,17 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_cut_on_characters_with_an_ellipsis() {
+        assert_eq!(shorten("update", 7), "update");
+        assert_eq!(shorten("appointment", 11), "appointment");
+        assert_eq!(shorten("appointments", 11), "appointmen…");
+        assert_eq!(shorten("äöüäöüäöü", 4), "äöü…");
+        assert_eq!(shorten("", 0), "");
+    }
+}

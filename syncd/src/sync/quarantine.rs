@@ -42,3 +42,50 @@ pub async fn retry(store: &Store, subscription: Option<String>, ids: Vec<i64>) -
         .collect();
     Ok(Retried { queued, missing })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::sync::plan::Plan;
+
+    #[tokio::test]
+    async fn retry_queues_what_is_quarantined_and_names_what_is_not() {
+        let text = "[[tenant]]\nname = \"t\"\nenvironment = \"http://127.0.0.1:9\"\ncustomer_id = \"C\"\nauth = \"static\"\ntoken = { value = \"x\" }\n\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\n";
+        let config = Config::parse(text, "t.toml", &BTreeMap::new()).unwrap();
+        let plan = Plan::compile(&config.subscriptions[0]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        store
+            .write_blocking(|tx| {
+                crate::sync::db::register(tx, &plan, "t0")?;
+                quarantine::put(tx, "contacts", 7, "{}", "jq: x", "t1")?;
+                quarantine::put(tx, "contacts", 9, "{}", "jq: y", "t1")
+            })
+            .unwrap();
+        assert_eq!(
+            list(&store, Some("contacts".into()))
+                .await
+                .unwrap()
+                .iter()
+                .map(|q| q.id)
+                .collect::<Vec<_>>(),
+            [7, 9]
+        );
+        let retried = retry(&store, None, vec![9, 1234]).await.unwrap();
+        assert_eq!(
+            retried,
+            Retried {
+                queued: vec![("contacts".into(), 9)],
+                missing: vec![1234],
+            }
+        );
+        let all = retry(&store, Some("contacts".into()), vec![])
+            .await
+            .unwrap();
+        assert_eq!(all.queued.len(), 2, "{all:?}");
+        assert!(all.missing.is_empty());
+    }
+}
