@@ -13,8 +13,11 @@
 //! - [`supervise`]: restarts a failed long-running loop with backoff (every subscription loop,
 //!   the outbox worker, the retention pruner and the tenant checker run under it); [`tenants`]:
 //!   tenant health.
-//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`cli`], `demo` (cargo feature `demo`,
-//!   on by default; the systemd build leaves it out).
+//! - [`status`]: what `syncd status` reports, as data.
+//! - [`cli`]: every clap type and all printing, one module per command family; `cli::demo`
+//!   (cargo feature `demo`, on by default; the systemd build leaves it out) is the only module
+//!   that depends on the emulator. Nothing outside `cli` refers back to it.
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`].
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
 
@@ -22,14 +25,13 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod control;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod sync;

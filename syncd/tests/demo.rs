@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_ends_in_sync_with_ground_truth() {
-    let args = syncd::demo::DemoArgs {
+    let args = syncd::cli::demo::DemoArgs {
         duration: Duration::from_secs(4),
         contacts: 200,
         seed: 7,
@@ -15,7 +15,7 @@ async fn the_demo_ends_in_sync_with_ground_truth() {
         nats: None,
         listen: "127.0.0.1:0".into(),
     };
-    let summary = syncd::demo::run_demo(&args, false)
+    let summary = syncd::cli::demo::run_demo(&args, false)
         .await
         .expect("the demo runs");
     assert!(summary.in_sync(), "{summary:?}");

@@ -233,7 +233,7 @@ async fn a_stopped_server_delays_the_sink_but_loses_nothing() {
     })
     .await;
     // `syncd status`: the sinks section.
-    let rows = syncd::cli::sink_rows(&running.store, &["js".to_string()]).unwrap();
+    let rows = syncd::status::sink_rows(&running.store, &["js".to_string()]).unwrap();
     assert!(
         rows[0].lag >= 12 && rows[0].last_error.is_some(),
         "{rows:?}"
@@ -257,7 +257,7 @@ async fn a_stopped_server_delays_the_sink_but_loses_nothing() {
         }
     })
     .await;
-    let rows = syncd::cli::sink_rows(&running.store, &["js".to_string()]).unwrap();
+    let rows = syncd::status::sink_rows(&running.store, &["js".to_string()]).unwrap();
     assert_eq!(
         (rows[0].lag, rows[0].acked_seq),
         (0, feed.last().unwrap().seq)

@@ -76,7 +76,7 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
             .contains(&"sync:contacts".to_string())
     );
     // `syncd status` reads the loops table.
-    let loops = syncd::cli::loop_rows(&running.store).unwrap();
+    let loops = syncd::status::loop_rows(&running.store).unwrap();
     let row = loops
         .iter()
         .find(|r| r.name == "sync:contacts")
@@ -88,7 +88,7 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
             .is_some_and(|e| e.contains("cursors")),
         "{row:?}"
     );
-    let line = syncd::cli::loop_line(row);
+    let line = syncd::cli::status::loop_line(row);
     assert!(
         line.contains("restarting") && line.contains("restarts"),
         "{line}"
@@ -110,9 +110,9 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     })
     .await;
     eventually(T, "loop row healthy", || async {
-        let loops = syncd::cli::loop_rows(&running.store).unwrap();
+        let loops = syncd::status::loop_rows(&running.store).unwrap();
         let row = loops.iter().find(|r| r.name == "sync:contacts").unwrap();
-        if row.failing == 0 && syncd::cli::loop_line(row).contains(": running") {
+        if row.failing == 0 && syncd::cli::status::loop_line(row).contains(": running") {
             Ok(())
         } else {
             Err(format!("{row:?}"))
@@ -133,11 +133,11 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     assert_eq!(restarts(&running, "sync:contacts"), before);
     running.stop().await;
     // Shutdown is recorded as a stop, not a failure.
-    let loops = syncd::cli::loop_rows(&syncd::store::open(&db).unwrap()).unwrap();
+    let loops = syncd::status::loop_rows(&syncd::store::open(&db).unwrap()).unwrap();
     assert!(
         loops
             .iter()
-            .all(|r| syncd::cli::loop_line(r).contains(": stopped")),
+            .all(|r| syncd::cli::status::loop_line(r).contains(": stopped")),
         "{loops:?}"
     );
 }
@@ -235,7 +235,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
         metrics.contains("syncd_quarantined_records{subscription=\"contacts\"} 2"),
         "{metrics}"
     );
-    let status = syncd::cli::status_rows(&running.store).unwrap();
+    let status = syncd::status::status_rows(&running.store).unwrap();
     assert_eq!(status[0].quarantined, 2);
 
     // Retry with the same transform: refetched, fails again, counted once more, not doubled.

@@ -110,7 +110,7 @@ async fn initial_load_equals_truth_and_an_idle_pass_emits_nothing() {
     // `syncd status`: LAG is the time since the last pass ended (seconds here), not the age of
     // the newest record (the seed's records were last changed long ago).
     let store = syncd::store::open_read_only(&db).unwrap();
-    let rows = syncd::cli::status_rows(&store).unwrap();
+    let rows = syncd::status::status_rows(&store).unwrap();
     let contacts = rows.iter().find(|r| r.subscription == "contacts").unwrap();
     assert!(contacts.lag_seconds.is_some_and(|s| s < 60), "{contacts:?}");
     assert!(
@@ -472,7 +472,7 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
         query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
         3
     );
-    let status = syncd::cli::status_rows(&running.store).unwrap();
+    let status = syncd::status::status_rows(&running.store).unwrap();
     assert!(
         status[0].state.contains("mass-delete breaker"),
         "{status:?}"

@@ -73,7 +73,7 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
         problems.contains("subscription contacts: last run failed") && problems.contains("`value`"),
         "/readyz reports it: {problems}"
     );
-    let status = syncd::cli::status_rows(&running.store).unwrap();
+    let status = syncd::status::status_rows(&running.store).unwrap();
     assert!(status[0].errors >= 1, "{status:?}");
     assert!(
         running

@@ -6,7 +6,7 @@
 //!
 //! - `syncd publish --action … --entity … [--id N] [--external-key K] [--path k=v]…
 //!   [--query k=v]… --payload FILE|- [--key KEY] [--if-unmodified-since T] [--dry-run]`
-//!   ([`cli`]); prints the task id, or with `--dry-run` the HTTP requests it would send.
+//!   (`cli::publish`); prints the task id, or with `--dry-run` the HTTP requests it would send.
 //! - `POST /publish` on the control plane ([`http`]): the same fields as JSON, the key in the
 //!   `Idempotency-Key` header (or `key`). 202 `{task_id, key, state}`; a replay of the same key
 //!   and request answers the stored task (200 once it is done); the same key with another
@@ -81,7 +81,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Result, Services, Store};
 
-pub mod cli;
 pub mod commit;
 pub mod deliver;
 pub mod foreign;

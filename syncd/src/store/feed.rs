@@ -117,6 +117,33 @@ pub fn page_after(
     Ok(FeedPage::Changes(changes))
 }
 
+/// How many changes the feed holds per op, in the order insert, update, delete (ops without
+/// changes are left out). A row with an unknown op is an error naming it.
+pub fn counts_by_op(conn: &Connection) -> Result<Vec<(Op, i64)>> {
+    let mut statement = conn
+        .prepare_cached("SELECT op, count(*) FROM changes GROUP BY op")
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    let mut counts = rows
+        .into_iter()
+        .map(|(op, n)| {
+            Op::parse(&op)
+                .map(|op| (op, n))
+                .ok_or_else(|| Error::Store(format!("changes: unknown op {op:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    counts.sort_by_key(|(op, _)| match op {
+        Op::Insert => 0,
+        Op::Update => 1,
+        Op::Delete => 2,
+    });
+    Ok(counts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +285,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("seq 4") && err.contains("record"), "{err}");
+    }
+
+    #[test]
+    fn counts_by_op_counts_each_op_and_rejects_an_unknown_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::open(&dir.path().join("syncd.db")).unwrap();
+        assert_eq!(store.read_blocking(counts_by_op).unwrap(), []);
+        store
+            .write_blocking(|tx| {
+                insert(tx, "a", 1, "delete", None);
+                insert(tx, "a", 2, "insert", Some("{}"));
+                insert(tx, "b", 3, "insert", Some("{}"));
+                insert(tx, "a", 2, "update", Some("{}"));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            store.read_blocking(counts_by_op).unwrap(),
+            [(Op::Insert, 2), (Op::Update, 1), (Op::Delete, 1)]
+        );
+        store
+            .write_blocking(|tx| {
+                // The schema's CHECK keeps such rows out; a damaged or foreign file may not.
+                tx.execute_batch("PRAGMA ignore_check_constraints = ON")
+                    .map_err(sql)?;
+                insert(tx, "a", 4, "upsert", None);
+                Ok(())
+            })
+            .unwrap();
+        let err = store.read_blocking(counts_by_op).unwrap_err().to_string();
+        assert!(err.contains("unknown op \"upsert\""), "{err}");
     }
 }

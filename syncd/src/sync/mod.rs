@@ -151,7 +151,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::{Error, Result, Services};
 
-pub mod cli;
 pub mod db;
 pub mod engine;
 pub mod ensure;

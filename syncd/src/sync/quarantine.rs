@@ -1,120 +1,91 @@
-//! `syncd quarantine list|retry`: records whose transform failed or ran out of its budget
-//! (see [`crate::transform`] and [`crate::store::quarantine`]).
+//! Quarantined records: those whose transform failed or ran out of its budget (see
+//! [`crate::transform`] and [`crate::store::quarantine`]); `syncd quarantine list|retry` shows
+//! and retries them.
 //!
-//! `retry` queues a targeted refetch of the selected records (`refetch_queue`, like a
+//! [`retry`] queues a targeted refetch of the selected records (`refetch_queue`, like a
 //! webhook does); the running daemon fetches them within seconds, runs the transform again and
 //! removes a record from quarantine once it stores fine. With an unchanged transform a record
 //! that failed fails again: it stays quarantined with one more attempt counted.
 
-use crate::cli::Context;
+use crate::Result;
+use crate::store::Store;
 use crate::store::quarantine::{self, Quarantined};
-use crate::store::{self};
-use crate::{Error, Result};
 
-/// `syncd quarantine …`.
-#[derive(Debug, clap::Subcommand)]
-pub enum QuarantineCommand {
-    /// List quarantined records (subscription, id, attempts, last failure, error).
-    List {
-        /// Only this subscription.
-        #[arg(long)]
-        subscription: Option<String>,
-        /// Print JSON lines, with the record as fetched.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Fetch quarantined records again (all, those of one subscription, or the given ids).
-    Retry {
-        /// Only this subscription.
-        #[arg(long)]
-        subscription: Option<String>,
-        /// Record ids (default: every quarantined record selected).
-        ids: Vec<i64>,
-    },
+/// The quarantined records of one subscription or all, in the store's order.
+pub async fn list(store: &Store, subscription: Option<String>) -> Result<Vec<Quarantined>> {
+    store
+        .read(move |conn| quarantine::list(conn, subscription.as_deref(), &[]))
+        .await
 }
 
-/// One line of `syncd quarantine list`.
-pub fn list_line(q: &Quarantined) -> String {
-    format!(
-        "{:<20} {:>10} {:>8}  {:<24} {}",
-        q.subscription, q.id, q.attempts, q.last_at, q.error
-    )
+/// What [`retry`] queued.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Retried {
+    /// The records queued for a refetch: (subscription, id).
+    pub queued: Vec<(String, i64)>,
+    /// Requested ids that are not quarantined (nothing was queued for them).
+    pub missing: Vec<i64>,
 }
 
-/// Runs a `quarantine` command.
-pub async fn quarantine(context: &Context, command: QuarantineCommand) -> Result<()> {
-    let config = context.config()?;
-    let known = |name: &Option<String>| -> Result<()> {
-        match name {
-            Some(name) if !config.subscriptions.iter().any(|s| &s.name == name) => {
-                Err(Error::Invalid(format!(
-                    "--subscription: no subscription named {name:?} in {}",
-                    context.config_path.display()
-                )))
-            }
-            _ => Ok(()),
-        }
-    };
-    match command {
-        QuarantineCommand::List { subscription, json } => {
-            known(&subscription)?;
-            let store = store::open_existing(&config.store)?;
-            let rows = store
-                .read(move |conn| quarantine::list(conn, subscription.as_deref(), &[]))
-                .await?;
-            if json {
-                for row in &rows {
-                    let line = serde_json::to_string(row)
-                        .map_err(|e| Error::Io(format!("encoding a quarantined record: {e}")))?;
-                    println!("{line}");
-                }
-                return Ok(());
-            }
-            println!(
-                "{:<20} {:>10} {:>8}  {:<24} ERROR",
-                "SUBSCRIPTION", "ID", "ATTEMPTS", "LAST FAILURE"
-            );
-            for row in &rows {
-                println!("{}", list_line(row));
-            }
-            println!("{} quarantined", rows.len());
-            Ok(())
-        }
-        QuarantineCommand::Retry { subscription, ids } => {
-            known(&subscription)?;
-            let store = store::open_existing(&config.store)?;
-            let wanted = ids.clone();
-            let selected = store
-                .write(move |tx| {
-                    quarantine::requeue(
-                        tx,
-                        subscription.as_deref(),
-                        &wanted,
-                        &super::db::now_text(),
-                    )
-                })
-                .await?;
-            let missing: Vec<i64> = ids
+/// Queues a refetch of the quarantined records selected by `subscription` and `ids` (no ids:
+/// every quarantined record of the selection).
+pub async fn retry(store: &Store, subscription: Option<String>, ids: Vec<i64>) -> Result<Retried> {
+    let wanted = ids.clone();
+    let queued = store
+        .write(move |tx| {
+            quarantine::requeue(tx, subscription.as_deref(), &wanted, &super::db::now_text())
+        })
+        .await?;
+    let missing = ids
+        .into_iter()
+        .filter(|id| !queued.iter().any(|(_, q)| q == id))
+        .collect();
+    Ok(Retried { queued, missing })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::sync::plan::Plan;
+
+    #[tokio::test]
+    async fn retry_queues_what_is_quarantined_and_names_what_is_not() {
+        let text = "[[tenant]]\nname = \"t\"\nenvironment = \"http://127.0.0.1:9\"\ncustomer_id = \"C\"\nauth = \"static\"\ntoken = { value = \"x\" }\n\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\n";
+        let config = Config::parse(text, "t.toml", &BTreeMap::new()).unwrap();
+        let plan = Plan::compile(&config.subscriptions[0]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        store
+            .write_blocking(|tx| {
+                crate::sync::db::register(tx, &plan, "t0")?;
+                quarantine::put(tx, "contacts", 7, "{}", "jq: x", "t1")?;
+                quarantine::put(tx, "contacts", 9, "{}", "jq: y", "t1")
+            })
+            .unwrap();
+        assert_eq!(
+            list(&store, Some("contacts".into()))
+                .await
+                .unwrap()
                 .iter()
-                .copied()
-                .filter(|id| !selected.iter().any(|(_, s)| s == id))
-                .collect();
-            if selected.is_empty() {
-                return Err(Error::Invalid(
-                    "no quarantined record matches (see `syncd quarantine list`)".into(),
-                ));
+                .map(|q| q.id)
+                .collect::<Vec<_>>(),
+            [7, 9]
+        );
+        let retried = retry(&store, None, vec![9, 1234]).await.unwrap();
+        assert_eq!(
+            retried,
+            Retried {
+                queued: vec![("contacts".into(), 9)],
+                missing: vec![1234],
             }
-            for (subscription, id) in &selected {
-                println!("{subscription} {id}: refetch queued");
-            }
-            if !missing.is_empty() {
-                eprintln!("not quarantined (nothing queued): {missing:?}");
-            }
-            println!(
-                "{} records queued; the running daemon fetches them within seconds and releases each that now stores fine.",
-                selected.len()
-            );
-            Ok(())
-        }
+        );
+        let all = retry(&store, Some("contacts".into()), vec![])
+            .await
+            .unwrap();
+        assert_eq!(all.queued.len(), 2, "{all:?}");
+        assert!(all.missing.is_empty());
     }
 }

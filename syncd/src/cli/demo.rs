@@ -13,9 +13,9 @@ use emulator::{EntityType, SeedCounts};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Context;
+use super::Context;
 use crate::config::{Config, parse_duration};
-use crate::store::{self, sql};
+use crate::store;
 use crate::{Daemon, Error, Result};
 
 /// `syncd demo` options.
@@ -240,7 +240,7 @@ private_key = {key:?}
     let progress = Progress::new(fancy);
     while started.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let rows = crate::cli::status_rows(&store)?;
+        let rows = crate::status::status_rows(&store)?;
         let changes = change_counts(&store)?;
         progress.update(&rows, &changes, &emu, started.elapsed(), args.duration);
     }
@@ -304,33 +304,21 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Changes in the feed by op (`insert`, `update`, `delete`).
 fn change_counts(store: &store::Store) -> Result<BTreeMap<String, i64>> {
-    store.read_blocking(|conn| {
-        let mut statement = conn
-            .prepare("SELECT op, count(*) FROM changes GROUP BY op")
-            .map_err(sql)?;
-        let rows = statement
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql)?
-            .collect::<std::result::Result<BTreeMap<_, _>, _>>()
-            .map_err(sql)?;
-        Ok(rows)
-    })
+    let counts = store.read_blocking(store::feed::counts_by_op)?;
+    Ok(counts
+        .into_iter()
+        .map(|(op, n)| (op.as_str().to_string(), n))
+        .collect())
 }
 
+/// The live (not deleted) record ids of a subscription.
 fn stored_ids(store: &store::Store, subscription: &str) -> Result<BTreeSet<i64>> {
-    let subscription = subscription.to_string();
-    store.read_blocking(move |conn| {
-        let mut statement = conn
-            .prepare("SELECT id FROM records WHERE subscription = ?1 AND deleted_at IS NULL")
-            .map_err(sql)?;
-        let ids = statement
-            .query_map([&subscription], |r| r.get::<_, i64>(0))
-            .map_err(sql)?
-            .collect::<std::result::Result<BTreeSet<_>, _>>()
-            .map_err(sql)?;
-        Ok(ids)
-    })
+    let ids = store.read_blocking(|conn| {
+        crate::sync::db::live_ids_between(conn, subscription, None, None, None)
+    })?;
+    Ok(ids.into_iter().collect())
 }
 
 fn summarize(store: &store::Store, emu: &emulator::Emulator, activity: usize) -> Result<Summary> {
@@ -388,7 +376,7 @@ impl Progress {
 
     fn update(
         &self,
-        rows: &[crate::cli::StatusRow],
+        rows: &[crate::status::StatusRow],
         changes: &BTreeMap<String, i64>,
         emu: &emulator::Emulator,
         elapsed: Duration,

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::{ensure, secret};
-use crate::cli::Context;
+use super::Context;
+use crate::sync::{ensure, secret};
 use crate::{Clients, Error, Result};
 
 /// `syncd webhooks …`.
