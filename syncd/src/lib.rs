@@ -153,9 +153,18 @@ pub enum Error {
         /// What failed.
         message: String,
     },
-    /// Local I/O (binding the control plane, reading files).
-    #[error("{0}")]
-    Io(String),
+    /// Local I/O failed (binding the control plane, a socket or secret file, the terminal).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path or address.
+        what: String,
+        /// The operating system's error (or why the file was refused).
+        source: std::io::Error,
+    },
+    /// The demo's emulator failed.
+    #[cfg(feature = "demo")]
+    #[error("emulator: {0}")]
+    Emulator(#[from] emulator::Error),
     /// A sync read an answer of unexpected shape (a list without its `value` array, a row
     /// without its primary key). The run fails and nothing of that answer is written; it is
     /// never read as "no rows" (which a reconcile would take for deletes).
@@ -168,6 +177,16 @@ pub enum Error {
         /// What was missing.
         missing: String,
     },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
 }
 
 /// Result alias for syncd.

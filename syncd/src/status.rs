@@ -27,7 +27,10 @@ pub async fn report(store: Store, sinks: Vec<String>) -> Result<Report> {
         })
     })
     .await
-    .map_err(|e| Error::Io(e.to_string()))?
+    .map_err(|source| Error::Task {
+        what: "the status report",
+        source,
+    })?
 }
 
 /// One row of `syncd status`.

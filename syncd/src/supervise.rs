@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::loops::{self, LoopRow, LoopState};
-use crate::{Result, Services};
+use crate::{Error, Result, Services};
 
 /// Restart timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +156,11 @@ pub async fn supervise<O, F, Fut>(
             }
         };
         let error = match joined {
-            Ok(Ok(())) if !shutdown.is_cancelled() => {
-                "it returned although shutdown was not requested".to_string()
-            }
-            Ok(Ok(())) => {
+            Ok(Ok(()) | Err(Error::Shutdown)) if shutdown.is_cancelled() => {
                 observer.report(name, Event::Stopped { restarts }).await;
                 return;
             }
+            Ok(Ok(())) => "it returned although shutdown was not requested".to_string(),
             Ok(Err(error)) => error.to_string(),
             Err(join) if join.is_panic() => format!("panicked: {}", panic_text(join.into_panic())),
             Err(join) => format!("its task was cancelled: {join}"),
@@ -458,10 +456,10 @@ mod tests {
                     async move {
                         match n {
                             // Three quick failures, then one that runs 100 s before failing.
-                            0..=2 => Err(Error::Io("down".into())),
+                            0..=2 => Err(Error::io("down", std::io::Error::other("test failure"))),
                             3 => {
                                 sleep(Duration::from_secs(100)).await;
-                                Err(Error::Io("late".into()))
+                                Err(Error::io("late", std::io::Error::other("test failure")))
                             }
                             _ => {
                                 shutdown.cancelled().await;
@@ -505,7 +503,7 @@ mod tests {
             tokio::spawn(async move {
                 supervise("outbox", POLICY, &*recorder, &shutdown, || {
                     starts.fetch_add(1, Ordering::SeqCst);
-                    async { Err(Error::Io("always".into())) }
+                    async { Err(Error::io("always", std::io::Error::other("test failure"))) }
                 })
                 .await
             })
@@ -535,7 +533,7 @@ mod tests {
                     let shutdown = shutdown.clone();
                     async move {
                         shutdown.cancelled().await;
-                        Err(Error::Io("shutting down".into()))
+                        Err(Error::Shutdown)
                     }
                 })
                 .await

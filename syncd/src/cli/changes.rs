@@ -27,11 +27,17 @@ pub async fn changes(
                 changes_after(&store, &tenants, last, subscription.as_deref(), 10_000)
             })
             .await
-            .map_err(|e| Error::Io(e.to_string()))??
+            .map_err(|source| Error::Task {
+                what: "reading changes",
+                source,
+            })??
         };
         let mut out = std::io::stdout().lock();
         for change in &batch {
-            let line = serde_json::to_string(change).map_err(|e| Error::Io(e.to_string()))?;
+            let line = serde_json::to_string(change).map_err(|source| Error::Encode {
+                what: format!("change seq {}", change.seq),
+                source,
+            })?;
             if writeln!(out, "{line}").is_err() {
                 return Ok(()); // the reader went away (e.g. `| head`)
             }

@@ -123,7 +123,6 @@ pub async fn run(_context: &Context, args: DemoArgs) -> Result<()> {
 
 /// The demo without printing the summary (the integration test runs this).
 pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
-    let emu_err = |e: emulator::Error| Error::Io(format!("emulator: {e}"));
     let counts = SeedCounts {
         contacts: args.contacts,
         persons: args.contacts * 2,
@@ -138,16 +137,12 @@ pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
         ..emulator::Config::default()
     };
     emulator_config.webhooks.retry_scale = 0.05;
-    let emu = Arc::new(
-        emulator::Emulator::start(emulator_config)
-            .await
-            .map_err(emu_err)?,
-    );
+    let emu = Arc::new(emulator::Emulator::start(emulator_config).await?);
 
     let workdir = tempfile_dir()?;
     let key_file = workdir.join("system-user.pem");
     std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM)
-        .map_err(|e| Error::Io(e.to_string()))?;
+        .map_err(|e| Error::io(format!("writing {}", key_file.display()), e))?;
     let store_path = args
         .store
         .clone()
@@ -300,7 +295,7 @@ fn tempfile_dir() -> Result<PathBuf> {
         rand::random::<u32>()
     ));
     std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     Ok(dir)
 }
 

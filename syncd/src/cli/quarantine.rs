@@ -57,8 +57,10 @@ pub async fn quarantine(context: &Context, command: QuarantineCommand) -> Result
             let rows = quarantine::list(&store, subscription).await?;
             if json {
                 for row in &rows {
-                    let line = serde_json::to_string(row)
-                        .map_err(|e| Error::Io(format!("encoding a quarantined record: {e}")))?;
+                    let line = serde_json::to_string(row).map_err(|source| Error::Encode {
+                        what: "a quarantined record".into(),
+                        source,
+                    })?;
                     println!("{line}");
                 }
                 return Ok(());

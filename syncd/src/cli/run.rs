@@ -81,7 +81,7 @@ struct Signals {
 impl Signals {
     fn install() -> Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        let io = |e: std::io::Error| Error::Io(format!("installing signal handlers: {e}"));
+        let io = |e: std::io::Error| Error::io("installing signal handlers", e);
         Ok(Signals {
             term: signal(SignalKind::terminate()).map_err(io)?,
             int: signal(SignalKind::interrupt()).map_err(io)?,

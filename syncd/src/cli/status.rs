@@ -13,7 +13,10 @@ pub async fn status(context: &Context, json: bool) -> Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::to_value(&report).map_err(|e| Error::Io(e.to_string()))?
+            serde_json::to_value(&report).map_err(|source| Error::Encode {
+                what: "the status report".into(),
+                source,
+            })?
         );
         return Ok(());
     }

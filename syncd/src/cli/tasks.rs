@@ -123,7 +123,10 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
                 .ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&task).map_err(|e| Error::Io(e.to_string()))?
+                serde_json::to_string_pretty(&task).map_err(|source| Error::Encode {
+                    what: "a task".into(),
+                    source,
+                })?
             );
         }
         TasksCommand::Retry { id, overwrite } => {

@@ -68,10 +68,10 @@ impl Listeners {
     /// Binds `control.listen` and, if configured, `control.listen_unix`.
     pub async fn bind(control: &Control) -> Result<Listeners> {
         let tcp = TcpListener::bind(control.listen).await.map_err(|e| {
-            Error::Io(format!(
-                "binding the control plane on {}: {e}",
-                control.listen
-            ))
+            Error::io(
+                format!("binding the control plane on {}", control.listen),
+                e,
+            )
         })?;
         let unix = match &control.listen_unix {
             Some(path) => Some((bind_unix(path)?, SocketFile(path.clone()))),
@@ -84,7 +84,7 @@ impl Listeners {
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.tcp
             .local_addr()
-            .map_err(|e| Error::Io(format!("the control plane's address: {e}")))
+            .map_err(|e| Error::io("the control plane's address", e))
     }
 }
 
@@ -95,31 +95,38 @@ fn bind_unix(path: &Path) -> Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             std::fs::remove_file(path).map_err(|e| {
-                Error::Io(format!(
-                    "control.listen_unix: removing the stale socket {shown}: {e}"
-                ))
+                Error::io(
+                    format!("control.listen_unix: removing the stale socket {shown}"),
+                    e,
+                )
             })?;
             tracing::info!(path = %shown, "control plane: replaced a stale socket file");
         }
         Ok(_) => {
-            return Err(Error::Io(format!(
-                "control.listen_unix: {shown} exists and is not a socket; not touching it"
-            )));
+            return Err(Error::io(
+                format!("control.listen_unix: {shown}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket; not touching it",
+                ),
+            ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(Error::Io(format!(
-                "control.listen_unix: inspecting {shown}: {e}"
-            )));
+            return Err(Error::io(
+                format!("control.listen_unix: inspecting {shown}"),
+                e,
+            ));
         }
     }
     let listener = UnixListener::bind(path)
-        .map_err(|e| Error::Io(format!("control.listen_unix: binding {shown}: {e}")))?;
+        .map_err(|e| Error::io(format!("control.listen_unix: binding {shown}"), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(UNIX_SOCKET_MODE)).map_err(
         |e| {
-            Error::Io(format!(
-                "control.listen_unix: setting the mode of {shown}: {e}"
-            ))
+            Error::io(
+                format!("control.listen_unix: setting the mode of {shown}"),
+                e,
+            )
         },
     )?;
     Ok(listener)

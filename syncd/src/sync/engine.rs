@@ -118,7 +118,7 @@ pub fn later(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 fn shutting_down() -> Error {
-    Error::Io("shutting down".into())
+    Error::Shutdown
 }
 
 impl Engine<'_> {

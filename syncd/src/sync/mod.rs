@@ -403,7 +403,10 @@ async fn prepare_webhook_secret(services: &Services) -> Result<()> {
     let config = services.config.clone();
     let resolved = tokio::task::spawn_blocking(move || secret::resolve(&config, generate))
         .await
-        .map_err(|e| Error::Io(format!("resolving the webhook secret: {e}")))??;
+        .map_err(|source| Error::Task {
+            what: "resolving the webhook secret",
+            source,
+        })??;
     match &resolved {
         Some(found) => tracing::info!(
             source = found.source.as_str(),

@@ -121,11 +121,16 @@ pub fn resolve(config: &Config, generate: Generate) -> Result<Option<WebhookSecr
     }))
 }
 
-fn file_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io(format!(
-        "webhook secret file {}: {what}: {e}",
-        path.display()
-    ))
+fn file_error(path: &Path, what: &str, e: impl Into<io::Error>) -> Error {
+    Error::io(
+        format!("webhook secret file {}: {what}", path.display()),
+        e.into(),
+    )
+}
+
+/// Why a secret file was refused although the OS could read it.
+fn refused(reason: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason.into())
 }
 
 /// Reads an existing secret file; `None` when it does not exist.
@@ -136,7 +141,7 @@ pub fn read(path: &Path) -> Result<Option<Secret>> {
         Err(e) => return Err(file_error(path, "reading", e)),
     };
     if !meta.is_file() {
-        return Err(file_error(path, "checking", "not a regular file"));
+        return Err(file_error(path, "checking", refused("not a regular file")));
     }
     check_private(path, &meta)?;
     let text = fs::read_to_string(path).map_err(|e| file_error(path, "reading", e))?;
@@ -145,7 +150,7 @@ pub fn read(path: &Path) -> Result<Option<Secret>> {
         return Err(file_error(
             path,
             "checking",
-            "the file is empty (delete it to have a new secret generated)",
+            refused("the file is empty (delete it to have a new secret generated)"),
         ));
     }
     Ok(Some(Secret::new(text.to_string())))
@@ -159,10 +164,10 @@ fn check_private(path: &Path, meta: &fs::Metadata) -> Result<()> {
         return Err(file_error(
             path,
             "checking",
-            format!(
+            refused(format!(
                 "mode {mode:04o} lets others read or write it; it must be 0600 (chmod 600 {})",
                 path.display()
-            ),
+            )),
         ));
     }
     Ok(())
@@ -210,7 +215,11 @@ fn create(path: &Path) -> Result<(Secret, SecretSource)> {
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let secret = read(path)?.ok_or_else(|| {
-                file_error(path, "reading", "it vanished right after it was created")
+                file_error(
+                    path,
+                    "reading",
+                    refused("it vanished right after it was created"),
+                )
             })?;
             Ok((secret, SecretSource::File))
         }
