@@ -16,6 +16,25 @@
 //! contacts.merge_patch(id, &serde_json::json!({ "Department": "Sales" }), None).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Every write is one [`WriteRequest`] sent by [`Entities::write`]: the operation, query
+//! parameters and an optional `If-Unmodified-Since` (the `create`/`update`/`patch`/… methods
+//! are shorthands for it). It goes through the runtime like every call: hooks, tenant endpoint,
+//! retries (`POST` and `PATCH` never after they may have reached the server), typed errors.
+//!
+//! ```no_run
+//! # async fn demo(client: &superoffice::Client) -> superoffice::Result<()> {
+//! use superoffice::entity::{EntityKind, WriteRequest};
+//! let saved = client
+//!     .entities(EntityKind::Contact)
+//!     .write(
+//!         &WriteRequest::merge_patch(5, serde_json::json!({ "Department": "Sales" }))
+//!             .query("$select", "Name,Department")
+//!             .if_unmodified_since(Some(chrono::Utc::now())),
+//!     )
+//!     .await?;                                         // PATCH /api/v1/Contact/5?%24select=…
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -382,11 +401,40 @@ impl<'a> Entities<'a> {
         .await
     }
 
+    /// Sends one write (see [`WriteRequest`]); answers the entity the server saved, `None` for
+    /// a delete. A change after `if_unmodified_since` is [`Error::PreconditionFailed`], a failed
+    /// JSON Patch `test` is [`Error::Conflict`].
+    pub async fn write(&self, request: &WriteRequest) -> Result<Option<Value>> {
+        if matches!(request.op, WriteOp::Delete(_))
+            && self.kind.deletes() == DeleteKind::Unsupported
+        {
+            return Err(Error::InvalidRequest(format!(
+                "{} cannot be deleted through the REST API",
+                self.kind
+            )));
+        }
+        let mut raw = RawRequest::new(request.method(), request.path_and_query(self.kind));
+        if let Some(at) = request.if_unmodified_since {
+            raw = raw.header(
+                HeaderName::from_static("if-unmodified-since"),
+                http_date(at),
+            );
+        }
+        if let (Some(content_type), Some(body)) = (request.content_type(), request.body()) {
+            raw = raw.json(content_type, body)?;
+        }
+        let verb = request.verb();
+        if matches!(request.op, WriteOp::Delete(_)) {
+            self.client.send_raw(self.op(verb), raw).await?;
+            return Ok(None);
+        }
+        self.json(verb, raw).await.map(Some)
+    }
+
     /// `POST /api/v1/{Entity}` with a complete body; answers the saved entity.
     pub async fn create(&self, body: &Value) -> Result<Value> {
-        let request = RawRequest::new(Method::POST, format!("/api/v1/{}", self.kind.name()))
-            .json("application/json", body)?;
-        self.json("post", request).await
+        self.write_answering(&WriteRequest::post(body.clone()))
+            .await
     }
 
     /// Starts from `/default`, merges `fields` into it (JSON merge patch rules) and POSTs it.
@@ -404,12 +452,10 @@ impl<'a> Entities<'a> {
         body: &Value,
         if_unmodified_since: Option<DateTime<Utc>>,
     ) -> Result<Value> {
-        let request = conditional(
-            RawRequest::new(Method::PUT, self.by_id(id)),
-            if_unmodified_since,
+        self.write_answering(
+            &WriteRequest::put(id, body.clone()).if_unmodified_since(if_unmodified_since),
         )
-        .json("application/json", body)?;
-        self.json("put", request).await
+        .await
     }
 
     /// `PATCH` with JSON Patch operations (`add`, `replace`, `remove`, `test`); a failed `test`
@@ -420,12 +466,11 @@ impl<'a> Entities<'a> {
         operations: &Value,
         if_unmodified_since: Option<DateTime<Utc>>,
     ) -> Result<Value> {
-        let request = conditional(
-            RawRequest::new(Method::PATCH, self.by_id(id)),
-            if_unmodified_since,
+        self.write_answering(
+            &WriteRequest::json_patch(id, operations.clone())
+                .if_unmodified_since(if_unmodified_since),
         )
-        .json("application/json-patch+json", operations)?;
-        self.json("patch", request).await
+        .await
     }
 
     /// `PATCH` with a JSON merge patch (`{"Name": "New"}`).
@@ -435,30 +480,22 @@ impl<'a> Entities<'a> {
         patch: &Value,
         if_unmodified_since: Option<DateTime<Utc>>,
     ) -> Result<Value> {
-        let request = conditional(
-            RawRequest::new(Method::PATCH, self.by_id(id)),
-            if_unmodified_since,
+        self.write_answering(
+            &WriteRequest::merge_patch(id, patch.clone()).if_unmodified_since(if_unmodified_since),
         )
-        .json("application/merge-patch+json", patch)?;
-        self.json("merge_patch", request).await
+        .await
     }
 
     /// `DELETE /api/v1/{Entity}/{id}` (soft for contacts and persons, a status for tickets).
     pub async fn delete(&self, id: i32, if_unmodified_since: Option<DateTime<Utc>>) -> Result<()> {
-        if self.kind.deletes() == DeleteKind::Unsupported {
-            return Err(Error::InvalidRequest(format!(
-                "{} cannot be deleted through the REST API",
-                self.kind
-            )));
-        }
-        let request = conditional(
-            RawRequest::new(Method::DELETE, self.by_id(id)),
-            if_unmodified_since,
-        );
-        self.client
-            .send_raw(self.op("delete"), request)
+        self.write(&WriteRequest::delete(id).if_unmodified_since(if_unmodified_since))
             .await
             .map(|_| ())
+    }
+
+    /// [`Entities::write`] for the writes that answer the entity.
+    async fn write_answering(&self, request: &WriteRequest) -> Result<Value> {
+        Ok(self.write(request).await?.unwrap_or(Value::Null))
     }
 
     /// Rows of the entity's list archive, keyset-paged on the primary key (pages of 1000).
@@ -489,13 +526,178 @@ impl<'a> Entities<'a> {
     }
 }
 
-fn conditional(request: RawRequest, if_unmodified_since: Option<DateTime<Utc>>) -> RawRequest {
-    match if_unmodified_since {
-        Some(at) => request.header(
-            HeaderName::from_static("if-unmodified-since"),
-            http_date(at),
-        ),
-        None => request,
+/// The operation of a [`WriteRequest`].
+#[derive(Debug, Clone, PartialEq)]
+enum WriteOp {
+    Post(Value),
+    Put(i32, Value),
+    JsonPatch(i32, Value),
+    MergePatch(i32, Value),
+    Delete(i32),
+}
+
+/// One entity write for [`Entities::write`]: the operation with its body, query parameters
+/// (percent-encoded into the path) and an optional `If-Unmodified-Since`.
+///
+/// ```
+/// use superoffice::entity::{EntityKind, WriteRequest};
+/// let request = WriteRequest::delete(3).query("force", "true");
+/// assert_eq!(request.path_and_query(EntityKind::Sale), "/api/v1/Sale/3?force=true");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteRequest {
+    op: WriteOp,
+    query: Vec<(String, String)>,
+    if_unmodified_since: Option<DateTime<Utc>>,
+}
+
+impl WriteRequest {
+    fn new(op: WriteOp) -> Self {
+        WriteRequest {
+            op,
+            query: Vec::new(),
+            if_unmodified_since: None,
+        }
+    }
+
+    /// `POST /api/v1/{Entity}` with a complete body (start from `/default`).
+    pub fn post(body: Value) -> Self {
+        Self::new(WriteOp::Post(body))
+    }
+
+    /// `PUT /api/v1/{Entity}/{id}`: replaces the entity.
+    pub fn put(id: i32, body: Value) -> Self {
+        Self::new(WriteOp::Put(id, body))
+    }
+
+    /// `PATCH /api/v1/{Entity}/{id}` with JSON Patch operations (`application/json-patch+json`).
+    pub fn json_patch(id: i32, operations: Value) -> Self {
+        Self::new(WriteOp::JsonPatch(id, operations))
+    }
+
+    /// `PATCH /api/v1/{Entity}/{id}` with a JSON merge patch (`application/merge-patch+json`).
+    pub fn merge_patch(id: i32, patch: Value) -> Self {
+        Self::new(WriteOp::MergePatch(id, patch))
+    }
+
+    /// `DELETE /api/v1/{Entity}/{id}`.
+    pub fn delete(id: i32) -> Self {
+        Self::new(WriteOp::Delete(id))
+    }
+
+    /// Adds a query parameter (`$select`, …); parameters keep their order.
+    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds query parameters.
+    pub fn queries<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.query
+            .extend(pairs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Sends `If-Unmodified-Since` (second precision): a change after `at` is
+    /// [`Error::PreconditionFailed`] and nothing is written. `None` sends none.
+    pub fn if_unmodified_since(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.if_unmodified_since = at;
+        self
+    }
+
+    /// The record the write addresses (`None` for a `POST`).
+    pub fn id(&self) -> Option<i32> {
+        match &self.op {
+            WriteOp::Post(_) => None,
+            WriteOp::Put(id, _)
+            | WriteOp::JsonPatch(id, _)
+            | WriteOp::MergePatch(id, _)
+            | WriteOp::Delete(id) => Some(*id),
+        }
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> Method {
+        match &self.op {
+            WriteOp::Post(_) => Method::POST,
+            WriteOp::Put(..) => Method::PUT,
+            WriteOp::JsonPatch(..) | WriteOp::MergePatch(..) => Method::PATCH,
+            WriteOp::Delete(_) => Method::DELETE,
+        }
+    }
+
+    /// The body's content type (`None` for a delete).
+    pub fn content_type(&self) -> Option<&'static str> {
+        match &self.op {
+            WriteOp::Post(_) | WriteOp::Put(..) => Some("application/json"),
+            WriteOp::JsonPatch(..) => Some("application/json-patch+json"),
+            WriteOp::MergePatch(..) => Some("application/merge-patch+json"),
+            WriteOp::Delete(_) => None,
+        }
+    }
+
+    /// The body (`None` for a delete).
+    pub fn body(&self) -> Option<&Value> {
+        match &self.op {
+            WriteOp::Post(b)
+            | WriteOp::Put(_, b)
+            | WriteOp::JsonPatch(_, b)
+            | WriteOp::MergePatch(_, b) => Some(b),
+            WriteOp::Delete(_) => None,
+        }
+    }
+
+    /// The `If-Unmodified-Since` instant, if any.
+    pub fn precondition(&self) -> Option<DateTime<Utc>> {
+        self.if_unmodified_since
+    }
+
+    /// `/api/v1/{Entity}[/{id}][?query]`, the query form-urlencoded.
+    pub fn path_and_query(&self, kind: EntityKind) -> String {
+        let base = match self.id() {
+            None => format!("/api/v1/{}", kind.name()),
+            Some(id) => format!("/api/v1/{}/{id}", kind.name()),
+        };
+        if self.query.is_empty() {
+            return base;
+        }
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.query)
+            .finish();
+        format!("{base}?{encoded}")
+    }
+
+    /// The request as text (method and path, `If-Unmodified-Since`, content type, the body
+    /// pretty-printed), for dry runs and logs.
+    pub fn render(&self, kind: EntityKind) -> String {
+        let mut text = format!("{} {}", self.method(), self.path_and_query(kind));
+        if let Some(at) = self.if_unmodified_since {
+            let date = http_date(at);
+            text.push_str("\nIf-Unmodified-Since: ");
+            text.push_str(date.to_str().unwrap_or_default());
+        }
+        if let (Some(content_type), Some(body)) = (self.content_type(), self.body()) {
+            text.push_str(&format!(
+                "\nContent-Type: {content_type}\n\n{}",
+                serde_json::to_string_pretty(body).unwrap_or_default()
+            ));
+        }
+        text
+    }
+
+    /// The verb of the operation id (`contact_post`, `contact_merge_patch`, …), shaped like
+    /// the generated ones so retry opt-ins name them the same way.
+    fn verb(&self) -> &'static str {
+        match &self.op {
+            WriteOp::Post(_) => "post",
+            WriteOp::Put(..) => "put",
+            WriteOp::JsonPatch(..) => "patch",
+            WriteOp::MergePatch(..) => "merge_patch",
+            WriteOp::Delete(_) => "delete",
+        }
     }
 }
 
@@ -746,6 +948,55 @@ mod tests {
         assert_eq!(
             target,
             json!({ "b": { "c": 9, "d": 3 }, "e": [2], "f": "new" })
+        );
+    }
+
+    #[test]
+    fn write_requests_describe_themselves() {
+        let at = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let patch = WriteRequest::json_patch(
+            5,
+            json!([{ "op": "replace", "path": "/Name", "value": "B" }]),
+        )
+        .query("$select", "Name,Department")
+        .if_unmodified_since(Some(at));
+        assert_eq!(patch.method(), Method::PATCH);
+        assert_eq!(patch.id(), Some(5));
+        assert_eq!(patch.precondition(), Some(at));
+        assert_eq!(
+            patch.path_and_query(EntityKind::Contact),
+            "/api/v1/Contact/5?%24select=Name%2CDepartment"
+        );
+        let text = patch.render(EntityKind::Contact);
+        assert!(
+            text.starts_with("PATCH /api/v1/Contact/5?%24select=Name%2CDepartment\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nIf-Unmodified-Since: Wed, 21 Oct 2015 07:28:00 GMT\n"));
+        assert!(text.contains("\nContent-Type: application/json-patch+json\n\n["));
+        assert_eq!(patch.verb(), "patch");
+
+        let post = WriteRequest::post(json!({ "Name": "A" }));
+        assert_eq!(post.id(), None);
+        assert_eq!(post.path_and_query(EntityKind::Sale), "/api/v1/Sale");
+        assert_eq!(post.content_type(), Some("application/json"));
+        assert_eq!(
+            WriteRequest::merge_patch(2, json!({})).content_type(),
+            Some("application/merge-patch+json")
+        );
+        assert_eq!(
+            WriteRequest::merge_patch(2, json!({})).verb(),
+            "merge_patch"
+        );
+        assert_eq!(WriteRequest::put(2, json!({})).method(), Method::PUT);
+        let delete = WriteRequest::delete(3).queries([("a", "1"), ("b", "x y")]);
+        assert_eq!(delete.body(), None);
+        assert_eq!(delete.content_type(), None);
+        assert_eq!(
+            delete.render(EntityKind::Sale),
+            "DELETE /api/v1/Sale/3?a=1&b=x+y"
         );
     }
 

@@ -2,14 +2,17 @@
 
 mod support;
 
+use std::time::Duration;
+
 use chrono::{Duration as ChronoDuration, Utc};
 use futures::TryStreamExt;
 use serde_json::json;
 use superoffice::Error;
-use superoffice::entity::{self, Contact, EntityKind, Person};
+use superoffice::entity::{self, Contact, EntityKind, Person, WriteRequest};
 use superoffice::odata::{Query, col};
 use superoffice::paginate::{self, Source, Strategy};
-use support::emulator_client;
+use superoffice::retry::RetryPolicy;
+use support::{Scripted, Step, emulator_client};
 
 async fn emulator(contacts: u32, persons: u32) -> emulator::Emulator {
     let counts = emulator::SeedCounts {
@@ -249,4 +252,182 @@ async fn deleted_contacts_show_up_in_the_recycle_archive() {
         client.entities(EntityKind::Selection).delete(1, None).await,
         Err(Error::InvalidRequest(_))
     ));
+}
+
+#[tokio::test]
+async fn writes_carry_query_parameters_and_the_precondition() {
+    let server = Scripted::start(vec![
+        Step::json(200, json!({ "ContactId": 5, "Name": "B" })),
+        Step::json(200, json!({})),
+        Step::json(200, json!({ "ContactId": 9 })),
+    ])
+    .await;
+    let client = server.client().build().unwrap();
+    let contacts = client.entities(EntityKind::Contact);
+    let at = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00.750Z")
+        .unwrap()
+        .with_timezone(&Utc);
+
+    let saved = contacts
+        .write(
+            &WriteRequest::merge_patch(5, json!({ "Name": "B" }))
+                .query("$select", "Name,Department")
+                .if_unmodified_since(Some(at)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved, Some(json!({ "ContactId": 5, "Name": "B" })));
+    let deleted = contacts
+        .write(&WriteRequest::delete(5).queries([("a", "1 2"), ("b", "&")]))
+        .await
+        .unwrap();
+    assert_eq!(deleted, None, "a delete answers no entity");
+    let created = contacts
+        .write(&WriteRequest::post(json!({ "Name": "C" })))
+        .await
+        .unwrap();
+    assert_eq!(created, Some(json!({ "ContactId": 9 })));
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].method, "PATCH");
+    assert_eq!(
+        seen[0].target,
+        "/Cust1/api/v1/Contact/5?%24select=Name%2CDepartment"
+    );
+    assert_eq!(
+        seen[0].header("if-unmodified-since"),
+        Some("Wed, 21 Oct 2015 07:28:00 GMT")
+    );
+    assert_eq!(
+        seen[0].header("content-type"),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(seen[1].method, "DELETE");
+    assert_eq!(seen[1].target, "/Cust1/api/v1/Contact/5?a=1+2&b=%26");
+    assert_eq!(seen[1].header("if-unmodified-since"), None);
+    assert_eq!(seen[1].header("content-type"), None);
+    assert_eq!(seen[2].method, "POST");
+    assert_eq!(seen[2].target, "/Cust1/api/v1/Contact");
+    assert_eq!(seen[2].header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn writes_fail_with_typed_errors_and_an_unexpected_answer_is_an_error() {
+    let server = Scripted::start(vec![
+        Step::json(412, json!({ "Error": "changed" })),
+        Step::json(409, json!({ "Error": "test failed" })),
+        Step::text(200, "application/json", "not json"),
+    ])
+    .await;
+    let client = server.client().build().unwrap();
+    let contacts = client.entities(EntityKind::Contact);
+    let err = contacts
+        .write(&WriteRequest::put(5, json!({})).if_unmodified_since(Some(Utc::now())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed(_)), "{err:?}");
+    let err = contacts
+        .write(&WriteRequest::json_patch(5, json!([])).query("x", "y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    let err = contacts
+        .write(&WriteRequest::post(json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    let err = client
+        .entities(EntityKind::Selection)
+        .write(&WriteRequest::delete(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "the refused delete was not sent"
+    );
+}
+
+#[tokio::test]
+async fn entity_writes_retry_only_what_is_idempotent() {
+    let retries = RetryPolicy::default()
+        .with_max_attempts(4)
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5));
+    let unavailable_then_ok = || {
+        vec![
+            Step::json(503, json!({})),
+            Step::json(200, json!({ "ContactId": 5 })),
+        ]
+    };
+
+    // PUT and DELETE are idempotent: retried.
+    for request in [
+        WriteRequest::put(5, json!({})).query("q", "1"),
+        WriteRequest::delete(5),
+    ] {
+        let server = Scripted::start(unavailable_then_ok()).await;
+        let client = server.client().retry(retries.clone()).build().unwrap();
+        client
+            .entities(EntityKind::Contact)
+            .write(&request)
+            .await
+            .unwrap();
+        assert_eq!(server.requests().len(), 2, "{request:?}");
+    }
+
+    // POST and PATCH may have reached the server: never retried.
+    for request in [
+        WriteRequest::post(json!({})).query("q", "1"),
+        WriteRequest::json_patch(5, json!([])),
+        WriteRequest::merge_patch(5, json!({})),
+    ] {
+        let server = Scripted::start(unavailable_then_ok()).await;
+        let client = server.client().retry(retries.clone()).build().unwrap();
+        let err = client
+            .entities(EntityKind::Contact)
+            .write(&request)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(server.requests().len(), 1, "{request:?}");
+    }
+
+    // The operation ids are the generated ones', so opt-ins name them the same way.
+    let mut opted = retries.clone();
+    opted
+        .non_idempotent_operations
+        .insert("contact_merge_patch".into());
+    let server = Scripted::start(unavailable_then_ok()).await;
+    let client = server.client().retry(opted).build().unwrap();
+    client
+        .entities(EntityKind::Contact)
+        .write(&WriteRequest::merge_patch(5, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn conditional_writes_against_the_emulator() {
+    let emu = emulator(2, 0).await;
+    let client = emulator_client(&emu).build().unwrap();
+    let contacts = client.entities(EntityKind::Contact);
+    let past = Utc::now() - ChronoDuration::days(365 * 50);
+    let future = Utc::now() + ChronoDuration::days(365 * 20);
+    let patch = || WriteRequest::merge_patch(1, json!({ "Department": "Sales" }));
+
+    let err = contacts
+        .write(&patch().if_unmodified_since(Some(past)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed(_)), "{err:?}");
+    let saved = contacts
+        .write(&patch().if_unmodified_since(Some(future)))
+        .await
+        .unwrap()
+        .expect("the saved entity");
+    assert_eq!(saved["Department"], "Sales");
+    assert_eq!(contacts.get(1).await.unwrap()["Department"], "Sales");
 }

@@ -20,6 +20,13 @@
 //! A per-entity lock keeps step 3 from mistaking a concurrent create's fresh record (POSTed,
 //! id not yet committed) for an orphan: POSTs hold it shared until their id is committed, the
 //! search holds it exclusively.
+//!
+//! Decisions are values: every step answers `Ok` with what happened ([`Outcome`]: a
+//! [`Finish`] to record, a release at shutdown, a POST whose id is committed), and `Err` only
+//! with a [`Failure`] (the API failed, a local step failed, or the task cannot be delivered as
+//! it stands), which [`Delivery::attempt`] classifies into retry, dead or failed. This module
+//! calls [`super::recover`]; recover knows nothing of delivery. The tenant's client is resolved
+//! once per attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +34,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
+use superoffice::Client;
 use superoffice::entity::EntityKind;
 use superoffice::odata::Query;
 use tokio_util::sync::CancellationToken;
@@ -70,9 +78,15 @@ pub enum Outcome {
     },
 }
 
-/// Why a step stopped.
+impl From<Finish> for Outcome {
+    fn from(finish: Finish) -> Self {
+        Outcome::Finish(Box::new(finish))
+    }
+}
+
+/// Why an attempt could not go on (what it decided is an `Ok`).
 #[derive(Debug)]
-pub(crate) enum Stop {
+pub(crate) enum Failure {
     /// The API failed; `sent`: a non-idempotent write may have reached the server.
     Api {
         error: superoffice::Error,
@@ -80,38 +94,34 @@ pub(crate) enum Stop {
     },
     /// The ledger (or another local step) failed.
     Local(Error),
-    /// A decided outcome.
-    Finish(Box<Finish>),
-    /// Shutdown before the first write.
-    Shutdown,
-    /// A create's id is committed; the key is stored next (see [`Outcome::Posted`]).
-    Posted { record: i64, answer: Box<Value> },
+    /// The task cannot be delivered as it stands (an invalid payload, an unknown tenant, an
+    /// answer that leaves it in doubt): it fails, for an operator, and is not retried.
+    Permanent(String),
 }
 
-impl From<superoffice::Error> for Stop {
-    fn from(error: superoffice::Error) -> Self {
-        Stop::Api { error, sent: false }
+impl Failure {
+    /// A write that may have reached the server failed.
+    fn sent(error: superoffice::Error) -> Failure {
+        Failure::Api { error, sent: true }
     }
 }
 
-impl From<Error> for Stop {
+impl From<superoffice::Error> for Failure {
+    fn from(error: superoffice::Error) -> Self {
+        Failure::Api { error, sent: false }
+    }
+}
+
+impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         match error {
-            Error::Api(error) => Stop::Api { error, sent: false },
-            other => Stop::Local(other),
+            Error::Api(error) => Failure::Api { error, sent: false },
+            other => Failure::Local(other),
         }
     }
 }
 
-fn stop(finish: Finish) -> Stop {
-    Stop::Finish(Box::new(finish))
-}
-
-fn sent(error: superoffice::Error) -> Stop {
-    Stop::Api { error, sent: true }
-}
-
-type Step<T> = Result<T, Stop>;
+type Step<T> = Result<T, Failure>;
 
 /// Everything a delivery needs.
 pub(crate) struct Delivery<'a> {
@@ -119,6 +129,13 @@ pub(crate) struct Delivery<'a> {
     pub shared: &'a OutboxShared,
     pub shutdown: &'a CancellationToken,
     pub committer: &'a Committer,
+}
+
+/// One attempt's task with its entity and its tenant's client, resolved once.
+struct Job<'t> {
+    task: &'t Task,
+    kind: EntityKind,
+    client: &'t Client,
 }
 
 /// The retry delay after `attempts` attempts: `backoff × 2^(attempts-1)`, capped, with jitter
@@ -160,6 +177,12 @@ fn record_id_of(kind: EntityKind, entity: &Value) -> Option<i64> {
         .filter(|id| *id > 0)
 }
 
+/// A record id as the REST API addresses it.
+fn rest_id(record: i64) -> Step<i32> {
+    i32::try_from(record)
+        .map_err(|_| Failure::Permanent(format!("record id {record} is out of range")))
+}
+
 impl Delivery<'_> {
     fn keys(&self) -> &ForeignKeys {
         &self.shared.keys
@@ -171,22 +194,20 @@ impl Delivery<'_> {
             return Outcome::Release;
         }
         match self.run(task, prefetch).await {
-            Ok(finish) => Outcome::Finish(Box::new(finish)),
-            Err(Stop::Finish(finish)) => Outcome::Finish(finish),
-            Err(Stop::Shutdown) => Outcome::Release,
-            Err(Stop::Posted { record, answer }) => Outcome::Posted { record, answer },
-            Err(Stop::Api { error, sent }) => {
-                Outcome::Finish(Box::new(self.classify(task, error, sent)))
-            }
-            Err(Stop::Local(error)) => {
+            Ok(outcome) => outcome,
+            Err(failure) => self.fail(task, failure).into(),
+        }
+    }
+
+    /// What a failure means for the task.
+    fn fail(&self, task: &Task, failure: Failure) -> Finish {
+        match failure {
+            Failure::Api { error, sent } => self.classify(task, error, sent),
+            Failure::Local(error) => {
                 tracing::error!(task = task.id, %error, "outbox: local failure during delivery");
-                Outcome::Finish(Box::new(self.retry_or_dead(
-                    task,
-                    format!("local: {error}"),
-                    true,
-                    None,
-                )))
+                self.retry_or_dead(task, format!("local: {error}"), true, None)
             }
+            Failure::Permanent(error) => Finish::Failed { error },
         }
     }
 
@@ -244,42 +265,37 @@ impl Delivery<'_> {
         }
     }
 
-    async fn run(&self, task: &Task, prefetch: Prefetch) -> Step<Finish> {
-        let action = task.action().map_err(|e| {
-            stop(Finish::Failed {
-                error: e.to_string(),
-            })
-        })?;
-        let kind = task.entity().map_err(|e| {
-            stop(Finish::Failed {
-                error: e.to_string(),
-            })
-        })?;
+    async fn run(&self, task: &Task, prefetch: Prefetch) -> Step<Outcome> {
+        let action = task
+            .action()
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let kind = task
+            .entity()
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        let client = self.client(task)?;
+        let job = Job { task, kind, client };
         match action {
-            Action::Create => self.create(task, kind, prefetch).await,
-            Action::Upsert => self.upsert(task, kind, prefetch).await,
-            Action::Update | Action::Patch => self.modify(task, kind, action).await,
-            Action::Delete => self.delete(task, kind).await,
+            Action::Create => self.create(&job, prefetch).await,
+            Action::Upsert => self.upsert(&job, prefetch).await,
+            Action::Update | Action::Patch => self.modify(&job, action).await,
+            Action::Delete => self.delete(&job).await,
         }
     }
 
-    fn client(&self, task: &Task) -> Step<&superoffice::Client> {
-        self.services.clients.get(&task.tenant).map_err(|e| {
-            stop(Finish::Failed {
-                error: format!("tenant {:?}: {e}", task.tenant),
-            })
-        })
+    fn client(&self, task: &Task) -> Step<&Client> {
+        self.services
+            .clients
+            .get(&task.tenant)
+            .map_err(|e| Failure::Permanent(format!("tenant {:?}: {e}", task.tenant)))
     }
 
     fn payload(task: &Task) -> Step<Value> {
-        task.payload.clone().ok_or_else(|| {
-            stop(Finish::Failed {
-                error: "payload: missing".into(),
-            })
-        })
+        task.payload
+            .clone()
+            .ok_or_else(|| Failure::Permanent("payload: missing".into()))
     }
 
-    async fn ensure_foreign_app(&self, client: &superoffice::Client) -> Step<()> {
+    async fn ensure_foreign_app(&self, client: &Client) -> Step<()> {
         if !self.shared.foreign_app_ready() {
             self.keys().ensure(client).await?;
             self.shared.set_foreign_app_ready();
@@ -288,19 +304,14 @@ impl Delivery<'_> {
     }
 
     /// Reads a record back (for adoption and conflicts); `None` when it is gone or unreadable.
-    async fn read(
-        &self,
-        client: &superoffice::Client,
-        kind: EntityKind,
-        id: i64,
-    ) -> Step<Option<Value>> {
-        if !kind.supports_get() {
+    async fn read(&self, job: &Job<'_>, id: i64) -> Step<Option<Value>> {
+        if !job.kind.supports_get() {
             return Ok(None);
         }
         let Ok(id) = i32::try_from(id) else {
             return Ok(None);
         };
-        match client.entities(kind).get(id).await {
+        match job.client.entities(job.kind).get(id).await {
             Ok(entity) => Ok(Some(entity)),
             Err(superoffice::Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -308,12 +319,11 @@ impl Delivery<'_> {
     }
 
     /// The record exists already (its key was found, or its POST answered earlier): done.
-    async fn adopt(&self, task: &Task, kind: EntityKind, id: i64) -> Step<Finish> {
-        let client = self.client(task)?;
-        let entity = self.read(client, kind, id).await?;
+    async fn adopt(&self, job: &Job<'_>, id: i64) -> Step<Finish> {
+        let entity = self.read(job, id).await?;
         Ok(Finish::Done {
             result_id: Some(id),
-            echo: Some(echo(kind, id, entity.as_ref())).filter(|e| e.hash.is_some()),
+            echo: Some(echo(job.kind, id, entity.as_ref())).filter(|e| e.hash.is_some()),
             result: entity,
             conflict: None,
         })
@@ -327,17 +337,11 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    /// POSTs `body`, commits the new id, stores the key. `exclusive`: the caller holds the
-    /// entity lock exclusively already.
-    async fn post_new(
-        &self,
-        task: &Task,
-        kind: EntityKind,
-        body: Value,
-        exclusive: bool,
-    ) -> Step<Finish> {
-        let client = self.client(task)?;
-        self.ensure_foreign_app(client).await?;
+    /// POSTs `body` and commits the new id: [`Outcome::Posted`] (the key is stored next).
+    /// `exclusive`: the caller holds the entity lock exclusively already.
+    async fn post_new(&self, job: &Job<'_>, body: Value, exclusive: bool) -> Step<Outcome> {
+        let (task, kind) = (job.task, job.kind);
+        self.ensure_foreign_app(job.client).await?;
         let lock = self.shared.entity_lock(kind);
         let shared_guard = if exclusive {
             None
@@ -345,27 +349,25 @@ impl Delivery<'_> {
             Some(lock.read_owned().await)
         };
         if self.shutdown.is_cancelled() {
-            return Err(Stop::Shutdown);
+            return Ok(Outcome::Release);
         }
         let query = task.query_pairs();
         let answer = WriteOp::Post(body)
-            .send(client, kind, &query, None)
+            .send(job.client, kind, &query, None)
             .await
-            .map_err(sent)?
+            .map_err(Failure::sent)?
             .unwrap_or(Value::Null);
         failpoint("outbox.after_post");
         let Some(record) = record_id_of(kind, &answer) else {
-            return Err(stop(Finish::Failed {
-                error: format!(
-                    "the POST answered without {}; the record may exist (check the tenant, then skip or retry)",
-                    kind.id_field()
-                ),
-            }));
+            return Err(Failure::Permanent(format!(
+                "the POST answered without {}; the record may exist (check the tenant, then skip or retry)",
+                kind.id_field()
+            )));
         };
         self.record_posted(task, record).await?;
         drop(shared_guard);
         failpoint("outbox.after_record");
-        Err(Stop::Posted {
+        Ok(Outcome::Posted {
             record,
             answer: Box::new(answer),
         })
@@ -376,84 +378,67 @@ impl Delivery<'_> {
     /// leaves `result_id` in place, so the next attempt only completes the key.
     pub async fn store_key(&self, task: &Task, record: i64, answer: Value) -> Outcome {
         let stored = async {
-            let kind = task.entity().map_err(|e| {
-                stop(Finish::Failed {
-                    error: e.to_string(),
-                })
-            })?;
+            let kind = task
+                .entity()
+                .map_err(|e| Failure::Permanent(e.to_string()))?;
             let client = self.client(task)?;
             self.keys()
                 .store(client, kind, &task.record_key(), record)
                 .await?;
-            Ok::<_, Stop>(kind)
+            Ok::<_, Failure>(kind)
         };
-        match stored.await {
+        let finish = match stored.await {
             Ok(kind) => {
                 failpoint("outbox.after_key");
-                Outcome::Finish(Box::new(Finish::Done {
+                Finish::Done {
                     result_id: Some(record),
                     echo: Some(echo(kind, record, Some(&answer))),
                     result: Some(answer),
                     conflict: None,
-                }))
+                }
             }
-            Err(Stop::Finish(finish)) => Outcome::Finish(finish),
-            Err(Stop::Api { error, .. }) => {
-                Outcome::Finish(Box::new(self.classify(task, error, false)))
+            Err(Failure::Permanent(error)) => Finish::Failed { error },
+            Err(Failure::Api { error, .. }) => self.classify(task, error, false),
+            Err(Failure::Local(error)) => {
+                tracing::error!(task = task.id, record, %error, "outbox: storing the key failed locally");
+                self.retry_or_dead(task, format!("storing the key: {error}"), false, None)
             }
-            Err(other) => Outcome::Finish(Box::new(self.retry_or_dead(
-                task,
-                format!("storing the key: {other:?}"),
-                false,
-                None,
-            ))),
-        }
+        };
+        finish.into()
     }
 
     /// The record key's record, from the prefetch or a lookup.
-    async fn find_by_key(
-        &self,
-        task: &Task,
-        kind: EntityKind,
-        prefetch: Prefetch,
-    ) -> Step<Option<i64>> {
+    async fn find_by_key(&self, job: &Job<'_>, prefetch: Prefetch) -> Step<Option<i64>> {
         match prefetch {
             Prefetch::Found(id) => Ok(Some(id)),
-            Prefetch::Absent if !task.maybe_sent => Ok(None),
-            _ => {
-                let client = self.client(task)?;
-                Ok(self.keys().lookup(client, kind, &task.record_key()).await?)
-            }
+            Prefetch::Absent if !job.task.maybe_sent => Ok(None),
+            _ => Ok(self
+                .keys()
+                .lookup(job.client, job.kind, &job.task.record_key())
+                .await?),
         }
     }
 
     /// A POST of this task answered before: make sure the key is there, read the record.
-    async fn complete_posted(&self, task: &Task, kind: EntityKind, record: i64) -> Step<Finish> {
-        let client = self.client(task)?;
-        self.ensure_foreign_app(client).await?;
+    async fn complete_posted(&self, job: &Job<'_>, record: i64) -> Step<Finish> {
+        self.ensure_foreign_app(job.client).await?;
         self.keys()
-            .ensure_stored(client, kind, &task.record_key(), record)
+            .ensure_stored(job.client, job.kind, &job.task.record_key(), record)
             .await?;
-        self.adopt(task, kind, record).await
+        self.adopt(job, record).await
     }
 
     /// Creates through the exactly-once steps; `body` is what to POST, `compare` what the
     /// orphan search compares records with.
-    async fn create_once(
-        &self,
-        task: &Task,
-        kind: EntityKind,
-        body: Value,
-        compare: &Value,
-    ) -> Step<Finish> {
+    async fn create_once(&self, job: &Job<'_>, body: Value, compare: &Value) -> Step<Outcome> {
+        let (task, kind, client) = (job.task, job.kind, job.client);
         if !task.maybe_sent {
-            return self.post_new(task, kind, body, false).await;
+            return self.post_new(job, body, false).await;
         }
-        let client = self.client(task)?;
         let lock = self.shared.entity_lock(kind);
         let _exclusive = lock.write_owned().await;
         let principal = self.shared.principal(client).await;
-        match recover::find_orphan(
+        let orphan = recover::find_orphan(
             self.services,
             self.keys(),
             client,
@@ -462,8 +447,8 @@ impl Delivery<'_> {
             compare,
             principal,
         )
-        .await?
-        {
+        .await?;
+        match orphan {
             Orphan::Found(record) => {
                 tracing::info!(
                     task = task.id,
@@ -475,27 +460,24 @@ impl Delivery<'_> {
                 self.keys()
                     .store(client, kind, &task.record_key(), record)
                     .await?;
-                self.adopt(task, kind, record).await
+                Ok(self.adopt(job, record).await?.into())
             }
-            Orphan::InDoubt(reason) => Err(stop(Finish::Failed {
-                error: format!(
-                    "in doubt: an earlier POST may have created the record ({reason}); check the tenant, then `syncd tasks skip` or `syncd tasks retry`"
-                ),
-            })),
-            Orphan::Absent => self.post_new(task, kind, body, true).await,
+            Orphan::InDoubt(reason) => Err(Failure::Permanent(format!(
+                "in doubt: an earlier POST may have created the record ({reason}); check the tenant, then `syncd tasks skip` or `syncd tasks retry`"
+            ))),
+            Orphan::Absent => self.post_new(job, body, true).await,
         }
     }
 
-    async fn create(&self, task: &Task, kind: EntityKind, prefetch: Prefetch) -> Step<Finish> {
-        if let Some(record) = task.result_id {
-            return self.complete_posted(task, kind, record).await;
+    async fn create(&self, job: &Job<'_>, prefetch: Prefetch) -> Step<Outcome> {
+        if let Some(record) = job.task.result_id {
+            return Ok(self.complete_posted(job, record).await?.into());
         }
-        if let Some(record) = self.find_by_key(task, kind, prefetch).await? {
-            return self.adopt(task, kind, record).await;
+        if let Some(record) = self.find_by_key(job, prefetch).await? {
+            return Ok(self.adopt(job, record).await?.into());
         }
-        let payload = Self::payload(task)?;
-        self.create_once(task, kind, payload.clone(), &payload)
-            .await
+        let payload = Self::payload(job.task)?;
+        self.create_once(job, payload.clone(), &payload).await
     }
 
     /// The route's lookup filter with `{Field}` placeholders filled from the payload.
@@ -505,9 +487,7 @@ impl Delivery<'_> {
         while let Some(start) = rest.find('{') {
             out.push_str(&rest[..start]);
             let end = rest[start..].find('}').map(|e| start + e).ok_or_else(|| {
-                stop(Finish::Failed {
-                    error: format!("route lookup_filter {template:?}: unclosed {{"),
-                })
+                Failure::Permanent(format!("route lookup_filter {template:?}: unclosed {{"))
             })?;
             let field = &rest[start + 1..end];
             let value = payload.as_object().and_then(|m| {
@@ -520,11 +500,9 @@ impl Delivery<'_> {
                 Some(Value::Number(n)) => n.to_string(),
                 Some(Value::Bool(b)) => superoffice::odata::Literal::Bool(*b).to_string(),
                 _ => {
-                    return Err(stop(Finish::Failed {
-                        error: format!(
-                            "payload.{field}: the route's lookup_filter needs it (a string, number or boolean)"
-                        ),
-                    }));
+                    return Err(Failure::Permanent(format!(
+                        "payload.{field}: the route's lookup_filter needs it (a string, number or boolean)"
+                    )));
                 }
             };
             out.push_str(&literal);
@@ -534,21 +512,16 @@ impl Delivery<'_> {
         Ok(out)
     }
 
-    async fn find_by_filter(
-        &self,
-        task: &Task,
-        kind: EntityKind,
-        template: &str,
-    ) -> Step<Option<i64>> {
-        let payload = Self::payload(task)?;
+    async fn find_by_filter(&self, job: &Job<'_>, template: &str) -> Step<Option<i64>> {
+        let kind = job.kind;
+        let payload = Self::payload(job.task)?;
         let filter = Self::lookup_filter(template, &payload)?;
-        let client = self.client(task)?;
         let query = Query::new()
             .select([kind.primary_key()])
             .filter(superoffice::odata::Filter::raw(filter.clone()))
             .top(2);
         let page = superoffice::paginate::fetch(
-            client,
+            job.client,
             &superoffice::paginate::Source::List(kind.name().into()),
             &query,
         )
@@ -566,7 +539,7 @@ impl Delivery<'_> {
                             .chars()
                             .take(512)
                             .collect();
-                        Stop::from(superoffice::Error::Decode {
+                        Failure::from(superoffice::Error::Decode {
                             message: format!(
                                 "upsert lookup {filter:?}: a {kind} row without `{}`",
                                 kind.primary_key()
@@ -579,60 +552,57 @@ impl Delivery<'_> {
         match ids.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),
-            many => Err(stop(Finish::Failed {
-                error: format!(
-                    "upsert: the lookup filter {filter:?} matches several records ({many:?}); make it unique"
-                ),
-            })),
+            many => Err(Failure::Permanent(format!(
+                "upsert: the lookup filter {filter:?} matches several records ({many:?}); make it unique"
+            ))),
         }
     }
 
-    async fn upsert(&self, task: &Task, kind: EntityKind, prefetch: Prefetch) -> Step<Finish> {
+    async fn upsert(&self, job: &Job<'_>, prefetch: Prefetch) -> Step<Outcome> {
+        let (task, kind, client) = (job.task, job.kind, job.client);
         if let Some(record) = task.result_id.filter(|_| task.maybe_sent) {
-            return self.complete_posted(task, kind, record).await;
+            return Ok(self.complete_posted(job, record).await?.into());
         }
         let payload = Self::payload(task)?;
         let route = self.services.config.route(kind);
         let mut keyed = true;
-        let mut found = self.find_by_key(task, kind, prefetch).await?;
+        let mut found = self.find_by_key(job, prefetch).await?;
         if found.is_none()
             && let Some(template) = &route.lookup_filter
         {
-            found = self.find_by_filter(task, kind, template).await?;
+            found = self.find_by_filter(job, template).await?;
             keyed = false;
         }
         if let Some(record) = found {
-            let id = i32::try_from(record).map_err(|_| {
-                stop(Finish::Failed {
-                    error: format!("record id {record} is out of range"),
-                })
-            })?;
-            let finish = self
-                .write_with_policy(task, kind, WriteOp::MergePatch(id, payload), record)
+            let id = rest_id(record)?;
+            let outcome = self
+                .write_with_policy(job, WriteOp::MergePatch(id, payload), record)
                 .await?;
-            if !keyed && matches!(finish, Finish::Done { .. }) {
-                let client = self.client(task)?;
+            if !keyed
+                && let Outcome::Finish(finish) = &outcome
+                && matches!(**finish, Finish::Done { .. })
+            {
                 self.ensure_foreign_app(client).await?;
                 self.keys()
                     .store(client, kind, &task.record_key(), record)
                     .await?;
             }
-            return Ok(finish);
+            return Ok(outcome);
         }
-        let client = self.client(task)?;
         let mut body = client.entities(kind).default().await?;
         superoffice::entity::merge(&mut body, &payload);
         if route.lookup_filter.is_some() && task.maybe_sent {
             // The filter found nothing, so an earlier POST of this task left no record it
             // would match: nothing to adopt.
-            return self.post_new(task, kind, body, false).await;
+            return self.post_new(job, body, false).await;
         }
-        self.create_once(task, kind, body, &payload).await
+        self.create_once(job, body, &payload).await
     }
 
     /// The id a task addresses: given, produced by an earlier task of its lane, or found by its
     /// external key.
-    async fn resolve_id(&self, task: &Task, kind: EntityKind) -> Step<Option<i64>> {
+    async fn resolve_id(&self, job: &Job<'_>) -> Step<Option<i64>> {
+        let task = job.task;
         if let Some(id) = task.record_id {
             return Ok(Some(id));
         }
@@ -646,8 +616,10 @@ impl Delivery<'_> {
         {
             return Ok(Some(id));
         }
-        let client = self.client(task)?;
-        Ok(self.keys().lookup(client, kind, &task.record_key()).await?)
+        Ok(self
+            .keys()
+            .lookup(job.client, job.kind, &task.record_key())
+            .await?)
     }
 
     /// The `If-Unmodified-Since` to send: explicit as given; one captured from the synced
@@ -670,30 +642,28 @@ impl Delivery<'_> {
         })
     }
 
-    async fn modify(&self, task: &Task, kind: EntityKind, action: Action) -> Step<Finish> {
-        let Some(record) = self.resolve_id(task, kind).await? else {
+    async fn modify(&self, job: &Job<'_>, action: Action) -> Step<Outcome> {
+        let Some(record) = self.resolve_id(job).await? else {
             return Ok(Finish::Failed {
                 error: format!(
-                    "external_key {:?}: no {kind} carries it",
-                    task.external_key.as_deref().unwrap_or_default()
+                    "external_key {:?}: no {} carries it",
+                    job.task.external_key.as_deref().unwrap_or_default(),
+                    job.kind
                 ),
-            });
+            }
+            .into());
         };
-        let id = i32::try_from(record).map_err(|_| {
-            stop(Finish::Failed {
-                error: format!("record id {record} is out of range"),
-            })
-        })?;
-        let payload = Self::payload(task)?;
+        let id = rest_id(record)?;
+        let payload = Self::payload(job.task)?;
         let op = match action {
             Action::Update => WriteOp::Put(id, payload),
             _ => WriteOp::patch(id, payload),
         };
-        self.write_with_policy(task, kind, op, record).await
+        self.write_with_policy(job, op, record).await
     }
 
-    async fn delete(&self, task: &Task, kind: EntityKind) -> Step<Finish> {
-        let Some(record) = self.resolve_id(task, kind).await? else {
+    async fn delete(&self, job: &Job<'_>) -> Step<Outcome> {
+        let Some(record) = self.resolve_id(job).await? else {
             return Ok(Finish::Done {
                 result_id: None,
                 result: Some(
@@ -701,34 +671,25 @@ impl Delivery<'_> {
                 ),
                 conflict: None,
                 echo: None,
-            });
+            }
+            .into());
         };
-        let id = i32::try_from(record).map_err(|_| {
-            stop(Finish::Failed {
-                error: format!("record id {record} is out of range"),
-            })
-        })?;
-        self.write_with_policy(task, kind, WriteOp::Delete(id), record)
+        let id = rest_id(record)?;
+        self.write_with_policy(job, WriteOp::Delete(id), record)
             .await
     }
 
     /// Sends a write to an existing record with `If-Unmodified-Since` and applies the route's
     /// policy to a 412; a 409 (failed JSON Patch `test`) is always a conflict.
-    async fn write_with_policy(
-        &self,
-        task: &Task,
-        kind: EntityKind,
-        op: WriteOp,
-        record: i64,
-    ) -> Step<Finish> {
-        let client = self.client(task)?;
+    async fn write_with_policy(&self, job: &Job<'_>, op: WriteOp, record: i64) -> Step<Outcome> {
+        let (task, kind, client) = (job.task, job.kind, job.client);
         let policy = self.services.config.route(kind).conflict;
         let query = task.query_pairs();
         let mut ius = self.effective_ius(task, record).await?;
         let mut reapplied: Vec<Value> = Vec::new();
         for round in 0..4 {
             if self.shutdown.is_cancelled() && round == 0 {
-                return Err(Stop::Shutdown);
+                return Ok(Outcome::Release);
             }
             match op.send(client, kind, &query, ius).await {
                 Ok(answer) => {
@@ -745,7 +706,8 @@ impl Delivery<'_> {
                         echo: Some(echo(kind, record, answer.as_ref())),
                         result: answer,
                         conflict,
-                    });
+                    }
+                    .into());
                 }
                 Err(superoffice::Error::NotFound(_)) if matches!(op, WriteOp::Delete(_)) => {
                     return Ok(Finish::Done {
@@ -753,15 +715,17 @@ impl Delivery<'_> {
                         result: Some(json!({ "note": "404: already deleted" })),
                         conflict: None,
                         echo: None,
-                    });
+                    }
+                    .into());
                 }
                 Err(superoffice::Error::NotFound(e)) => {
                     return Ok(Finish::Failed {
                         error: format!("{kind} {record} not found: {e}"),
-                    });
+                    }
+                    .into());
                 }
                 Err(superoffice::Error::Conflict(e)) => {
-                    let theirs = self.read(client, kind, record).await?;
+                    let theirs = self.read(job, record).await?;
                     return Ok(Finish::Conflict {
                         error: format!("409 (a JSON Patch test failed): {e}"),
                         conflict: json!({
@@ -771,10 +735,11 @@ impl Delivery<'_> {
                             "ours": task.payload,
                             "theirs": theirs,
                         }),
-                    });
+                    }
+                    .into());
                 }
                 Err(superoffice::Error::PreconditionFailed(e)) => {
-                    let theirs = self.read(client, kind, record).await?;
+                    let theirs = self.read(job, record).await?;
                     let patch = matches!(op, WriteOp::JsonPatch(..) | WriteOp::MergePatch(..));
                     match policy {
                         ConflictPolicy::Overwrite => {
@@ -785,7 +750,8 @@ impl Delivery<'_> {
                             let Some(current) = theirs else {
                                 return Ok(Finish::Failed {
                                     error: format!("{kind} {record} disappeared during a conflict"),
-                                });
+                                }
+                                .into());
                             };
                             ius = last_modified(&current).or(Some(Utc::now()));
                             reapplied.push(current);
@@ -803,17 +769,19 @@ impl Delivery<'_> {
                                     "ours": task.payload,
                                     "theirs": theirs,
                                 }),
-                            });
+                            }
+                            .into());
                         }
                     }
                 }
-                Err(e) => return Err(sent(e)),
+                Err(e) => return Err(Failure::sent(e)),
             }
         }
         Ok(Finish::Conflict {
             error: "412 again after refetching three times".into(),
             conflict: json!({ "policy": policy_name(policy), "ours": task.payload, "theirs": reapplied }),
-        })
+        }
+        .into())
     }
 }
 

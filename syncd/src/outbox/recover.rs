@@ -12,7 +12,9 @@
 //! is *in doubt* and goes to `failed` for an operator, rather than risking a duplicate.
 //!
 //! The caller holds the entity's lock exclusively, so no create of this daemon is between its
-//! POST and the commit of its id while the search runs.
+//! POST and the commit of its id while the search runs. This module answers what it found
+//! (an [`Orphan`]) or an error ([`crate::Error::Api`] for a failed or malformed answer, which
+//! the caller retries); it knows nothing of delivery, which calls it.
 
 use chrono::{Duration, NaiveTime, Utc};
 use futures::TryStreamExt;
@@ -21,11 +23,10 @@ use superoffice::Client;
 use superoffice::entity::{EntityKind, Precision};
 use superoffice::odata::{Query, col};
 
-use super::deliver::Stop;
 use super::foreign::ForeignKeys;
 use super::ledger;
 use super::task::{Task, parse_instant};
-use crate::Services;
+use crate::{Result, Services};
 
 /// Records the search reads at most before giving up (in doubt).
 pub const MAX_CANDIDATES: usize = 20_000;
@@ -126,7 +127,7 @@ pub(crate) async fn find_orphan(
     kind: EntityKind,
     payload: &Value,
     principal: Option<i64>,
-) -> Result<Orphan, Stop> {
+) -> Result<Orphan> {
     if !kind.supports_get() {
         return Ok(Orphan::InDoubt(format!(
             "{kind} records cannot be read back to compare"
@@ -153,7 +154,7 @@ pub(crate) async fn find_orphan(
         while let Some(row) = rows.try_next().await? {
             // A row without its id could be the orphan: an error (retried), never "absent".
             let Some(id) = row.int(kind.primary_key()).or_else(|| row.primary_key()) else {
-                return Err(Stop::from(superoffice::Error::Decode {
+                return Err(superoffice::Error::Decode {
                     message: format!(
                         "orphan search: the {kind} list answered a row without `{}`",
                         kind.primary_key()
@@ -163,7 +164,8 @@ pub(crate) async fn find_orphan(
                         .chars()
                         .take(512)
                         .collect(),
-                }));
+                }
+                .into());
             };
             candidates.push(id);
             if candidates.len() > MAX_CANDIDATES {

@@ -1,13 +1,12 @@
-//! The write calls a task makes, in one place: sent through the SDK's uniform entity API (or,
-//! when the task carries query parameters, through `send_raw` with the same paths, headers and
-//! bodies), and rendered as text for `syncd publish --dry-run`.
+//! The write calls a task makes, in one place: each becomes one SDK
+//! [`WriteRequest`] (operation, the task's query parameters, `If-Unmodified-Since`) that is
+//! sent through [`superoffice::entity::Entities::write`] or rendered as text for
+//! `syncd publish --dry-run`. Paths, headers, encoding and decoding are the SDK's.
 
 use chrono::{DateTime, Utc};
-use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
-use superoffice::entity::EntityKind;
-use superoffice::{Client, RawRequest};
+use superoffice::Client;
+use superoffice::entity::{EntityKind, WriteRequest};
 
 /// One entity write.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,47 +33,22 @@ impl WriteOp {
         }
     }
 
-    fn method(&self) -> Method {
-        match self {
-            WriteOp::Post(_) => Method::POST,
-            WriteOp::Put(..) => Method::PUT,
-            WriteOp::JsonPatch(..) | WriteOp::MergePatch(..) => Method::PATCH,
-            WriteOp::Delete(_) => Method::DELETE,
-        }
-    }
-
-    fn content_type(&self) -> Option<&'static str> {
-        match self {
-            WriteOp::Post(_) | WriteOp::Put(..) => Some("application/json"),
-            WriteOp::JsonPatch(..) => Some("application/json-patch+json"),
-            WriteOp::MergePatch(..) => Some("application/merge-patch+json"),
-            WriteOp::Delete(_) => None,
-        }
-    }
-
-    fn body(&self) -> Option<&Value> {
-        match self {
-            WriteOp::Post(b) | WriteOp::Put(_, b) | WriteOp::JsonPatch(_, b) => Some(b),
-            WriteOp::MergePatch(_, b) => Some(b),
-            WriteOp::Delete(_) => None,
-        }
-    }
-
-    fn path(&self, kind: EntityKind, query: &[(String, String)]) -> String {
-        let base = match self {
-            WriteOp::Post(_) => format!("/api/v1/{}", kind.name()),
-            WriteOp::Put(id, _)
-            | WriteOp::JsonPatch(id, _)
-            | WriteOp::MergePatch(id, _)
-            | WriteOp::Delete(id) => format!("/api/v1/{}/{id}", kind.name()),
+    /// The SDK request with the task's query parameters and precondition.
+    pub fn request(
+        &self,
+        query: &[(String, String)],
+        if_unmodified_since: Option<DateTime<Utc>>,
+    ) -> WriteRequest {
+        let request = match self {
+            WriteOp::Post(body) => WriteRequest::post(body.clone()),
+            WriteOp::Put(id, body) => WriteRequest::put(*id, body.clone()),
+            WriteOp::JsonPatch(id, ops) => WriteRequest::json_patch(*id, ops.clone()),
+            WriteOp::MergePatch(id, patch) => WriteRequest::merge_patch(*id, patch.clone()),
+            WriteOp::Delete(id) => WriteRequest::delete(*id),
         };
-        if query.is_empty() {
-            return base;
-        }
-        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query)
-            .finish();
-        format!("{base}?{encoded}")
+        request
+            .queries(query.iter().cloned())
+            .if_unmodified_since(if_unmodified_since)
     }
 
     /// The request as text: method, path, headers, body.
@@ -84,17 +58,7 @@ impl WriteOp {
         query: &[(String, String)],
         if_unmodified_since: Option<DateTime<Utc>>,
     ) -> String {
-        let mut text = format!("{} {}", self.method(), self.path(kind, query));
-        if let Some(at) = if_unmodified_since {
-            text.push_str(&format!("\nIf-Unmodified-Since: {}", http_date(at)));
-        }
-        if let (Some(content_type), Some(body)) = (self.content_type(), self.body()) {
-            text.push_str(&format!(
-                "\nContent-Type: {content_type}\n\n{}",
-                serde_json::to_string_pretty(body).unwrap_or_default()
-            ));
-        }
-        text
+        self.request(query, if_unmodified_since).render(kind)
     }
 
     /// Sends the write; answers the entity (`None` for a delete).
@@ -105,55 +69,11 @@ impl WriteOp {
         query: &[(String, String)],
         if_unmodified_since: Option<DateTime<Utc>>,
     ) -> superoffice::Result<Option<Value>> {
-        let ius = if_unmodified_since;
-        if query.is_empty() {
-            let entities = client.entities(kind);
-            return match self {
-                WriteOp::Post(body) => entities.create(body).await.map(Some),
-                WriteOp::Put(id, body) => entities.update(*id, body, ius).await.map(Some),
-                WriteOp::JsonPatch(id, ops) => entities.patch(*id, ops, ius).await.map(Some),
-                WriteOp::MergePatch(id, patch) => {
-                    entities.merge_patch(*id, patch, ius).await.map(Some)
-                }
-                WriteOp::Delete(id) => entities.delete(*id, ius).await.map(|()| None),
-            };
-        }
-        let mut request = RawRequest::new(self.method(), self.path(kind, query));
-        if let Some(at) = ius {
-            let value = HeaderValue::from_str(&http_date(at)).map_err(|e| {
-                superoffice::Error::InvalidRequest(format!("If-Unmodified-Since: {e}"))
-            })?;
-            request = request.header(HeaderName::from_static("if-unmodified-since"), value);
-        }
-        if let (Some(content_type), Some(body)) = (self.content_type(), self.body()) {
-            request = request.json(content_type, body)?;
-        }
-        let operation = match self {
-            WriteOp::Post(_) => "outbox_post",
-            WriteOp::Put(..) => "outbox_put",
-            WriteOp::JsonPatch(..) | WriteOp::MergePatch(..) => "outbox_patch",
-            WriteOp::Delete(_) => "outbox_delete",
-        };
-        let response = client.send_raw(operation, request).await?;
-        if matches!(self, WriteOp::Delete(_)) {
-            return Ok(None);
-        }
-        let bytes = response
-            .bytes()
+        client
+            .entities(kind)
+            .write(&self.request(query, if_unmodified_since))
             .await
-            .map_err(superoffice::Error::Transport)?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| superoffice::Error::Decode {
-                message: e.to_string(),
-                excerpt: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-            })
     }
-}
-
-/// An HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
-pub fn http_date(at: DateTime<Utc>) -> String {
-    at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 #[cfg(test)]
@@ -185,5 +105,27 @@ mod tests {
             WriteOp::Delete(3).render(EntityKind::Sale, &[], None),
             "DELETE /api/v1/Sale/3"
         );
+        assert!(
+            WriteOp::patch(2, json!({ "Name": "A" }))
+                .render(EntityKind::Person, &[], None)
+                .starts_with(
+                    "PATCH /api/v1/Person/2\nContent-Type: application/merge-patch+json\n"
+                ),
+        );
+    }
+
+    #[test]
+    fn requests_carry_the_tasks_query_and_precondition() {
+        let at = Utc::now();
+        let query = [("a".to_string(), "1".to_string())];
+        let request = WriteOp::Put(7, json!({ "Name": "A" })).request(&query, Some(at));
+        assert_eq!(request.id(), Some(7));
+        assert_eq!(request.precondition(), Some(at));
+        assert_eq!(
+            request.path_and_query(EntityKind::Project),
+            "/api/v1/Project/7?a=1"
+        );
+        assert_eq!(request.body(), Some(&json!({ "Name": "A" })));
+        assert_eq!(WriteOp::Post(json!({})).request(&[], None).id(), None);
     }
 }
