@@ -20,6 +20,7 @@ pub mod quarantine;
 pub mod retention;
 pub mod sinks;
 pub mod status;
+pub mod types;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
