@@ -25,6 +25,7 @@ pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod feed;
+pub mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
