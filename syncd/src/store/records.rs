@@ -15,8 +15,9 @@ use superoffice::SoDateTime;
 use superoffice::entity::EntityKind;
 
 use super::runs::Resume;
-use super::types::{Seq, TableName, UtcTime};
+use super::types::{RecordId, Seq, TableName, UtcTime};
 use super::{quarantine, sql};
+use crate::feed::Op;
 use crate::{Error, Result};
 
 /// Live records of a subscription.
@@ -719,4 +720,188 @@ fn announced(tx: &Transaction<'_>, entity: &str, id: i64, since: &UtcTime) -> Re
     .map_err(sql)?
     .query_row(params![entity, id, since], |r| r.get(0))
     .map_err(sql)
+}
+
+/// One stored record, as [`all`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Primary key.
+    pub id: RecordId,
+    /// The stored JSON (canonical).
+    pub json: String,
+    /// Its hash.
+    pub hash: String,
+    /// Source timestamp (SuperOffice's text).
+    pub modified: Option<String>,
+    /// Tombstoned.
+    pub deleted: bool,
+    /// Child subscriptions: the parent record.
+    pub parent: Option<i64>,
+}
+
+/// Every record of a subscription (tombstones included), in id order.
+pub fn all(conn: &Connection, subscription: &str) -> Result<Vec<Record>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, json, hash, source_modified, deleted_at IS NOT NULL, parent_id FROM records
+             WHERE subscription = ?1 ORDER BY id",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([subscription], |r| {
+            Ok(Record {
+                id: r.get(0)?,
+                json: r.get(1)?,
+                hash: r.get(2)?,
+                modified: r.get(3)?,
+                deleted: r.get(4)?,
+                parent: r.get(5)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// One change row, as [`changes`] reads it (the feed's full event is
+/// [`crate::store::feed::changes_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Sequence number.
+    pub seq: Seq,
+    /// Subscription.
+    pub subscription: String,
+    /// Record id.
+    pub id: RecordId,
+    /// What happened.
+    pub op: Op,
+    /// Hash after the change (`None` for deletes).
+    pub hash: Option<String>,
+}
+
+/// The change rows of one subscription or all, in `seq` order. An unknown `op` is an error
+/// naming the row.
+pub fn changes(conn: &Connection, subscription: Option<&str>) -> Result<Vec<Change>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, subscription, id, op, hash FROM changes
+             WHERE (?1 IS NULL OR subscription = ?1) ORDER BY seq",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([subscription], |r| {
+            Ok((
+                r.get::<_, Seq>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+            ))
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    rows.into_iter()
+        .map(|(seq, subscription, id, op, hash)| {
+            let op = Op::parse(&op)
+                .ok_or_else(|| Error::Store(format!("changes row seq {seq}: unknown op {op:?}")))?;
+            Ok(Change {
+                seq,
+                subscription,
+                id,
+                op,
+                hash,
+            })
+        })
+        .collect()
+}
+
+/// How many `echoes` rows (own writes not yet recognised by every subscription) are kept.
+pub fn echo_count(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM echoes", [], |r| r.get(0))
+        .map_err(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::runs::{Registration, register};
+
+    fn upsert(id: i64, json: &str) -> Upsert {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let (json, hash) = crate::hash::canonical_text_and_hash(&value);
+        Upsert {
+            id,
+            json,
+            hash,
+            modified: Some("2026-12-04 10:00:00".into()),
+            entity_hash: None,
+        }
+    }
+
+    #[test]
+    fn a_page_inserts_updates_skips_unchanged_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        let now = UtcTime::now();
+        store
+            .write_blocking(|tx| {
+                register(
+                    tx,
+                    Registration {
+                        name: "contacts",
+                        kind: EntityKind::Contact,
+                        fingerprint: "f",
+                    },
+                    now,
+                )
+                .map(|_| ())
+            })
+            .unwrap();
+        let page = |upserts: Vec<Upsert>, deletes: Vec<i64>| {
+            let mut w = PageWrite::new("contacts".into(), EntityKind::Contact, now);
+            w.upserts = upserts;
+            w.deletes = deletes;
+            store.write_blocking(move |tx| apply(tx, &w)).unwrap()
+        };
+        let first = page(
+            vec![upsert(1, r#"{"a":1}"#), upsert(2, r#"{"a":2}"#)],
+            vec![],
+        );
+        assert_eq!((first.inserts, first.live_delta), (2, 2));
+        let second = page(
+            vec![upsert(1, r#"{"a":1}"#), upsert(2, r#"{"a":3}"#)],
+            vec![1, 99],
+        );
+        assert_eq!(
+            (second.inserts, second.updates, second.deletes),
+            (0, 1, 1),
+            "unchanged 1 emits nothing; 99 was never stored"
+        );
+        let changes = store
+            .read_blocking(|c| changes(c, Some("contacts")))
+            .unwrap();
+        let ops: Vec<(i64, Op)> = changes.iter().map(|c| (c.id.get(), c.op)).collect();
+        assert_eq!(
+            ops,
+            [
+                (1, Op::Insert),
+                (2, Op::Insert),
+                (2, Op::Update),
+                (1, Op::Delete)
+            ]
+        );
+        assert_eq!(second.last_seq, Some(changes[3].seq));
+        assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+        let records = store.read_blocking(|c| all(c, "contacts")).unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records[0].deleted && !records[1].deleted);
+        assert_eq!(records[1].json, r#"{"a":3}"#);
+        assert_eq!(
+            store.read_blocking(|c| live_count(c, "contacts")).unwrap(),
+            1
+        );
+        assert_eq!(store.read_blocking(echo_count).unwrap(), 0);
+    }
 }

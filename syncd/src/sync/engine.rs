@@ -713,7 +713,7 @@ impl Engine<'_> {
                     } else {
                         write.cursor = Some(self.finish_cursor(state, resume));
                     }
-                    write.unannounced = unannounced.clone();
+                    write.unannounced = unannounced;
                     tracing::debug!(
                         subscription = %self.plan.name,
                         rows = count,
