@@ -238,6 +238,12 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_escaped_as_documented() {
+        let value = Value::String("\u{1f}\u{8}\u{c}\n\r\t\u{7f}/é".into());
+        assert_eq!(canonical(&value), "\"\\u001f\\b\\f\\n\\r\\t\u{7f}/é\"");
+    }
+
+    #[test]
     fn numbers_are_written_as_documented() {
         let value: Value = serde_json::from_str("[1e20, -0.0, 0.1, 1.0e-7, 12, 1.50]").unwrap();
         assert_eq!(canonical(&value), "[1e+20,-0.0,0.1,1e-7,12,1.5]");
