@@ -477,7 +477,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     }
     let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
     for r in &w.quarantine {
-        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, &w.now.text())?;
+        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, w.now)?;
     }
     if released > 0 || !w.quarantine.is_empty() {
         applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);

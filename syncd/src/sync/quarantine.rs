@@ -90,7 +90,7 @@ pub async fn quarantine(context: &Context, command: QuarantineCommand) -> Result
                         tx,
                         subscription.as_deref(),
                         &wanted,
-                        &store::types::UtcTime::now().text(),
+                        store::types::UtcTime::now(),
                     )
                 })
                 .await?;
