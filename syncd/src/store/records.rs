@@ -304,6 +304,38 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 /// Applies a page: records, change rows, echoes, cursor, scope and queue, in `tx`.
 pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     let mut applied = Applied::default();
+    let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
+    upsert_records(tx, w, &mut applied, &mut change_rows)?;
+    tombstone_records(tx, w, &mut applied, &mut change_rows)?;
+    applied.last_seq = insert_changes(tx, w, &change_rows)?;
+    write_cursor(tx, w)?;
+    consume_queue(tx, w)?;
+    if w.clear_degraded {
+        tx.execute(
+            "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
+            [&w.subscription],
+        )
+        .map_err(sql)?;
+    }
+    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
+    for r in &w.quarantine {
+        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, w.now)?;
+    }
+    if released > 0 || !w.quarantine.is_empty() {
+        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
+    }
+    Ok(applied)
+}
+
+/// Stores the page's records: an unchanged hash only refreshes the source timestamp (and
+/// parent), a changed one is an `update`, a new or tombstoned record an `insert`; a change
+/// recognised as our own echo is stored but gets no change row.
+fn upsert_records<'w>(
+    tx: &Transaction<'_>,
+    w: &'w PageWrite,
+    applied: &mut Applied,
+    change_rows: &mut Vec<ChangeRow<'w>>,
+) -> Result<()> {
     let before_page = existing_rows(tx, &w.subscription, &w.upserts)?;
     let mut upsert = tx
         .prepare_cached(
@@ -325,25 +357,22 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         _ => None,
     };
     let mut new_records: Vec<&Upsert> = Vec::new();
-    let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
     for u in &w.upserts {
-        let previous = match before_page.get(&u.id) {
-            Some((hash, false, _, _)) => Some(hash.as_str()),
-            _ => None,
-        };
-        let op = match before_page.get(&u.id) {
-            Some((hash, false, modified, parent)) if *hash == u.hash => {
-                if *modified != u.modified || (w.parent.is_some() && *parent != w.parent) {
+        let stored = before_page.get(&u.id);
+        let live = stored.filter(|e| !e.deleted);
+        let op = match live {
+            Some(e) if e.hash == u.hash => {
+                if e.modified != u.modified || (w.parent.is_some() && e.parent != w.parent) {
                     touch
                         .execute(params![w.subscription, u.id, u.modified, w.parent])
                         .map_err(sql)?;
                 }
                 continue;
             }
-            Some((_, false, _, _)) => "update",
-            _ => "insert",
+            Some(_) => Op::Update,
+            None => Op::Insert,
         };
-        if before_page.contains_key(&u.id) {
+        if stored.is_some() {
             upsert
                 .execute(params![
                     w.subscription,
@@ -358,7 +387,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         } else {
             new_records.push(u);
         }
-        if op == "insert" {
+        if op == Op::Insert {
             applied.live_delta += 1;
         }
         if let Some(mode) = echo
@@ -371,10 +400,10 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             id: u.id,
             op,
             hash: Some(u.hash.as_str()),
-            previous_hash: previous.map(str::to_string),
+            previous_hash: live.map(|e| e.hash.clone()),
             record: Some(u.json.as_str()),
         });
-        if op == "insert" {
+        if op == Op::Insert {
             applied.inserts += 1;
         } else {
             applied.updates += 1;
@@ -385,7 +414,16 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             applied.unannounced += 1;
         }
     }
-    insert_records(tx, w, &new_records)?;
+    insert_records(tx, w, &new_records)
+}
+
+/// Tombstones the page's deletes; a record that is not live emits nothing.
+fn tombstone_records(
+    tx: &Transaction<'_>,
+    w: &PageWrite,
+    applied: &mut Applied,
+    change_rows: &mut Vec<ChangeRow<'_>>,
+) -> Result<()> {
     let mut tombstone = tx
         .prepare_cached(
             "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL RETURNING hash",
@@ -399,7 +437,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         if let Some(previous) = deleted {
             change_rows.push(ChangeRow {
                 id: *id,
-                op: "delete",
+                op: Op::Delete,
                 hash: None,
                 previous_hash: Some(previous),
                 record: None,
@@ -413,7 +451,11 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             }
         }
     }
-    applied.last_seq = insert_changes(tx, w, &change_rows)?;
+    Ok(())
+}
+
+/// The cursor, scope and reconcile bookkeeping committed with the page.
+fn write_cursor(tx: &Transaction<'_>, w: &PageWrite) -> Result<()> {
     match &w.cursor {
         Some(CursorWrite::Progress(resume)) => {
             let text = serde_json::to_string(resume)
@@ -443,24 +485,6 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         )
         .map_err(sql)?;
     }
-    if !w.dequeue.is_empty() {
-        let mut dequeue = tx
-            .prepare_cached(
-                "DELETE FROM refetch_queue WHERE subscription = ?1 AND id = ?2 AND event_id = ?3",
-            )
-            .map_err(sql)?;
-        let mut processed = tx
-            .prepare_cached(
-                "UPDATE webhook_events SET processed_at = ?2 WHERE event_id = ?1 AND processed_at IS NULL",
-            )
-            .map_err(sql)?;
-        for (id, event_id) in &w.dequeue {
-            dequeue
-                .execute(params![w.subscription, id, event_id])
-                .map_err(sql)?;
-            processed.execute(params![event_id, w.now]).map_err(sql)?;
-        }
-    }
     if w.reconciled {
         tx.execute(
             "UPDATE cursors SET last_reconcile = ?2, reconcile_requested = 0 WHERE subscription = ?1",
@@ -468,24 +492,40 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         )
         .map_err(sql)?;
     }
-    if w.clear_degraded {
-        tx.execute(
-            "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
-            [&w.subscription],
-        )
-        .map_err(sql)?;
-    }
-    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
-    for r in &w.quarantine {
-        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, w.now)?;
-    }
-    if released > 0 || !w.quarantine.is_empty() {
-        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
-    }
-    Ok(applied)
+    Ok(())
 }
 
-type Existing = (String, bool, Option<String>, Option<i64>);
+/// Removes the refetches the page applied and marks their webhook events processed.
+fn consume_queue(tx: &Transaction<'_>, w: &PageWrite) -> Result<()> {
+    if w.dequeue.is_empty() {
+        return Ok(());
+    }
+    let mut dequeue = tx
+        .prepare_cached(
+            "DELETE FROM refetch_queue WHERE subscription = ?1 AND id = ?2 AND event_id = ?3",
+        )
+        .map_err(sql)?;
+    let mut processed = tx
+        .prepare_cached(
+            "UPDATE webhook_events SET processed_at = ?2 WHERE event_id = ?1 AND processed_at IS NULL",
+        )
+        .map_err(sql)?;
+    for (id, event_id) in &w.dequeue {
+        dequeue
+            .execute(params![w.subscription, id, event_id])
+            .map_err(sql)?;
+        processed.execute(params![event_id, w.now]).map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// What a record held before the page (see [`existing_rows`]).
+struct Existing {
+    hash: String,
+    deleted: bool,
+    modified: Option<String>,
+    parent: Option<i64>,
+}
 
 /// Rows per multi-row `INSERT` (fewer statement executions; well under SQLite's variable limit).
 const INSERT_CHUNK: usize = 50;
@@ -531,7 +571,7 @@ fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> R
 /// One change row to append (see `0006_change_content.sql` for the columns).
 struct ChangeRow<'a> {
     id: i64,
-    op: &'static str,
+    op: Op,
     hash: Option<&'a str>,
     previous_hash: Option<String>,
     record: Option<&'a str>,
@@ -595,7 +635,15 @@ fn existing_rows(
         return Ok(out);
     };
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Existing)> {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        Ok((
+            r.get(0)?,
+            Existing {
+                hash: r.get(1)?,
+                deleted: r.get(2)?,
+                modified: r.get(3)?,
+                parent: r.get(4)?,
+            },
+        ))
     };
     if (high - low) as u128 <= 4 * upserts.len() as u128 + 16 {
         let mut statement = tx

@@ -16,6 +16,7 @@
 //!   `subscriptions.entity`, `changes.entity`) or its REST name (`Contact`: `tasks.entity`).
 //!   Both read either spelling (case-insensitive), since `echoes.entity` has held both.
 //! - [`RecordId`]: a SuperOffice primary key as stored in `records.id`.
+//! - [`Op`] (the feed's change kind) as `changes.op`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,6 +25,8 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, TimeDelta, Utc
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use superoffice::entity::EntityKind;
+
+use crate::feed::Op;
 
 /// A value the store read that is not of the type the column holds.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +291,20 @@ impl FromSql for PassKind {
     }
 }
 
+/// A change's `op` (`changes.op`: `insert`, `update`, `delete`).
+impl ToSql for Op {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Op {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Op::parse(text).ok_or_else(|| bad("a change op", text))
+    }
+}
+
 fn entity_kind(value: ValueRef<'_>) -> FromSqlResult<EntityKind> {
     let text = value.as_str()?;
     text.parse().map_err(|_| bad("an entity", text))
@@ -427,6 +444,19 @@ mod tests {
         assert_eq!((read.0.0, read.1.0), (EntityKind::Person, EntityKind::Sale));
         assert!(
             conn.query_row("SELECT 'associate'", [], |r| r.get::<_, TableName>(0))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn change_ops_round_trip_and_reject_unknown_text() {
+        for op in [Op::Insert, Op::Update, Op::Delete] {
+            let (back, text) = round_trip(&op);
+            assert_eq!((back, text.as_str()), (op, op.as_str()));
+        }
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(
+            conn.query_row("SELECT 'upsert'", [], |r| r.get::<_, Op>(0))
                 .is_err()
         );
     }
