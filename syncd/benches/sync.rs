@@ -152,12 +152,15 @@ fn write_config(emu: &Emulator, dir: &Path, subscriptions: &str) -> PathBuf {
 
 /// Waits for `count` finished runs of `kind` for `subscription`; returns the last one's
 /// (seconds from start to end, rows fetched, status).
-async fn wait_runs(db: &Path, subscription: &str, kind: &str, count: i64, child: &mut Child) {
-    let sql = format!(
-        "SELECT count(*) FROM runs WHERE subscription = '{subscription}' AND kind = '{kind}' AND ended_at IS NOT NULL"
-    );
+async fn wait_runs(db: &Path, subscription: &str, kind: PassKind, count: usize, child: &mut Child) {
     loop {
-        if try_query_i64(db, &sql).is_some_and(|n| n >= count) {
+        let ended = try_runs_after(db, 0).map(|runs| {
+            runs.iter()
+                .filter(|r| r.subscription == subscription && r.kind == kind)
+                .filter(|r| r.ended_at.is_some())
+                .count()
+        });
+        if ended.is_some_and(|n| n >= count) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -167,15 +170,15 @@ async fn wait_runs(db: &Path, subscription: &str, kind: &str, count: i64, child:
     }
 }
 
-fn last_run(db: &Path, subscription: &str, kind: &str) -> (f64, i64, String) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row(
-        "SELECT (julianday(ended_at) - julianday(started_at)) * 86400.0, fetched, status FROM runs
-         WHERE subscription = ?1 AND kind = ?2 AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1",
-        [subscription, kind],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .unwrap()
+fn last_run(db: &Path, subscription: &str, kind: PassKind) -> (f64, i64, RunStatus) {
+    let run = runs(db)
+        .into_iter()
+        .rev()
+        .find(|r| r.subscription == subscription && r.kind == kind && r.ended_at.is_some())
+        .expect("a finished run");
+    let ended = run.ended_at.expect("ended").at();
+    let seconds = (ended - run.started_at.at()).num_milliseconds() as f64 / 1000.0;
+    (seconds, run.fetched, run.status)
 }
 
 fn data_requests(emu: &Emulator) -> u64 {
@@ -213,10 +216,6 @@ fn columns_toml() -> String {
     format!("columns = [{}]", quoted.join(", "))
 }
 
-fn count(db: &Path, sql: &str) -> i64 {
-    query_i64(db, sql)
-}
-
 /// With the daemon running (poll interval 1 s): moves the watermark to today with a few
 /// edits, then edits 1 % of the contacts right after a poll ended and sums the requests of
 /// the runs (`runs.requests`, counted by syncd) from then until every changed record is in
@@ -224,12 +223,7 @@ fn count(db: &Path, sql: &str) -> i64 {
 /// as a cross-check (it includes idle polls that overlapped).
 async fn changes_part(emu: &Emulator, db: &Path, subscription: &str, rows: u64, per_get: bool) {
     let sub = subscription;
-    let changes = |db: &Path| {
-        count(
-            db,
-            &format!("SELECT count(*) FROM changes WHERE subscription = '{sub}'"),
-        )
-    };
+    let changes = |db: &Path| all_changes(db, Some(sub)).len() as i64;
     // A first small change moves the watermark to today, as in steady operation.
     emu.activity(0, 10, 0, Some(emulator::EntityType::Contact));
     let truth = truth_live(emu, emulator::EntityType::Contact);
@@ -238,12 +232,12 @@ async fn changes_part(emu: &Emulator, db: &Path, subscription: &str, rows: u64, 
     })
     .await;
     let last_ended = |db: &Path| {
-        count(
-            db,
-            &format!(
-                "SELECT coalesce(max(id), 0) FROM runs WHERE subscription = '{sub}' AND ended_at IS NOT NULL"
-            ),
-        )
+        runs(db)
+            .iter()
+            .filter(|r| r.subscription == sub && r.ended_at.is_some())
+            .map(|r| r.id)
+            .max()
+            .unwrap_or(0)
     };
     let mark = last_ended(db);
     eventually(Duration::from_secs(30), "a poll", || async {
@@ -276,29 +270,20 @@ async fn changes_part(emu: &Emulator, db: &Path, subscription: &str, rows: u64, 
     })
     .await;
     // The runs since the change, up to the one that completed it.
-    let conn = rusqlite::Connection::open(db).unwrap();
     let mut runs: Vec<(i64, i64, i64, i64)> = Vec::new();
     loop {
-        let mut statement = conn
-            .prepare(
-                "SELECT id, requests, fetched, inserts + updates + deletes, ended_at IS NOT NULL FROM runs
-                 WHERE subscription = ?1 AND id > ?2 ORDER BY id",
-            )
-            .unwrap();
-        let rows: Vec<(i64, i64, i64, i64, bool)> = statement
-            .query_map(rusqlite::params![sub, mark], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
+        let rows = store(db)
+            .read_blocking(|c| syncd::store::runs::runs_after(c, Some(sub), mark))
             .unwrap();
         let mut total = 0;
         runs.clear();
         let mut complete = false;
-        for (id, requests, fetched, n, ended) in rows {
-            if !ended {
+        for run in rows {
+            if run.ended_at.is_none() {
                 break;
             }
+            let (id, requests, fetched) = (run.id, run.requests, run.fetched);
+            let n = run.inserts + run.updates + run.deletes;
             runs.push((id, requests, fetched, n));
             total += n;
             if total >= changed {
@@ -350,11 +335,11 @@ async fn main() {
         let (fetched2, took2) = fetch_only(&emu).await;
         let fetch_rate = (fetched + fetched2) as f64 / (took + took2).as_secs_f64();
         let mut child = spawn(&config, &dir.path().join("rows.log"));
-        wait_runs(&db, "rows", "initial", 1, &mut child).await;
+        wait_runs(&db, "rows", PassKind::Initial, 1, &mut child).await;
         let rss = peak_rss_kib(child.id());
         let cpu = cpu_seconds(child.id()).unwrap_or(0.0);
-        let (seconds, loaded, status) = last_run(&db, "rows", "initial");
-        assert_eq!(status, "ok");
+        let (seconds, loaded, status) = last_run(&db, "rows", PassKind::Initial);
+        assert_eq!(status, RunStatus::Ok);
         assert_eq!(loaded as u64, rows);
         let sync_rate = loaded as f64 / seconds;
         if !skipped("throughput") {
@@ -392,9 +377,9 @@ async fn main() {
                 &subscription("rows", &columns_toml()),
             );
             let mut slow = spawn(&slow_config, &slow_dir.path().join("slow.log"));
-            wait_runs(&slow_db, "rows", "initial", 1, &mut slow).await;
+            wait_runs(&slow_db, "rows", PassKind::Initial, 1, &mut slow).await;
             stop(slow);
-            let (seconds, loaded, _) = last_run(&slow_db, "rows", "initial");
+            let (seconds, loaded, _) = last_run(&slow_db, "rows", PassKind::Initial);
             let sync_rate = loaded as f64 / seconds;
             println!(
                 "  with {latency} ms per page at the server: fetch only {fetch_rate:.0} rows/s, syncd {sync_rate:.0} rows/s, ratio {:.3}",
@@ -418,9 +403,9 @@ async fn main() {
                 &subscription("entities", "shape = \"entity\"\nconcurrency = 8"),
             );
             let mut child = spawn(&config, &dir.path().join("entities.log"));
-            wait_runs(&db, "entities", "initial", 1, &mut child).await;
-            let (seconds, _, status) = last_run(&db, "entities", "initial");
-            assert_eq!(status, "ok");
+            wait_runs(&db, "entities", PassKind::Initial, 1, &mut child).await;
+            let (seconds, _, status) = last_run(&db, "entities", PassKind::Initial);
+            assert_eq!(status, RunStatus::Ok);
             println!(
                 "  (entity shape: initial load of {rows} entities in {seconds:.1} s, {:.0}/s)",
                 rows as f64 / seconds
@@ -449,13 +434,13 @@ async fn main() {
             }
         };
         tokio::select! {
-            _ = wait_runs(&db, "big", "initial", 1, &mut child) => {}
+            _ = wait_runs(&db, "big", PassKind::Initial, 1, &mut child) => {}
             _ = sampler => {}
         }
         let hwm = peak_rss_kib(pid).unwrap_or(peak).max(peak);
         stop(child);
-        let (seconds, loaded, status) = last_run(&db, "big", "initial");
-        assert_eq!(status, "ok");
+        let (seconds, loaded, status) = last_run(&db, "big", PassKind::Initial);
+        assert_eq!(status, RunStatus::Ok);
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
         println!(
             "\n3. memory, {loaded} contacts in {seconds:.1} s ({:.0} rows/s):",

@@ -26,6 +26,7 @@ pub mod clients;
 pub mod config;
 pub mod control;
 pub mod feed;
+pub mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;

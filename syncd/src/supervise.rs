@@ -254,7 +254,7 @@ impl DaemonObserver {
             updated_at: String::new(),
         });
         f(row);
-        row.updated_at = crate::sync::db::now_text();
+        row.updated_at = crate::store::types::UtcTime::now().text();
         row.clone()
     }
 }
@@ -304,7 +304,7 @@ impl Observer for DaemonObserver {
                     r.restarts = *restarts;
                     r.failing = *failing;
                     r.last_error = Some(error.clone());
-                    r.last_error_at = Some(crate::sync::db::now_text());
+                    r.last_error_at = Some(crate::store::types::UtcTime::now().text());
                 })
             }
             Event::Healthy { restarts } => {

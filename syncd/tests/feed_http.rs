@@ -226,7 +226,7 @@ async fn changes_is_the_feed_with_content_behind_the_token() {
                 let record = event.record.as_ref().expect("content");
                 assert_eq!(
                     event.hash.as_deref(),
-                    Some(syncd::sync::hash::record_hash(record).as_str())
+                    Some(syncd::hash::record_hash(record).as_str())
                 );
             }
             Op::Delete => assert_eq!((&event.hash, &event.record), (&None, &None)),

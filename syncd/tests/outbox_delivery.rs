@@ -74,7 +74,7 @@ async fn replaying_one_key_many_times_creates_one_record() {
     // the record computes.
     let (hash, task_id) = echo(&setup.store(), "contact", created[0].id as i64).expect("echo row");
     let fetched = get_entity(&emu, "Contact", created[0].id as i64).await;
-    assert_eq!(hash, Some(syncd::sync::hash::entity_hash(&fetched)));
+    assert_eq!(hash, Some(syncd::hash::entity_hash(&fetched)));
     assert_eq!(task_id, Some(done.id));
 }
 
@@ -126,7 +126,7 @@ async fn updates_patches_and_deletes_reach_the_record() {
     assert!(row3.deleted);
     // The last write's echo matches the record as it is now.
     let (hash, task_id) = echo(&running.store, "contact", 2).unwrap();
-    assert_eq!(hash, Some(syncd::sync::hash::entity_hash(&after)));
+    assert_eq!(hash, Some(syncd::hash::entity_hash(&after)));
     assert_eq!(task_id, Some(ids[2]));
     let (deleted_hash, _) = echo(&running.store, "contact", 3).unwrap();
     assert_eq!(deleted_hash, None, "a delete's echo has no hash");

@@ -246,7 +246,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
                 tx,
                 Some("contacts"),
                 &[failing],
-                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z".parse().unwrap(),
             )
         })
         .await

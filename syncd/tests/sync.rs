@@ -12,17 +12,25 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Waits until the count `sql` selects reaches `at_least`.
-async fn count_reaches(db: &std::path::Path, what: &str, sql: &str, at_least: i64) {
+/// Waits until `count` reaches `at_least`.
+async fn count_reaches(what: &str, count: impl Fn() -> i64, at_least: i64) {
     eventually(T, what, || async {
-        let n = query_i64(db, sql);
+        let n = count();
         if n >= at_least {
             Ok(())
         } else {
-            Err(format!("{n} of {at_least}: {sql}"))
+            Err(format!("{n} of {at_least}"))
         }
     })
     .await;
+}
+
+/// Runs of `kind` that ended (any status).
+fn ended_runs(db: &std::path::Path, kind: PassKind) -> i64 {
+    runs(db)
+        .iter()
+        .filter(|r| r.kind == kind && r.ended_at.is_some())
+        .count() as i64
 }
 
 fn subscription(name: &str, entity: &str, extra: &str) -> String {
@@ -71,12 +79,12 @@ async fn initial_load_equals_truth_and_an_idle_pass_emits_nothing() {
         .get(*id as i32)
         .await
         .unwrap();
-    fetched = syncd::sync::hash::strip_metadata(fetched);
+    fetched = syncd::hash::strip_metadata(fetched);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&record.json).unwrap(),
         fetched
     );
-    assert_eq!(record.hash, syncd::sync::hash::record_hash(&fetched));
+    assert_eq!(record.hash, syncd::hash::record_hash(&fetched));
     // Never-edited rows (0001-01-01 updated) carry their registered time.
     assert!(records(&db, "contacts").values().all(|r| {
         r.modified
@@ -85,22 +93,14 @@ async fn initial_load_equals_truth_and_an_idle_pass_emits_nothing() {
     }));
 
     // Idle passes re-read the overlap window and emit nothing.
-    let before = query_i64(&db, "SELECT count(*) FROM changes");
-    let polls = query_i64(
-        &db,
-        "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'",
-    );
-    count_reaches(
-        &db,
-        "three more polls",
-        "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'",
-        polls + 6,
-    )
-    .await;
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM changes"), before);
+    let before = count_changes(&db, None);
+    let ok_polls = || count_runs(&db, Some(PassKind::Poll), Some(RunStatus::Ok));
+    let polls = ok_polls();
+    count_reaches("three more polls", ok_polls, polls + 6).await;
+    assert_eq!(count_changes(&db, None), before);
     assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op <> 'insert'"),
-        0
+        count_changes(&db, None),
+        count_changes(&db, Some(Op::Insert))
     );
     let metrics = running.services().metrics.render();
     assert!(
@@ -256,10 +256,11 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
         .collect();
     assert_eq!(deletes, [3, 4]);
     assert!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event = 'contact.softdeleted' AND processed_at IS NOT NULL"
-        ) >= 2
+        webhook_events(&db)
+            .iter()
+            .filter(|e| e.event == "contact.softdeleted" && e.processed_at.is_some())
+            .count()
+            >= 2
     );
 
     // A restored record comes back with an insert.
@@ -343,7 +344,7 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
     assert_eq!(again.status().as_u16(), 200);
     assert!(again.text().await.unwrap().contains("duplicate"));
     eventually(T, "forged event processed", || async {
-        let pending = query_i64(&db, "SELECT count(*) FROM refetch_queue");
+        let pending = queued_refetches(&db);
         if pending == 0 {
             Ok(())
         } else {
@@ -352,12 +353,8 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
     })
     .await;
     assert!(!records(&db, "contacts")[&10].deleted);
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event_id IN ('t')"
-        ),
-        0,
+    assert!(
+        !webhook_events(&db).iter().any(|e| e.event_id == "t"),
         "test events are not stored"
     );
     let metrics = running.services().metrics.render();
@@ -422,38 +419,23 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
     }
     // Polling cannot see soft deletes; nothing happens until a reconcile.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
-        0
-    );
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 0);
+    request(&db, "contacts", Request::Reconcile);
     eventually(T, "reconcile", || async {
         matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
     })
     .await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
-        3
-    );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM cursors WHERE reconcile_requested = 0 AND last_reconcile IS NOT NULL"
-        ),
-        1
-    );
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 3);
+    let cursor = state(&db, "contacts");
+    assert!(!cursor.reconcile_requested && cursor.last_reconcile.is_some());
 
     // A mass delete (15 of 97 > 10 %) trips the breaker: nothing is deleted.
     for id in 20..35 {
         contacts.delete(id, None).await.unwrap();
     }
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    request(&db, "contacts", Request::Reconcile);
     eventually(T, "breaker", || async {
-        let degraded = query_i64(
-            &db,
-            "SELECT count(*) FROM subscriptions WHERE state = 'degraded'",
-        );
-        if degraded == 1 {
+        if state(&db, "contacts").degraded.is_some() {
             Ok(())
         } else {
             Err("not degraded".into())
@@ -462,16 +444,12 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
     .await;
     // The run is closed after the subscription is degraded (and its gauge set).
     count_reaches(
-        &db,
         "degraded run recorded",
-        "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND status = 'degraded'",
+        || count_runs(&db, Some(PassKind::Reconcile), Some(RunStatus::Degraded)),
         1,
     )
     .await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
-        3
-    );
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 3);
     let status = syncd::status::status_rows(&running.store).unwrap();
     assert!(
         status[0].state.contains("mass-delete breaker"),
@@ -501,26 +479,14 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
     .await;
     // The operator confirms: `syncd reconcile` applies the deletes and lifts the breaker.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
-        3
-    );
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 3);
+    request(&db, "contacts", Request::Reconcile);
     eventually(T, "operator reconcile", || async {
         matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
     })
     .await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
-        18
-    );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM subscriptions WHERE state = 'active'"
-        ),
-        1
-    );
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 18);
+    assert_eq!(state(&db, "contacts").degraded, None);
     feed_is_consistent(&db, "contacts").unwrap();
     running.stop().await;
 }
@@ -564,17 +530,11 @@ async fn ticket_status_deleted_is_a_delete_and_resync_emits_nothing_new() {
     );
 
     // `syncd resync` reloads everything; unchanged records emit nothing.
-    let before = query_i64(&db, "SELECT count(*) FROM changes");
-    execute(&db, "UPDATE cursors SET resync_requested = 1");
+    let before = count_changes(&db, None);
+    request(&db, "tickets", Request::Resync);
     eventually(T, "resync", || async {
-        let n = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'resync' AND status = 'ok'",
-        );
-        let r = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND status = 'ok'",
-        );
+        let n = count_runs(&db, Some(PassKind::Resync), Some(RunStatus::Ok));
+        let r = count_runs(&db, Some(PassKind::Reconcile), Some(RunStatus::Ok));
         if n >= 1 && r >= 1 {
             Ok(())
         } else {
@@ -582,7 +542,7 @@ async fn ticket_status_deleted_is_a_delete_and_resync_emits_nothing_new() {
         }
     })
     .await;
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM changes"), before);
+    assert_eq!(count_changes(&db, None), before);
     feed_is_consistent(&db, "tickets").unwrap();
     running.stop().await;
 }
@@ -702,19 +662,13 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
     let api = client(&emu);
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     // Right after a poll, write like the outbox does and record the echo.
-    let polls = query_i64(&db, "SELECT count(*) FROM runs WHERE kind = 'poll'");
-    count_reaches(
-        &db,
-        "a poll",
-        "SELECT count(*) FROM runs WHERE kind = 'poll' AND ended_at IS NOT NULL",
-        polls + 2,
-    )
-    .await;
+    let polls = count_runs(&db, Some(PassKind::Poll), None);
+    count_reaches("a poll", || ended_runs(&db, PassKind::Poll), polls + 2).await;
     let answer = contacts
         .merge_patch(7, &json!({"Department": "echo"}), None)
         .await
         .unwrap();
-    let hash = syncd::sync::hash::entity_hash(&answer);
+    let hash = syncd::hash::entity_hash(&answer);
     let now = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
@@ -763,7 +717,10 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
         })
         .await;
     }
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM echoes"), 0);
+    let echoes = store(&db)
+        .read_blocking(syncd::store::records::echo_count)
+        .unwrap();
+    assert_eq!(echoes, 0);
     running.stop().await;
 }
 
@@ -791,7 +748,12 @@ async fn a_storm_of_429_and_503_token_expiry_and_a_tenant_move_all_complete() {
     rule.rate = 0.1765;
     emu.add_fault(rule).unwrap();
     let running = start(&text).await;
-    count_reaches(&db, "some pages", "SELECT count(*) FROM records", 101).await;
+    count_reaches(
+        "some pages",
+        || (records(&db, "contacts").len() + records(&db, "persons").len()) as i64,
+        101,
+    )
+    .await;
     emu.expire_tokens();
     emu.move_tenant();
     // The test's own edit goes through the storm too: let it retry the PATCH.
@@ -900,9 +862,8 @@ async fn bad_configuration_is_a_clear_error() {
     );
     let running = start(&text).await;
     count_reaches(
-        &db,
         "resync after a config change",
-        "SELECT count(*) FROM runs WHERE kind = 'resync' AND status = 'ok'",
+        || count_runs(&db, Some(PassKind::Resync), Some(RunStatus::Ok)),
         1,
     )
     .await;

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common_sync::{
-    base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
-    workdir,
+    Op, PassKind, Request, RunStatus, base_config, count_changes, count_runs, counts, db_path,
+    eventually, matches, records, request, start, state, truth_live, try_runs_after, workdir,
 };
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
@@ -21,24 +21,23 @@ use syncd::outbox::TaskState;
 const T: Duration = Duration::from_secs(30);
 
 /// The newest failed run of `kind` whose error contains `needle`, once there is one.
-async fn failed_run(db: &Path, kind: &str, needle: &str) -> String {
+async fn failed_run(db: &Path, kind: PassKind, needle: &str) -> String {
     let mut found = String::new();
     eventually(T, &format!("a failed {kind} run saying {needle:?}"), || {
-        let result = rusqlite::Connection::open(db).and_then(|conn| {
-            conn.query_row(
-                "SELECT coalesce(group_concat(error, ' | '), '') FROM runs
-                 WHERE kind = ?1 AND status = 'failed'",
-                [kind],
-                |r| r.get::<_, String>(0),
-            )
+        let result = try_runs_after(db, 0).map(|runs| {
+            runs.into_iter()
+                .filter(|r| r.kind == kind && r.status == RunStatus::Failed)
+                .filter_map(|r| r.error)
+                .collect::<Vec<_>>()
+                .join(" | ")
         });
         let outcome = match result {
-            Ok(errors) if errors.contains(needle) => {
+            Some(errors) if errors.contains(needle) => {
                 found = errors;
                 Ok(())
             }
-            Ok(errors) => Err(format!("failed runs so far: {errors:?}")),
-            Err(e) => Err(e.to_string()),
+            Some(errors) => Err(format!("failed runs so far: {errors:?}")),
+            None => Err("the database is not ready".to_string()),
         };
         async move { outcome }
     })
@@ -63,11 +62,11 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
     ))
     .unwrap();
     let running = start(&text).await;
-    let error = failed_run(&db, "initial", "no `value` array").await;
+    let error = failed_run(&db, PassKind::Initial, "no `value` array").await;
     assert!(error.contains("subscription \"contacts\""), "{error}");
     assert!(error.contains("/api/v1/Contact?"), "names the URL: {error}");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM change_feed"), 0);
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM records"), 0);
+    assert_eq!(count_changes(&db, None), 0);
+    assert!(records(&db, "contacts").is_empty());
     let problems = running.services().health.problems().join("\n");
     assert!(
         problems.contains("subscription contacts: last run failed") && problems.contains("`value`"),
@@ -89,7 +88,7 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
         matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
     })
     .await;
-    let changes = query_i64(&db, "SELECT count(*) FROM change_feed");
+    let changes = count_changes(&db, None);
     assert_eq!(changes, 40);
 
     // Rows without their primary key fail the poll; nothing is written for them.
@@ -98,9 +97,9 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
         r#"{"value":[{"name":"No key AS"}]}"#,
     ))
     .unwrap();
-    let error = failed_run(&db, "poll", "has no `contactId` (primary key)").await;
+    let error = failed_run(&db, PassKind::Poll, "has no `contactId` (primary key)").await;
     assert!(error.contains("subscription \"contacts\""), "{error}");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM change_feed"), changes);
+    assert_eq!(count_changes(&db, None), changes);
 
     // A reconcile whose id scan (it selects only the key) answers without `value` fails; it
     // deletes nothing. Polls keep working meanwhile.
@@ -110,31 +109,25 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
         ..FaultRule::body(RouteClass::Odata, r#"{"odata.nextLink":null}"#)
     })
     .unwrap();
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
-    let error = failed_run(&db, "reconcile", "no `value` array").await;
+    request(&db, "contacts", Request::Reconcile);
+    let error = failed_run(&db, PassKind::Reconcile, "no `value` array").await;
     assert!(error.contains("/api/v1/Contact?"), "{error}");
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 0);
     assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM change_feed WHERE op = 'delete'"),
-        0
-    );
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM records WHERE deleted_at IS NULL"),
+        records(&db, "contacts")
+            .values()
+            .filter(|r| !r.deleted)
+            .count(),
         40
     );
     assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM subscriptions WHERE state = 'degraded'"
-        ),
-        0,
+        state(&db, "contacts").degraded,
+        None,
         "not even the breaker: nothing was read as deleted"
     );
     emu.clear_faults();
     eventually(T, "a clean reconcile", || async {
-        let ok = query_i64(
-            &db,
-            "SELECT count(*) FROM runs WHERE kind = 'reconcile' AND status = 'ok'",
-        );
+        let ok = count_runs(&db, Some(PassKind::Reconcile), Some(RunStatus::Ok));
         if ok >= 1 {
             Ok(())
         } else {
@@ -142,10 +135,7 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
         }
     })
     .await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM change_feed WHERE op = 'delete'"),
-        0
-    );
+    assert_eq!(count_changes(&db, Some(Op::Delete)), 0);
     assert!(
         running.services().health.problems().is_empty(),
         "{:?}",

@@ -13,6 +13,9 @@ use std::time::Duration;
 use common_sync::*;
 use emulator::EntityType;
 use serde_json::{Value, json};
+use syncd::store::runs::{RunEnd, finish_run, start_run};
+use syncd::store::types::UtcTime;
+use syncd::store::webhooks::NewEvent;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -66,12 +69,8 @@ async fn without_any_secret_every_webhook_is_refused() {
         status(post(&url, body, Some(&sign("guess", body)))).await,
         401
     );
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM webhook_events"),
-        0,
-        "nothing stored"
-    );
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM refetch_queue"), 0);
+    assert!(webhook_events(&db).is_empty(), "nothing stored");
+    assert_eq!(queued_refetches(&db), 0);
     assert_eq!(
         metric(
             &running,
@@ -245,10 +244,9 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
     })
     .await;
     assert!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event = 'contact.changed' AND primary_key = 7"
-        ) >= 1
+        webhook_events(&db)
+            .iter()
+            .any(|e| e.event == "contact.changed" && e.primary_key == Some(7))
     );
     assert!(
         changes(&db, "contacts")
@@ -263,13 +261,7 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
         status(post(&url, forged, Some(&sign(SECRET, forged)))).await,
         401
     );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event_id = 'f1'"
-        ),
-        0
-    );
+    assert!(!event_stored(&db, "f1"));
 
     // An event no subscription follows: 200, not stored.
     let sale = r#"{"EventId":"s1","Event":"sale.changed","Entity":"sale","PrimaryKey":3,"ContextIdentifier":"Cust12345"}"#;
@@ -277,13 +269,7 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
         status(post(&url, sale, Some(&sign(&secret, sale)))).await,
         200
     );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event_id = 's1'"
-        ),
-        0
-    );
+    assert!(!event_stored(&db, "s1"));
     assert_eq!(
         metric(
             &running,
@@ -302,15 +288,14 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
         status(post(&url, &big, Some(&sign(&secret, &big)))).await,
         413
     );
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event_id = 'big'"
-        ),
-        0
-    );
+    assert!(!event_stored(&db, "big"));
     feed_is_consistent(&db, "contacts").unwrap();
     running.stop().await;
+}
+
+/// Whether the webhook event `id` is stored.
+fn event_stored(db: &Path, id: &str) -> bool {
+    webhook_events(db).iter().any(|e| e.event_id == id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,29 +305,31 @@ async fn the_daemon_prunes_old_webhook_events_and_runs_at_start_up() {
     let db = db_path(dir.path());
     {
         let store = syncd::store::open(&db).unwrap();
-        let now = chrono::Utc::now();
-        let at = |days: i64| {
-            (now - chrono::TimeDelta::days(days))
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string()
-        };
+        let now = UtcTime::now();
+        let at = |days: i64| now.minus(chrono::TimeDelta::days(days));
         store
             .write_blocking(|tx| {
-                let run = |e: rusqlite::Error| syncd::Error::Store(e.to_string());
                 for (id, received) in [("old", at(3)), ("new", at(1))] {
-                    tx.execute(
-                        "INSERT INTO webhook_events (event_id, received_at, event, entity, primary_key, body, processed_at, outcome)
-                         VALUES (?1, ?2, 'contact.changed', 'contact', 1, '{}', ?2, 'queued')",
-                        rusqlite::params![id, received],
-                    )
-                    .map_err(run)?;
+                    let event = NewEvent {
+                        event_id: id.to_string(),
+                        event: "contact.changed".to_string(),
+                        entity: "contact".to_string(),
+                        primary_key: 1,
+                        body: "{}".to_string(),
+                        targets: Vec::new(),
+                    };
+                    syncd::store::webhooks::record_event(tx, &event, received)?;
                 }
                 for started in [at(11), at(9)] {
-                    tx.execute(
-                        "INSERT INTO runs (subscription, kind, started_at, status) VALUES ('gone', 'poll', ?1, 'ok')",
-                        [started],
-                    )
-                    .map_err(run)?;
+                    let run = start_run(tx, "gone", PassKind::Poll, started)?;
+                    let end = RunEnd {
+                        status: RunStatus::Ok,
+                        fetched: 0,
+                        requests: 0,
+                        applied: Default::default(),
+                        error: None,
+                    };
+                    finish_run(tx, run, &end, started)?;
                 }
                 Ok(())
             })
@@ -352,8 +339,11 @@ async fn the_daemon_prunes_old_webhook_events_and_runs_at_start_up() {
     text.push_str("\n[retention]\nwebhook_events = \"2d\"\nruns = \"10d\"\n");
     let running = start(&text).await;
     eventually(T, "start-up prune", || async {
-        let events = query_i64(&db, "SELECT count(*) FROM webhook_events");
-        let runs = query_i64(&db, "SELECT count(*) FROM runs WHERE subscription = 'gone'");
+        let events = webhook_events(&db).len();
+        let runs = runs(&db)
+            .iter()
+            .filter(|r| r.subscription == "gone")
+            .count();
         // The counter moves once both tables are done.
         let counted = ["webhook_events", "runs"]
             .map(|table| metric(&running, "syncd_pruned_rows_total", &[("table", table)]));
@@ -364,12 +354,6 @@ async fn the_daemon_prunes_old_webhook_events_and_runs_at_start_up() {
         }
     })
     .await;
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT count(*) FROM webhook_events WHERE event_id = 'new'"
-        ),
-        1
-    );
+    assert!(event_stored(&db, "new"));
     running.stop().await;
 }

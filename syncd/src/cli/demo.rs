@@ -311,7 +311,7 @@ fn change_counts(store: &store::Store) -> Result<BTreeMap<String, i64>> {
 /// The live (not deleted) record ids of a subscription.
 fn stored_ids(store: &store::Store, subscription: &str) -> Result<BTreeSet<i64>> {
     let ids = store.read_blocking(|conn| {
-        crate::sync::db::live_ids_between(conn, subscription, None, None, None)
+        store::records::live_ids_between(conn, subscription, None, None, None)
     })?;
     Ok(ids.into_iter().collect())
 }

@@ -68,7 +68,7 @@ pub struct ChangeEvent {
     #[serde(serialize_with = "rfc3339_millis", deserialize_with = "rfc3339")]
     pub at: DateTime<Utc>,
     /// Content hash after the change (`null` for deletes): lower-case hex SHA-256 of the
-    /// canonical JSON of `record` (see [`crate::sync::hash`]).
+    /// canonical JSON of `record` (see [`crate::hash`]).
     pub hash: Option<String>,
     /// The hash stored just before the change when the record was live (updates, deletes);
     /// `null` for inserts and for changes recorded before the `0006_change_content` migration.
@@ -79,7 +79,7 @@ pub struct ChangeEvent {
 }
 
 fn rfc3339_millis<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::sync::db::format_utc(*at))
+    s.serialize_str(&crate::store::types::UtcTime::from(*at).text())
 }
 
 fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {

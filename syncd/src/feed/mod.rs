@@ -20,7 +20,7 @@ pub mod http;
 pub use event::{ChangeEvent, Op};
 
 /// "The last committed seq": bumped by the sync engine right after a page transaction that
-/// wrote change rows commits ([`crate::sync::db::apply`] returns the seq); feed readers wait on
+/// wrote change rows commits ([`crate::store::records::apply`] returns the seq); feed readers wait on
 /// it instead of polling. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FeedNotifier {

@@ -41,13 +41,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::Committer;
 use super::foreign::ForeignKeys;
-use super::hash;
 use super::ledger::{self, Echo, Finish};
 use super::recover::{self, Orphan};
 use super::task::{Action, Task};
 use super::write::WriteOp;
 use super::{OutboxShared, failpoint};
 use crate::config::ConflictPolicy;
+use crate::hash;
 use crate::{Error, Services};
 
 /// What the claim-time batch lookup learnt about a create's record key.

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::{Value, json};
 
-use super::hash;
 use super::row::{self, Column, Converted, OutboxRow, Stored};
 use super::task::{self, NewTask, PublishRequest, REJECTED_PREFIX, Task, TaskState, ts};
+use crate::hash;
 use crate::store::sql;
 use crate::{Config, Error, Result};
 

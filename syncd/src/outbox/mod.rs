@@ -55,7 +55,7 @@
 //! # Echo rows
 //!
 //! Each successful write upserts `echoes(entity, id, entity_hash, published_at, task_id)` in
-//! the transaction that marks the task done; `entity_hash` is [`hash::entity_hash`] of the
+//! the transaction that marks the task done; `entity_hash` is [`crate::hash::entity_hash`] of the
 //! entity the write answered (NULL for a delete), so the subscriptions can recognise the
 //! change as ours.
 //!
@@ -84,7 +84,6 @@ use crate::{Config, Result, Services, Store};
 pub mod commit;
 pub mod deliver;
 pub mod foreign;
-pub mod hash;
 pub mod http;
 pub mod ledger;
 pub mod plan;

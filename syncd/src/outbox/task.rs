@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use superoffice::entity::EntityKind;
 
-use super::hash;
+use crate::hash;
 use crate::{Config, Error, Result};
 
 /// The longest idempotency or external key (a ForeignKey value holds 239 characters).

@@ -1,4 +1,4 @@
-//! Reading the change feed (`changes`, written by [`crate::sync::db::apply`]) as
+//! Reading the change feed (`changes`, written by [`crate::store::records::apply`]) as
 //! [`ChangeEvent`]s: for `syncd changes`, the HTTP feed and the sinks.
 //!
 //! Sequence numbers only grow. Retention may delete the oldest rows; a reader that asks for

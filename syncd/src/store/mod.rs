@@ -17,9 +17,13 @@ use crate::{Error, Result};
 pub mod feed;
 pub mod loops;
 pub mod quarantine;
+pub mod records;
 pub mod retention;
+pub mod runs;
 pub mod sinks;
 pub mod status;
+pub mod types;
+pub mod webhooks;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[

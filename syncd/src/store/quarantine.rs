@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::sql;
+use super::types::UtcTime;
 use crate::Result;
 
 /// The `refetch_queue.event` of a retry queued by `syncd quarantine retry`.
@@ -40,7 +41,7 @@ pub fn put(
     id: i64,
     json: &str,
     error: &str,
-    now: &str,
+    now: UtcTime,
 ) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO quarantine (subscription, id, json, error, first_at, last_at, attempts)
@@ -187,7 +188,7 @@ pub fn requeue(
     tx: &Transaction<'_>,
     subscription: Option<&str>,
     ids: &[i64],
-    now: &str,
+    now: UtcTime,
 ) -> Result<Vec<(String, i64)>> {
     let selected: Vec<(String, i64)> = list(tx, subscription, ids)?
         .into_iter()
@@ -212,8 +213,16 @@ pub fn requeue(
 mod tests {
     use super::*;
 
+    fn at(text: &str) -> UtcTime {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn quarantine_counts_attempts_releases_and_requeues() {
+        let (t1, t2) = (
+            at("2026-12-04T10:00:01.000Z"),
+            at("2026-12-04T10:00:02.000Z"),
+        );
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
         store
@@ -222,10 +231,10 @@ mod tests {
                     "INSERT INTO subscriptions (name, entity, created_at) VALUES ('a', 'contact', 'now'), ('b', 'contact', 'now');",
                 )
                 .map_err(sql)?;
-                put(tx, "a", 1, "{\"x\":1}", "jq: x", "t1")?;
-                put(tx, "a", 1, "{\"x\":2}", "timeout", "t2")?;
-                put(tx, "a", 2, "{}", "jq: y", "t2")?;
-                put(tx, "b", 2, "{}", "jq: z", "t2")
+                put(tx, "a", 1, "{\"x\":1}", "jq: x", t1)?;
+                put(tx, "a", 1, "{\"x\":2}", "timeout", t2)?;
+                put(tx, "a", 2, "{}", "jq: y", t2)?;
+                put(tx, "b", 2, "{}", "jq: z", t2)
             })
             .unwrap();
         let a1 = store.read_blocking(|c| list(c, Some("a"), &[1])).unwrap();
@@ -236,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             (a1[0].first_at.as_str(), a1[0].last_at.as_str()),
-            ("t1", "t2")
+            ("2026-12-04T10:00:01.000Z", "2026-12-04T10:00:02.000Z")
         );
         let all = store.read_blocking(counts).unwrap();
         assert_eq!(all.get("a"), Some(&2));
@@ -247,7 +256,7 @@ mod tests {
         );
 
         let queued = store
-            .write_blocking(|tx| requeue(tx, Some("a"), &[], "t3"))
+            .write_blocking(|tx| requeue(tx, Some("a"), &[], at("2026-12-04T10:00:03.000Z")))
             .unwrap();
         assert_eq!(queued, vec![("a".to_string(), 1), ("a".to_string(), 2)]);
         let in_queue: i64 = store

@@ -3,7 +3,7 @@
 //!
 //! Each function deletes at most `limit` rows older than a cutoff, so a caller can keep write
 //! transactions short and repeat while a full batch was deleted. Timestamps in both tables are
-//! our own UTC text (`2026-12-04T23:09:47.123Z`, see `sync::db::now_text`), which sorts like the
+//! our own UTC text (`2026-12-04T23:09:47.123Z`, see [`super::types::UtcTime`]), which sorts like the
 //! instant, so the cutoff is compared as text.
 //!
 //! - A webhook event is deleted only when no `refetch_queue` row still refers to it: its
@@ -15,11 +15,12 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::sql;
+use super::types::UtcTime;
 use crate::Result;
 
-/// The text form of our timestamps (as `sync::db::format_utc` writes them).
+/// The text form of our timestamps ([`UtcTime`]).
 fn cutoff_text(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    UtcTime::from(at).text()
 }
 
 /// Deletes up to `limit` webhook events received before `older_than` whose refetch is no

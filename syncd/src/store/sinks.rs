@@ -26,7 +26,7 @@ pub fn set_acked_seq(conn: &Connection, sink: &str, seq: i64) -> Result<i64> {
          ON CONFLICT (sink) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq),
                                           updated_at = excluded.updated_at,
                                           last_error = NULL, last_error_at = NULL",
-        params![sink, seq, crate::sync::db::now_text()],
+        params![sink, seq, super::types::UtcTime::now()],
     )
     .map_err(sql)?;
     acked_seq(conn, sink)
@@ -34,7 +34,7 @@ pub fn set_acked_seq(conn: &Connection, sink: &str, seq: i64) -> Result<i64> {
 
 /// Records the last failure of `sink` (cleared by the next [`set_acked_seq`]).
 pub fn set_error(conn: &Connection, sink: &str, error: &str) -> Result<()> {
-    let now = crate::sync::db::now_text();
+    let now = super::types::UtcTime::now();
     conn.execute(
         "INSERT INTO sink_cursors (sink, acked_seq, updated_at, last_error, last_error_at)
          VALUES (?1, 0, ?2, ?3, ?2)
@@ -98,7 +98,7 @@ pub fn instance_id(conn: &Connection) -> Result<String> {
     let id = format!("{:016x}", rand::random::<u64>());
     conn.execute(
         "INSERT INTO instance (singleton, instance_id, created_at) VALUES (1, ?1, ?2)",
-        params![id, crate::sync::db::now_text()],
+        params![id, super::types::UtcTime::now()],
     )
     .map_err(sql)?;
     Ok(id)

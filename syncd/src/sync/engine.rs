@@ -20,10 +20,13 @@ use superoffice::paginate::{self, Source};
 use superoffice::{Client, SoDateTime};
 use tokio_util::sync::CancellationToken;
 
-use super::db::{self, Applied, CursorWrite, EchoMode, PageWrite, Resume, SubState, Upsert};
-use super::hash::{canonical_text_and_hash, entity_hash, strip_metadata};
 use super::plan::{ParentRecord, Plan, Window, entity_deleted};
 use crate::config::Shape;
+use crate::hash::{canonical_text_and_hash, entity_hash, strip_metadata};
+use crate::store::records::{self, Applied, CursorWrite, EchoMode, PageWrite, Upsert};
+use crate::store::runs::{self, Resume, SubState};
+use crate::store::types::{PassKind, UtcTime};
+use crate::store::webhooks::{self, Queued};
 use crate::transform::Failure;
 use crate::{Error, Result, Services};
 
@@ -95,13 +98,6 @@ pub struct Engine<'a> {
     pub page_cap: std::sync::atomic::AtomicU32,
 }
 
-fn naive_now() -> String {
-    Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string()
-}
-
 fn instant_of(text: &str) -> Option<chrono::DateTime<Utc>> {
     text.parse::<SoDateTime>().ok().map(|d| d.to_utc())
 }
@@ -146,36 +142,32 @@ impl Engine<'_> {
 
     fn page_write(&self, parent: Option<i64>) -> PageWrite {
         PageWrite {
-            subscription: self.plan.name.clone(),
-            entity: self.plan.entity_label(),
-            entity_name: self.plan.kind.name(),
             parent,
             echo: self.echo(),
             echo_peers: self.services.sync.peers(self.plan.kind),
-            now: db::now_text(),
-            ..PageWrite::default()
+            ..PageWrite::new(self.plan.name.clone(), self.plan.kind, UtcTime::now())
         }
     }
 
     /// Since when a webhook must have announced a change for it to count as announced.
-    fn unannounced_since(&self) -> Option<(&'static str, String)> {
+    fn unannounced_since(&self) -> Option<(&'static str, UtcTime)> {
         let entity = self.plan.kind.webhook_entity()?;
         if !self.plan.webhooks {
             return None;
         }
         let horizon = (self.plan.poll_interval * 3).max(Duration::from_secs(600));
         let since = Utc::now() - chrono::Duration::from_std(horizon).unwrap_or_default();
-        Some((entity, db::format_utc(since)))
+        Some((entity, UtcTime::from(since)))
     }
 
     async fn commit(&self, write: PageWrite) -> Result<Applied> {
         let applied = self
             .services
             .store
-            .write(move |tx| db::apply(tx, &write))
+            .write(move |tx| records::apply(tx, &write))
             .await?;
         if let Some(seq) = applied.last_seq {
-            self.services.feed.committed(seq);
+            self.services.feed.committed(seq.get());
         }
         self.record_metrics(applied);
         Ok(applied)
@@ -322,7 +314,7 @@ impl Engine<'_> {
         let name = self.plan.name.clone();
         self.services
             .store
-            .write(move |tx| db::set_page_cap(tx, &name, cap))
+            .write(move |tx| runs::set_page_cap(tx, &name, cap))
             .await?;
         Ok((0, Some(page)))
     }
@@ -363,7 +355,7 @@ impl Engine<'_> {
                 let json = raw
                     .map(|v| canonical_text_and_hash(&v).0)
                     .unwrap_or_default();
-                write.quarantine.push(db::Rejected { id, json, error });
+                write.quarantine.push(records::Rejected { id, json, error });
                 return Ok(None);
             }
         };
@@ -491,7 +483,7 @@ impl Engine<'_> {
         let stored = self
             .services
             .store
-            .read(move |conn| db::stored(conn, &name, &ids))
+            .read(move |conn| records::stored(conn, &name, &ids))
             .await?;
         let changed: Vec<(i64, Option<String>)> = wanted
             .into_iter()
@@ -567,11 +559,11 @@ impl Engine<'_> {
 
     /// A full (initial/resync) or incremental pass, resuming `state.resume` if a previous
     /// process stopped in the middle of one.
-    pub async fn pass(&self, state: &SubState, kind: &str) -> Result<Outcome> {
+    pub async fn pass(&self, state: &SubState, kind: PassKind) -> Result<Outcome> {
         let mut resume = match &state.resume {
             Some(resume) => resume.clone(),
             None => Resume {
-                kind: kind.to_string(),
+                kind,
                 window: if state.incremental {
                     state.window_from.clone()
                 } else {
@@ -580,11 +572,11 @@ impl Engine<'_> {
                 parent: None,
                 after: None,
                 max: None,
-                started: naive_now(),
+                started: UtcTime::now(),
                 floor: None,
             },
         };
-        let window = resume.window();
+        let window = resume.window.as_deref().and_then(Window::parse);
         let mut outcome = Outcome::default();
         let Some(parent_subscription) = &self.plan.parent else {
             self.scan(&mut resume, None, window, state, &mut outcome)
@@ -598,7 +590,7 @@ impl Engine<'_> {
             let batch = self
                 .services
                 .store
-                .read(move |conn| db::parents(conn, &parent_name, from, 200))
+                .read(move |conn| records::parents(conn, &parent_name, from, 200))
                 .await?;
             if batch.is_empty() {
                 break;
@@ -617,7 +609,7 @@ impl Engine<'_> {
                 let loaded = self
                     .services
                     .store
-                    .read(move |conn| db::scope_loaded(conn, &name, id))
+                    .read(move |conn| records::scope_loaded(conn, &name, id))
                     .await?;
                 if resume.parent != Some(id) {
                     resume.parent = Some(id);
@@ -667,7 +659,7 @@ impl Engine<'_> {
         let source = self.plan.source(parent)?;
         let base = self.plan.base_query(&self.plan.select, parent, window)?;
         let parent_id = parent.map(|p| p.id);
-        let unannounced = if resume.kind == "poll" {
+        let unannounced = if resume.kind == PassKind::Poll {
             self.unannounced_since()
         } else {
             None
@@ -721,7 +713,7 @@ impl Engine<'_> {
                     } else {
                         write.cursor = Some(self.finish_cursor(state, resume));
                     }
-                    write.unannounced = unannounced.clone();
+                    write.unannounced = unannounced;
                     tracing::debug!(
                         subscription = %self.plan.name,
                         rows = count,
@@ -745,7 +737,7 @@ impl Engine<'_> {
                     outcome.applied += self.settle_commit(previous).await?;
                 }
                 in_flight = Some(self.start_commit(write));
-                if resume.kind != "poll" {
+                if resume.kind != PassKind::Poll {
                     self.services.notifier.status(&format!(
                         "{}: {} load, {} rows read",
                         self.plan.name, resume.kind, outcome.fetched
@@ -785,14 +777,14 @@ impl Engine<'_> {
         tokio::spawn(async move {
             let began = Instant::now();
             let rows = write.upserts.len() + write.deletes.len();
-            let applied = store.write(move |tx| db::apply(tx, &write)).await;
+            let applied = store.write(move |tx| records::apply(tx, &write)).await;
             // Wake feed readers as soon as the rows are visible, not when the pass settles.
             if let Ok(Applied {
                 last_seq: Some(seq),
                 ..
             }) = &applied
             {
-                feed.committed(*seq);
+                feed.committed(seq.get());
             }
             tracing::debug!(subscription = %name, rows, ms = began.elapsed().as_secs_f64() * 1e3, "page committed");
             applied
@@ -888,7 +880,7 @@ impl Engine<'_> {
             let batch = self
                 .services
                 .store
-                .read(move |conn| db::queued(conn, &name, REFETCH_BATCH))
+                .read(move |conn| webhooks::queued(conn, &name, REFETCH_BATCH))
                 .await?;
             if batch.is_empty() {
                 return Ok((outcome, unknown));
@@ -904,7 +896,7 @@ impl Engine<'_> {
     /// One batch of targeted refetches: the records' archive rows (with the subscription's
     /// filter), their entities (entity shape), and a confirmed delete for each announced
     /// record that is no longer listed.
-    async fn refetch(&self, batch: &[db::Queued], state: &SubState) -> Result<(Outcome, bool)> {
+    async fn refetch(&self, batch: &[Queued], state: &SubState) -> Result<(Outcome, bool)> {
         let mut outcome = Outcome::default();
         let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
         let key = self.plan.kind.primary_key();
@@ -933,14 +925,14 @@ impl Engine<'_> {
         let stored = self
             .services
             .store
-            .read(move |conn| db::stored(conn, &name, &lookup))
+            .read(move |conn| records::stored(conn, &name, &lookup))
             .await?;
         let (rows, mut read_at) = self.fetch(&source, &base, None, ids.len() as u32).await?;
         outcome.requests += 1;
         outcome.fetched += rows.len() as u64;
         // Entity shape settles relative to when the newest event arrived (see SETTLE): the
         // edit it announces happened before that.
-        if let Some(newest) = batch.iter().filter_map(|q| instant_of(&q.queued_at)).max() {
+        if let Some(newest) = batch.iter().map(|q| q.queued_at.at()).max() {
             let age = (Utc::now() - newest).to_std().unwrap_or_default();
             if let Some(received) = Instant::now().checked_sub(age.min(SETTLE)) {
                 read_at = read_at.min(received);
@@ -985,7 +977,7 @@ impl Engine<'_> {
                 let live = self
                     .services
                     .store
-                    .read(move |conn| db::live_count(conn, &name))
+                    .read(move |conn| records::live_count(conn, &name))
                     .await?;
                 if self.trips(confirmed.len() as u64, live) {
                     let reason =
@@ -1014,7 +1006,7 @@ impl Engine<'_> {
         let text = reason.to_string();
         self.services
             .store
-            .write(move |tx| db::degrade(tx, &name, &text, &db::now_text()))
+            .write(move |tx| runs::degrade(tx, &name, &text, UtcTime::now()))
             .await?;
         self.services.metrics.set(
             "syncd_subscription_degraded",
@@ -1043,7 +1035,7 @@ impl Engine<'_> {
                     let batch = self
                         .services
                         .store
-                        .read(move |conn| db::parents(conn, &parent_name, from, 500))
+                        .read(move |conn| records::parents(conn, &parent_name, from, 500))
                         .await?;
                     let Some(last) = batch.last().map(|(id, _)| *id) else {
                         break;
@@ -1096,7 +1088,9 @@ impl Engine<'_> {
                 let live = self
                     .services
                     .store
-                    .read(move |conn| db::live_ids_between(conn, &name, parent_id, after, upto))
+                    .read(move |conn| {
+                        records::live_ids_between(conn, &name, parent_id, after, upto)
+                    })
                     .await?;
                 candidates.extend(live.into_iter().filter(|id| !seen.contains(id)));
                 if !full {
@@ -1111,7 +1105,7 @@ impl Engine<'_> {
             let orphans = self
                 .services
                 .store
-                .read(move |conn| db::orphans(conn, &name, &parent_name))
+                .read(move |conn| records::orphans(conn, &name, &parent_name))
                 .await?;
             candidates.extend(orphans);
         }
@@ -1121,7 +1115,7 @@ impl Engine<'_> {
         let live = self
             .services
             .store
-            .read(move |conn| db::live_count(conn, &name))
+            .read(move |conn| records::live_count(conn, &name))
             .await?;
         let degraded = state.degraded.is_some();
         let check_breaker = !(force && degraded);
@@ -1155,11 +1149,11 @@ impl Engine<'_> {
         write.clear_degraded = degraded;
         outcome.applied += self.commit(write).await?;
         // Echoes older than a day were seen by every poll that could see them.
-        let entity = (self.plan.entity_label(), self.plan.kind.name());
-        let before = db::format_utc(Utc::now() - chrono::Duration::days(1));
+        let kind = self.plan.kind;
+        let before = UtcTime::now().minus(chrono::Duration::days(1));
         self.services
             .store
-            .write(move |tx| db::expire_echoes(tx, entity, &before))
+            .write(move |tx| records::expire_echoes(tx, kind, before))
             .await?;
         if degraded {
             self.services.metrics.set(

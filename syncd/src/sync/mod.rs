@@ -24,8 +24,8 @@
 //!   a record it fails for is quarantined in its page's transaction (the rest of the page is
 //!   stored, the cursor moves on) and is not transformed again while unchanged;
 //!   `syncd quarantine retry` queues a targeted refetch for it (see [`quarantine`]).
-//! - The hash is SHA-256 of canonical JSON ([`hash`]); echo detection uses
-//!   [`hash::entity_hash`], shared with the outbox.
+//! - The hash is SHA-256 of canonical JSON ([`crate::hash`]); echo detection uses
+//!   [`crate::hash::entity_hash`], shared with the outbox.
 //!
 //! # The algorithm
 //!
@@ -86,7 +86,7 @@
 //!
 //! With `outbox.echo_suppression`, a change of a record that has a row in `echoes` (written by
 //! the outbox after its own write) is stored but not reported when it is that write: entity
-//! shape when the fetched entity's [`hash::entity_hash`] equals `echoes.entity_hash`; row shape
+//! shape when the fetched entity's [`crate::hash::entity_hash`] equals `echoes.entity_hash`; row shape
 //! when the row's timestamp is at most `published_at` + 2 s. The echo row is consumed (deleted)
 //! by the first change of the record either way. Deletes are never suppressed.
 //! Known window: the echo row is written when the outbox commits the write's answer, so a
@@ -149,12 +149,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::store::records;
+use crate::store::runs::{self, Registration, RunEnd, RunStatus};
+use crate::store::types::{PassKind, UtcTime};
+use crate::store::webhooks;
 use crate::{Error, Result, Services};
 
-pub mod db;
 pub mod engine;
 pub mod ensure;
-pub mod hash;
 pub mod plan;
 pub mod quarantine;
 pub mod retention;
@@ -342,22 +344,27 @@ pub async fn prepare(services: &Services) -> Result<()> {
     let states = services
         .store
         .write(move |tx| {
-            let now = db::now_text();
-            let aborted = db::abort_stale_runs(tx, &now)?;
+            let now = UtcTime::now();
+            let aborted = runs::abort_stale_runs(tx, now)?;
             if aborted > 0 {
                 tracing::info!(runs = aborted, "marked runs of a stopped process as aborted");
             }
             let mut out = Vec::new();
             for plan in &plans {
-                if db::register(tx, plan, &now)? {
+                let registration = Registration {
+                    name: &plan.name,
+                    kind: plan.kind,
+                    fingerprint: &plan.fingerprint,
+                };
+                if runs::register(tx, registration, now)? {
                     tracing::warn!(subscription = %plan.name, "the subscription's columns, filter or transform changed: resyncing it");
                     // The resync transforms every record again.
                     crate::store::quarantine::clear(tx, &plan.name)?;
                 }
                 out.push((
                     plan.name.clone(),
-                    db::live_count(tx, &plan.name)?,
-                    db::state(tx, &plan.name)?,
+                    records::live_count(tx, &plan.name)?,
+                    runs::state(tx, &plan.name)?,
                     crate::store::quarantine::count(tx, &plan.name)?,
                 ));
             }
@@ -479,7 +486,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         let name = plan.name.clone();
         let state = services
             .store
-            .read(move |conn| db::state(conn, &name))
+            .read(move |conn| runs::state(conn, &name))
             .await?;
         if let Some(cap) = state.page_cap {
             engine
@@ -499,13 +506,13 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         let name = plan.name.clone();
         let state = services
             .store
-            .read(move |conn| db::state(conn, &name))
+            .read(move |conn| runs::state(conn, &name))
             .await?;
         if state.resync_requested {
             let name = plan.name.clone();
             services
                 .store
-                .write(move |tx| db::reset_for_resync(tx, &name))
+                .write(move |tx| runs::reset_for_resync(tx, &name))
                 .await?;
             services.metrics.set(
                 "syncd_subscription_degraded",
@@ -523,10 +530,10 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             let name = plan.name.clone();
             let pending = services
                 .store
-                .read(move |conn| Ok(!db::queued(conn, &name, 1)?.is_empty()))
+                .read(move |conn| Ok(!webhooks::queued(conn, &name, 1)?.is_empty()))
                 .await?;
             if pending {
-                match step(engine, "webhook", async {
+                match step(engine, PassKind::Webhook, async {
                     let (outcome, unknown) = engine.drain_queue(&state).await?;
                     Ok((outcome, false, unknown))
                 })
@@ -545,13 +552,13 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         // A pass: when due, or to finish one a previous process started.
         if Instant::now() >= next_poll || state.resume.is_some() {
             let kind = match (&state.resume, state.incremental) {
-                (Some(resume), _) => resume.kind.clone(),
-                (None, true) => "poll".to_string(),
-                (None, false) if state.last_success.is_some() => "resync".to_string(),
-                (None, false) => "initial".to_string(),
+                (Some(resume), _) => resume.kind,
+                (None, true) => PassKind::Poll,
+                (None, false) if state.last_success.is_some() => PassKind::Resync,
+                (None, false) => PassKind::Initial,
             };
-            let ran = step(engine, &kind, async {
-                Ok((engine.pass(&state, &kind).await?, false, ()))
+            let ran = step(engine, kind, async {
+                Ok((engine.pass(&state, kind).await?, false, ()))
             })
             .await;
             if shutdown.is_cancelled() {
@@ -566,7 +573,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 None => {
                     failures += 1;
                     next_poll = Instant::now() + backoff(failures, plan.poll_interval);
-                    continue_after_failure(engine, &kind, failures).await;
+                    continue_after_failure(engine, kind, failures).await;
                 }
             }
         }
@@ -575,12 +582,11 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         let name = plan.name.clone();
         let state = services
             .store
-            .read(move |conn| db::state(conn, &name))
+            .read(move |conn| runs::state(conn, &name))
             .await?;
         let last_reconcile = state
             .last_reconcile
-            .as_deref()
-            .and_then(since_text)
+            .and_then(|at| (chrono::Utc::now() - at.at()).to_std().ok())
             .unwrap_or_else(|| started.elapsed());
         let due = last_reconcile >= plan.reconcile_interval && state.degraded.is_none();
         if state.incremental
@@ -589,7 +595,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             && (state.reconcile_requested || due)
         {
             let force = state.reconcile_requested;
-            let ran = step(engine, "reconcile", async {
+            let ran = step(engine, PassKind::Reconcile, async {
                 let (outcome, tripped) = engine.reconcile(&state, force).await?;
                 Ok((outcome, tripped, ()))
             })
@@ -636,7 +642,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
     }
 }
 
-async fn continue_after_failure(engine: &Engine<'_>, kind: &str, failures: u32) {
+async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u32) {
     if failures >= 3 {
         engine.services.notifier.status(&format!(
             "{}: {kind} failing ({failures} times in a row)",
@@ -651,7 +657,7 @@ async fn after_pass(engine: &Engine<'_>) -> Result<()> {
     let name = engine.plan.name.clone();
     let state = services
         .store
-        .read(move |conn| db::state(conn, &name))
+        .read(move |conn| runs::state(conn, &name))
         .await?;
     let labels = [("subscription", engine.plan.name.as_str())];
     services.metrics.set(
@@ -669,22 +675,20 @@ async fn after_pass(engine: &Engine<'_>) -> Result<()> {
 
 /// Runs one unit of work as a `runs` row, with metrics and readiness; `None` on failure
 /// (already logged and recorded).
-async fn step<T, F>(engine: &Engine<'_>, kind: &str, work: F) -> Option<T>
+async fn step<T, F>(engine: &Engine<'_>, kind: PassKind, work: F) -> Option<T>
 where
     F: Future<Output = Result<(Outcome, bool, T)>>,
 {
     let services = engine.services;
     let plan = engine.plan;
     // Webhook batches are frequent and small: they get a `runs` row only when they fail.
-    let always = kind != "webhook";
-    let started_at = db::now_text();
+    let always = kind != PassKind::Webhook;
+    let started_at = UtcTime::now();
     let run = if always {
         let name = plan.name.clone();
-        let kind_text = kind.to_string();
-        let at = started_at.clone();
         match services
             .store
-            .write(move |tx| db::start_run(tx, &name, &kind_text, &at))
+            .write(move |tx| runs::start_run(tx, &name, kind, started_at))
             .await
         {
             Ok(run) => Some(run),
@@ -699,48 +703,56 @@ where
     let result = work.await;
     let (status, fetched, requests, applied, error) = match &result {
         Ok((outcome, degraded, _)) => (
-            if *degraded { "degraded" } else { "ok" },
+            if *degraded {
+                RunStatus::Degraded
+            } else {
+                RunStatus::Ok
+            },
             outcome.fetched,
             outcome.requests,
             outcome.applied,
             None,
         ),
         Err(_) if engine.shutdown.is_cancelled() => (
-            "aborted",
+            RunStatus::Aborted,
             0,
             0,
             Default::default(),
             Some("shutdown".to_string()),
         ),
-        Err(error) => ("failed", 0, 0, Default::default(), Some(error.to_string())),
+        Err(error) => (
+            RunStatus::Failed,
+            0,
+            0,
+            Default::default(),
+            Some(error.to_string()),
+        ),
     };
     let labels_status = [
         ("subscription", plan.name.as_str()),
-        ("kind", kind),
-        ("status", status),
+        ("kind", kind.as_str()),
+        ("status", status.as_str()),
     ];
     services.metrics.inc("syncd_runs_total", &labels_status, 1);
-    let error_text = error.clone();
+    let end = RunEnd {
+        status,
+        fetched,
+        requests,
+        applied,
+        error,
+    };
     let name = plan.name.clone();
-    let kind_text = kind.to_string();
     let recorded = services
         .store
         .write(move |tx| {
             let run = match run {
                 Some(run) => run,
-                None if status == "failed" => db::start_run(tx, &name, &kind_text, &started_at)?,
+                None if status == RunStatus::Failed => {
+                    runs::start_run(tx, &name, kind, started_at)?
+                }
                 None => return Ok(()),
             };
-            db::finish_run(
-                tx,
-                run,
-                status,
-                fetched,
-                requests,
-                applied,
-                error_text.as_deref(),
-                &db::now_text(),
-            )
+            runs::finish_run(tx, run, &end, UtcTime::now())
         })
         .await;
     if let Err(error) = recorded {
@@ -748,14 +760,14 @@ where
     }
     match result {
         Ok((outcome, _, value)) => {
-            if kind != "webhook" {
+            if kind != PassKind::Webhook {
                 services.health.set_run_error(&plan.name, None);
             }
             let a = outcome.applied;
-            if a.inserts + a.updates + a.deletes > 0 || kind != "poll" {
+            if a.inserts + a.updates + a.deletes > 0 || kind != PassKind::Poll {
                 tracing::info!(
                     subscription = %plan.name,
-                    kind,
+                    kind = kind.as_str(),
                     fetched = outcome.fetched,
                     requests = outcome.requests,
                     inserts = a.inserts,
@@ -768,7 +780,7 @@ where
             Some(value)
         }
         Err(error) => {
-            if status == "failed" {
+            if status == RunStatus::Failed {
                 services.metrics.inc(
                     "syncd_errors_total",
                     &[("subscription", plan.name.as_str())],
@@ -777,7 +789,7 @@ where
                 services
                     .health
                     .set_run_error(&plan.name, Some(error.to_string()));
-                tracing::warn!(subscription = %plan.name, kind, %error, "run failed; retrying with backoff");
+                tracing::warn!(subscription = %plan.name, kind = kind.as_str(), %error, "run failed; retrying with backoff");
             }
             None
         }

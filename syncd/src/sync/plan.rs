@@ -330,7 +330,7 @@ impl Plan {
                 "parent": sub.parent,
                 "transform": sub.transform,
             });
-            super::hash::record_hash(&described)
+            crate::hash::record_hash(&described)
         };
         Ok(Plan {
             name: sub.name.clone(),

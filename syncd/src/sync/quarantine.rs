@@ -10,6 +10,7 @@
 use crate::Result;
 use crate::store::Store;
 use crate::store::quarantine::{self, Quarantined};
+use crate::store::types::UtcTime;
 
 /// The quarantined records of one subscription or all, in the store's order.
 pub async fn list(store: &Store, subscription: Option<String>) -> Result<Vec<Quarantined>> {
@@ -32,9 +33,7 @@ pub struct Retried {
 pub async fn retry(store: &Store, subscription: Option<String>, ids: Vec<i64>) -> Result<Retried> {
     let wanted = ids.clone();
     let queued = store
-        .write(move |tx| {
-            quarantine::requeue(tx, subscription.as_deref(), &wanted, &super::db::now_text())
-        })
+        .write(move |tx| quarantine::requeue(tx, subscription.as_deref(), &wanted, UtcTime::now()))
         .await?;
     let missing = ids
         .into_iter()
@@ -45,24 +44,25 @@ pub async fn retry(store: &Store, subscription: Option<String>, ids: Vec<i64>) -
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::config::Config;
-    use crate::sync::plan::Plan;
+    use superoffice::entity::EntityKind;
+
+    use crate::store::runs::{self, Registration};
 
     #[tokio::test]
     async fn retry_queues_what_is_quarantined_and_names_what_is_not() {
-        let text = "[[tenant]]\nname = \"t\"\nenvironment = \"http://127.0.0.1:9\"\ncustomer_id = \"C\"\nauth = \"static\"\ntoken = { value = \"x\" }\n\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\n";
-        let config = Config::parse(text, "t.toml", &BTreeMap::new()).unwrap();
-        let plan = Plan::compile(&config.subscriptions[0]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
         store
             .write_blocking(|tx| {
-                crate::sync::db::register(tx, &plan, "t0")?;
-                quarantine::put(tx, "contacts", 7, "{}", "jq: x", "t1")?;
-                quarantine::put(tx, "contacts", 9, "{}", "jq: y", "t1")
+                let registration = Registration {
+                    name: "contacts",
+                    kind: EntityKind::Contact,
+                    fingerprint: "f",
+                };
+                runs::register(tx, registration, UtcTime::now())?;
+                quarantine::put(tx, "contacts", 7, "{}", "jq: x", UtcTime::now())?;
+                quarantine::put(tx, "contacts", 9, "{}", "jq: y", UtcTime::now())
             })
             .unwrap();
         assert_eq!(

@@ -41,14 +41,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::db;
 use crate::Services;
-use crate::store::sql;
+use crate::store::types::UtcTime;
+use crate::store::webhooks::{self, NewEvent, Recorded};
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-superoffice-signature";
@@ -91,12 +90,6 @@ fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
-}
-
-/// What happened to one delivery.
-enum Stored {
-    Duplicate,
-    Queued(Vec<String>),
 }
 
 /// `POST /webhooks/superoffice`.
@@ -216,61 +209,25 @@ pub async fn receive(
         tracing::warn!(%event, event_id = %event_id, "webhook event without a PrimaryKey; not stored (polling finds the change)");
         return answer(StatusCode::OK, "event has no PrimaryKey; ignored");
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
+    let new = NewEvent {
+        event_id,
+        event,
+        entity,
+        primary_key: id,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        targets,
+    };
+    let (targets, stored_id) = (new.targets.clone(), new.event_id.clone());
     let stored = services
         .store
-        .write(move |tx| {
-            let now = db::now_text();
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO webhook_events (event_id, received_at, event, entity, primary_key, body, processed_at, outcome)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        event_id,
-                        now,
-                        event,
-                        entity.to_ascii_lowercase(),
-                        id,
-                        text,
-                        None::<String>,
-                        "queued",
-                    ],
-                )
-                .map_err(sql)?;
-            if inserted == 0 {
-                return Ok(Stored::Duplicate);
-            }
-            for subscription in &targets {
-                let previous: Option<String> = tx
-                    .query_row(
-                        "SELECT event_id FROM refetch_queue WHERE subscription = ?1 AND id = ?2",
-                        params![subscription, id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                if let Some(previous) = previous {
-                    tx.execute(
-                        "UPDATE webhook_events SET processed_at = ?2, outcome = 'coalesced' WHERE event_id = ?1 AND processed_at IS NULL",
-                        params![previous, now],
-                    )
-                    .map_err(sql)?;
-                }
-                tx.execute(
-                    "INSERT OR REPLACE INTO refetch_queue (subscription, id, event_id, event, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![subscription, id, event_id, event, now],
-                )
-                .map_err(sql)?;
-            }
-            Ok(Stored::Queued(targets))
-        })
+        .write(move |tx| webhooks::record_event(tx, &new, UtcTime::now()))
         .await;
     match stored {
-        Ok(Stored::Duplicate) => {
+        Ok(Recorded::Duplicate) => {
             count("duplicate");
             answer(StatusCode::OK, "duplicate event ignored")
         }
-        Ok(Stored::Queued(targets)) => {
+        Ok(Recorded::Queued) => {
             count("queued");
             for subscription in &targets {
                 services.sync.wake(subscription);
@@ -278,7 +235,7 @@ pub async fn receive(
             answer(StatusCode::OK, "queued")
         }
         Err(error) => {
-            tracing::error!(%error, "could not store a webhook event");
+            tracing::error!(%error, event_id = %stored_id, "could not store a webhook event");
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "could not store the event; retry",

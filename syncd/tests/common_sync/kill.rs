@@ -146,7 +146,9 @@ mass_delete_absolute = 1000000
 
     let mut mid_run = 0;
     for run in 0..runs {
-        let before = try_query_i64(&db, "SELECT coalesce(max(id), 0) FROM runs").unwrap_or(0);
+        let before = try_runs_after(&db, 0)
+            .and_then(|runs| runs.last().map(|r| r.id))
+            .unwrap_or(0);
         let mut child = spawn(binary, &config, &log);
         // Early runs die during the initial load, later ones anywhere.
         let lifetime = if run < runs / 2 {
@@ -158,15 +160,15 @@ mass_delete_absolute = 1000000
         // Then at the next moment this process is inside a sync run (a page being fetched,
         // built or committed), so that kills between runs or before start-up do not make the
         // scenario vacuous; a few random milliseconds later, to land anywhere in the run.
-        let running =
-            format!("SELECT count(*) FROM runs WHERE status = 'running' AND id > {before}");
+        let running = || {
+            try_runs_after(&db, before)
+                .is_some_and(|runs| runs.iter().any(|r| r.status == RunStatus::Running))
+        };
         let waited = Instant::now();
-        while try_query_i64(&db, &running).unwrap_or(0) == 0
-            && waited.elapsed() < Duration::from_secs(3)
-        {
+        while !running() && waited.elapsed() < Duration::from_secs(3) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if try_query_i64(&db, &running).unwrap_or(0) > 0 {
+        if running() {
             mid_run += 1;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
         }
@@ -215,15 +217,14 @@ mass_delete_absolute = 1000000
             }
         }
     }
-    let count = |sql: &str| query_i64(&db, sql);
     KillReport {
         kills: runs,
         mid_run,
         activity: made,
-        aborted_runs: count("SELECT count(*) FROM runs WHERE status = 'aborted'"),
-        inserts: count("SELECT count(*) FROM changes WHERE op = 'insert'"),
-        updates: count("SELECT count(*) FROM changes WHERE op = 'update'"),
-        deletes: count("SELECT count(*) FROM changes WHERE op = 'delete'"),
+        aborted_runs: count_runs(&db, None, Some(RunStatus::Aborted)),
+        inserts: count_changes(&db, Some(Op::Insert)),
+        updates: count_changes(&db, Some(Op::Update)),
+        deletes: count_changes(&db, Some(Op::Delete)),
         converged,
     }
 }

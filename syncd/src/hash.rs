@@ -1,6 +1,22 @@
-//! Content hashes: SHA-256 of canonical JSON (object keys sorted, no whitespace, numbers as
-//! `serde_json` prints them, strings JSON-escaped). The same bytes whatever order the server
-//! sent the keys in, so equal data always hashes equal.
+//! The one canonical hash of syncd, shared by the subscriptions (`records.hash`,
+//! `changes.hash`, echo detection) and the outbox (`tasks.payload_hash`, default idempotency
+//! keys, `echoes.entity_hash`). Consumers of the change feed see it (`hash`, `previous_hash`),
+//! so its definition is part of the interface (`syncd/docs/change-event.schema.json`):
+//!
+//! **hash = lower-case hex of SHA-256 over the UTF-8 bytes of the canonical JSON of the value**,
+//! where canonical JSON is:
+//! - objects: members sorted by key, comparing the keys' UTF-8 bytes (so `"B" < "a" < "É"`);
+//!   each key and value written as below, `{` `:` `,` `}` with no whitespace;
+//! - arrays: elements in their order, `[` `,` `]` with no whitespace;
+//! - strings (keys too): as serde_json writes them: `"` and `\` escaped as `\"` and `\\`,
+//!   control characters as `\b \f \n \r \t` or `\u00XX` (lower-case hex), everything else
+//!   (including non-ASCII and `/`) as itself in UTF-8;
+//! - numbers: as serde_json writes them: integers in decimal, other numbers in the shortest
+//!   form that reads back to the same `f64`, always with a `.` or an exponent (`1.5`, `2.0`,
+//!   `-0.0`, `1e+20`, `1e-7`), as parsed from the answer;
+//! - `true`, `false`, `null`.
+//!
+//! Equal data hashes equal whatever order or spacing the server used.
 //!
 //! - [`record_hash`]: the `records.hash` / `changes.hash` of what a subscription stores (after
 //!   the transform).
@@ -10,6 +26,7 @@
 //!   entity-shape subscriptions compare it with what they fetch to recognise their own echoes.
 //!   Without those keys in the document, `entity_hash` equals the emulator's
 //!   `/__admin/truth` hash.
+//! - [`canonical`] / [`sha256_hex`]: the outbox's payload hash of its canonical request.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -59,6 +76,17 @@ pub fn canonical_text_and_hash(value: &Value) -> (String, String) {
     // Canonical JSON is serde_json output: valid UTF-8.
     let text = String::from_utf8(buffer).unwrap_or_default();
     (text, hash)
+}
+
+/// The canonical JSON text of `value`.
+pub fn canonical(value: &Value) -> String {
+    // Canonical JSON is serde_json output: valid UTF-8.
+    String::from_utf8(canonical_json(value)).unwrap_or_default()
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The canonical bytes of `value`.
@@ -145,6 +173,95 @@ mod tests {
         assert_eq!(entity_hash(&plain), entity_hash(&decorated));
         assert_eq!(entity_hash(&plain), record_hash(&plain));
         assert_eq!(strip_metadata(decorated), plain);
+    }
+
+    /// The outbox's former implementation (`outbox/hash.rs` until the hashes were merged),
+    /// kept as the reference: `tasks.payload_hash` values in existing databases were computed
+    /// with it, so the shared module must write the same bytes.
+    fn former_outbox_canonical(value: &Value) -> String {
+        fn write(value: &Value, out: &mut String) {
+            match value {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    out.push('{');
+                    for (i, key) in keys.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&Value::String((*key).clone()).to_string());
+                        out.push(':');
+                        write(&map[key.as_str()], out);
+                    }
+                    out.push('}');
+                }
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write(item, out);
+                    }
+                    out.push(']');
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+        let mut out = String::new();
+        write(value, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_former_outbox_canonical_json_writes_the_same_bytes() {
+        let tricky = [
+            r#"{"b": 1, "a": {"y": [1, 2], "x": "é\""}}"#,
+            r#"{"É": 1, "a": 2, "B": 3, "_Links": {}, "ä": [], "Z": {}, "": null}"#,
+            r#"{"s": "tab\tnl\ncr\rbs\\quote\"slash/ctl\u0001\u001f del\u007f"}"#,
+            r#"{"u": "\u00e9\u4e2d\ud83d\ude00 emoji 😀 ß ø", "🔑": "k"}"#,
+            r#"{"n": [0, -0, 1, -1, 1.5, -0.0, 1e20, 1.0e-7, 123456789012345678, 18446744073709551615, -9223372036854775808, 3.141592653589793, 0.1]}"#,
+            r#"[true, false, null, [], {}, [[[]]], {"a": {"b": {"c": [1, {"d": null}]}}}]"#,
+            r#""just a string with \u2028 and \u2029""#,
+            r#"42"#,
+            r#"{"dup": 1, "dup": 2}"#,
+        ];
+        for text in tricky {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let ours = canonical(&value);
+            assert_eq!(ours, former_outbox_canonical(&value), "{text}");
+            assert_eq!(ours.as_bytes(), canonical_json(&value).as_slice());
+            assert_eq!(sha256_hex(ours.as_bytes()), record_hash(&value));
+            // Canonical JSON reads back to the same value.
+            assert_eq!(serde_json::from_str::<Value>(&ours).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_as_documented() {
+        let value = Value::String("\u{1f}\u{8}\u{c}\n\r\t\u{7f}/é".into());
+        assert_eq!(canonical(&value), "\"\\u001f\\b\\f\\n\\r\\t\u{7f}/é\"");
+    }
+
+    #[test]
+    fn numbers_are_written_as_documented() {
+        let value: Value = serde_json::from_str("[1e20, -0.0, 0.1, 1.0e-7, 12, 1.50]").unwrap();
+        assert_eq!(canonical(&value), "[1e+20,-0.0,0.1,1e-7,12,1.5]");
+    }
+
+    #[test]
+    fn the_documented_definition_holds_for_an_example() {
+        let value: Value =
+            serde_json::from_str("{ \"é\": \"a\\u0001/\", \"B\": [1.50, 2e0], \"a\": true }")
+                .unwrap();
+        assert_eq!(
+            canonical(&value),
+            r#"{"B":[1.5,2.0],"a":true,"é":"a\u0001/"}"#
+        );
+        assert_eq!(
+            record_hash(&value),
+            sha256_hex(r#"{"B":[1.5,2.0],"a":true,"é":"a\u0001/"}"#.as_bytes())
+        );
     }
 
     #[test]

@@ -1,186 +1,24 @@
-//! The subscription tables: registering subscriptions, reading their cursor, and applying a
-//! page (records, change rows, cursor, scope, webhook queue) in ONE transaction. Every function
-//! here is blocking and runs inside a [`crate::Store`] closure on the blocking pool.
+//! The synced records and the change rows they produce: reading what a subscription holds, and
+//! applying a page (records, change rows, echo suppression, cursor, scope, refetch queue,
+//! quarantine) in ONE transaction ([`apply`]). Every function is blocking and runs inside a
+//! [`crate::Store`] closure on the blocking pool.
+//!
+//! Which change a row is (`insert`, `update`, nothing) is decided here against the stored hash,
+//! inside the transaction that writes it: deciding outside would race with the previous page's
+//! commit. The hashes themselves are computed by the caller ([`crate::hash`]).
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::{Deserialize, Serialize};
 use superoffice::SoDateTime;
+use superoffice::entity::EntityKind;
 
-use super::plan::{Plan, Window};
-use crate::store::{quarantine, sql};
+use super::runs::Resume;
+use super::types::{RecordId, Seq, TableName, UtcTime};
+use super::{quarantine, sql};
+use crate::feed::Op;
 use crate::{Error, Result};
-
-/// Our own timestamps: UTC, milliseconds, `Z` (sortable as text).
-pub fn now_text() -> String {
-    format_utc(Utc::now())
-}
-
-/// Formats an instant like [`now_text`].
-pub fn format_utc(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// A pass in progress, as stored in `cursors.resume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resume {
-    /// `initial`, `resync` or `poll`.
-    pub kind: String,
-    /// The window the pass reads (`None`: everything).
-    pub window: Option<String>,
-    /// Child subscriptions: scopes of parents below this id are done; this one is in progress.
-    pub parent: Option<i64>,
-    /// The last primary key committed in the current scope.
-    pub after: Option<i64>,
-    /// The highest source timestamp committed by this pass so far.
-    pub max: Option<String>,
-    /// When the pass started (UTC, naive ISO).
-    pub started: String,
-    /// The oldest source timestamp of a row this pass left for the next one (entity shape:
-    /// changed too recently to be fetched yet); the next window starts no later than this.
-    #[serde(default)]
-    pub floor: Option<String>,
-}
-
-impl Resume {
-    /// The pass window.
-    pub fn window(&self) -> Option<Window> {
-        self.window.as_deref().and_then(Window::parse)
-    }
-
-    /// When the pass started.
-    pub fn started(&self) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(&self.started, "%Y-%m-%dT%H:%M:%S")
-            .unwrap_or_else(|_| Utc::now().naive_utc())
-    }
-}
-
-/// What a subscription's cursor says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubState {
-    /// The initial load completed once.
-    pub incremental: bool,
-    /// Highest committed source timestamp.
-    pub watermark: Option<String>,
-    /// Where the next incremental pass starts.
-    pub window_from: Option<String>,
-    /// The pass in progress.
-    pub resume: Option<Resume>,
-    /// Last successful pass.
-    pub last_success: Option<String>,
-    /// Last completed reconcile.
-    pub last_reconcile: Option<String>,
-    /// `syncd resync` asked for a full reload.
-    pub resync_requested: bool,
-    /// `syncd reconcile` asked for a reconcile.
-    pub reconcile_requested: bool,
-    /// Why the breaker holds the subscription, if it does.
-    pub degraded: Option<String>,
-    /// The server's `$top` cap, when one was seen.
-    pub page_cap: Option<u32>,
-}
-
-/// Registers a subscription and its cursor; a changed fingerprint (columns, filter, transform…)
-/// requests a resync. Fails when the stored subscription syncs another entity.
-pub fn register(tx: &Transaction<'_>, plan: &Plan, now: &str) -> Result<bool> {
-    let existing: Option<(String, Option<String>)> = tx
-        .query_row(
-            "SELECT entity, fingerprint FROM subscriptions WHERE name = ?1",
-            [&plan.name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-    let mut resync = false;
-    match existing {
-        None => {
-            tx.execute(
-                "INSERT INTO subscriptions (name, entity, created_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
-                params![plan.name, plan.entity_label(), now, plan.fingerprint],
-            )
-            .map_err(sql)?;
-        }
-        Some((entity, _)) if entity != plan.entity_label() => {
-            return Err(Error::config(format!(
-                "subscription {:?} synced {entity} before and is now configured for {}; give it a new name (its records stay under the old one)",
-                plan.name,
-                plan.entity_label()
-            )));
-        }
-        Some((_, fingerprint)) => {
-            if fingerprint.as_deref() != Some(plan.fingerprint.as_str()) {
-                tx.execute(
-                    "UPDATE subscriptions SET fingerprint = ?2 WHERE name = ?1",
-                    params![plan.name, plan.fingerprint],
-                )
-                .map_err(sql)?;
-                resync = fingerprint.is_some();
-            }
-        }
-    }
-    tx.execute(
-        "INSERT OR IGNORE INTO cursors (subscription) VALUES (?1)",
-        [&plan.name],
-    )
-    .map_err(sql)?;
-    if resync {
-        tx.execute(
-            "UPDATE cursors SET resync_requested = 1 WHERE subscription = ?1",
-            [&plan.name],
-        )
-        .map_err(sql)?;
-    }
-    Ok(resync)
-}
-
-/// Marks runs a killed process left `running` as `aborted`.
-pub fn abort_stale_runs(tx: &Transaction<'_>, now: &str) -> Result<usize> {
-    tx.execute(
-        "UPDATE runs SET status = 'aborted', ended_at = ?1, error = 'the process stopped during the run' WHERE status = 'running'",
-        [now],
-    )
-    .map_err(sql)
-}
-
-/// Reads a subscription's state.
-pub fn state(conn: &Connection, name: &str) -> Result<SubState> {
-    conn.query_row(
-        "SELECT c.phase, c.watermark, c.window_from, c.resume, c.last_success, c.last_reconcile,
-                c.resync_requested, c.reconcile_requested, s.state, s.state_reason, c.page_cap
-         FROM cursors c JOIN subscriptions s ON s.name = c.subscription WHERE c.subscription = ?1",
-        [name],
-        |r| {
-            let resume: Option<String> = r.get(3)?;
-            let state: String = r.get(8)?;
-            let reason: Option<String> = r.get(9)?;
-            Ok(SubState {
-                incremental: r.get::<_, String>(0)? == "incremental",
-                watermark: r.get(1)?,
-                window_from: r.get(2)?,
-                resume: resume.and_then(|text| serde_json::from_str(&text).ok()),
-                last_success: r.get(4)?,
-                last_reconcile: r.get(5)?,
-                resync_requested: r.get::<_, i64>(6)? != 0,
-                reconcile_requested: r.get::<_, i64>(7)? != 0,
-                degraded: (state == "degraded").then(|| reason.unwrap_or_default()),
-                page_cap: r.get(10)?,
-            })
-        },
-    )
-    .map_err(sql)
-}
-
-/// Remembers the server's `$top` cap.
-pub fn set_page_cap(tx: &Transaction<'_>, name: &str, cap: u32) -> Result<()> {
-    tx.execute(
-        "UPDATE cursors SET page_cap = ?2 WHERE subscription = ?1",
-        params![name, cap],
-    )
-    .map_err(sql)?;
-    Ok(())
-}
 
 /// Live records of a subscription.
 pub fn live_count(conn: &Connection, name: &str) -> Result<i64> {
@@ -308,38 +146,6 @@ pub fn scope_loaded(conn: &Connection, name: &str, parent: i64) -> Result<bool> 
     .map_err(sql)
 }
 
-/// A queued refetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queued {
-    /// Record id.
-    pub id: i64,
-    /// The event that queued it last.
-    pub event_id: String,
-    /// When (our clock).
-    pub queued_at: String,
-}
-
-/// Up to `limit` queued refetches of a subscription, oldest first.
-pub fn queued(conn: &Connection, name: &str, limit: usize) -> Result<Vec<Queued>> {
-    let mut statement = conn
-        .prepare_cached(
-            "SELECT id, event_id, queued_at FROM refetch_queue WHERE subscription = ?1 ORDER BY queued_at, id LIMIT ?2",
-        )
-        .map_err(sql)?;
-    let rows = statement
-        .query_map(params![name, limit as i64], |r| {
-            Ok(Queued {
-                id: r.get(0)?,
-                event_id: r.get(1)?,
-                queued_at: r.get(2)?,
-            })
-        })
-        .map_err(sql)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    Ok(rows)
-}
-
 /// One record to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upsert {
@@ -347,11 +153,11 @@ pub struct Upsert {
     pub id: i64,
     /// The JSON stored (after the transform).
     pub json: String,
-    /// [`super::hash::record_hash`] of it.
+    /// [`crate::hash::record_hash`] of it.
     pub hash: String,
     /// max(registered, updated) from the archive row.
     pub modified: Option<String>,
-    /// [`super::hash::entity_hash`] of the fetched entity before the transform (entity shape).
+    /// [`crate::hash::entity_hash`] of the fetched entity before the transform (entity shape).
     pub entity_hash: Option<String>,
 }
 
@@ -390,14 +196,13 @@ pub enum CursorWrite {
 }
 
 /// Everything one transaction applies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PageWrite {
     /// Subscription.
     pub subscription: String,
-    /// Entity label for the change feed (`contact`).
-    pub entity: &'static str,
-    /// REST name (`Contact`), for `echoes`.
-    pub entity_name: &'static str,
+    /// The entity: its table name labels the change rows (`contact`); `echoes` rows are
+    /// matched by table or REST name (`Contact`).
+    pub kind: EntityKind,
     /// Child subscriptions: the parent the rows were read for.
     pub parent: Option<i64>,
     /// Records to store.
@@ -417,7 +222,7 @@ pub struct PageWrite {
     pub echo_peers: Vec<String>,
     /// Count changes no webhook announced since this time (`webhook_events.entity` value,
     /// earliest `received_at`).
-    pub unannounced: Option<(&'static str, String)>,
+    pub unannounced: Option<(&'static str, UtcTime)>,
     /// Set `last_reconcile` (and clear the request flag; `clear_degraded` also lifts the
     /// breaker).
     pub reconciled: bool,
@@ -429,7 +234,31 @@ pub struct PageWrite {
     /// Records whose transform succeeded (stored or skipped): released from quarantine.
     pub transformed: Vec<i64>,
     /// Our clock.
-    pub now: String,
+    pub now: UtcTime,
+}
+
+impl PageWrite {
+    /// A write that changes nothing yet, for `subscription` of `kind`, stamped `now`.
+    pub fn new(subscription: String, kind: EntityKind, now: UtcTime) -> PageWrite {
+        PageWrite {
+            subscription,
+            kind,
+            parent: None,
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            cursor: None,
+            scope_loaded: None,
+            dequeue: Vec::new(),
+            echo: None,
+            echo_peers: Vec::new(),
+            unannounced: None,
+            reconciled: false,
+            clear_degraded: false,
+            quarantine: Vec::new(),
+            transformed: Vec::new(),
+            now,
+        }
+    }
 }
 
 /// What a transaction did.
@@ -450,7 +279,7 @@ pub struct Applied {
     /// Quarantined records of the subscription after the transaction, when it changed them.
     pub quarantined: Option<i64>,
     /// The `seq` of the last change row written (`None`: none), for the feed notifier.
-    pub last_seq: Option<i64>,
+    pub last_seq: Option<Seq>,
 }
 
 impl std::ops::AddAssign for Applied {
@@ -475,6 +304,38 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 /// Applies a page: records, change rows, echoes, cursor, scope and queue, in `tx`.
 pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     let mut applied = Applied::default();
+    let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
+    upsert_records(tx, w, &mut applied, &mut change_rows)?;
+    tombstone_records(tx, w, &mut applied, &mut change_rows)?;
+    applied.last_seq = insert_changes(tx, w, &change_rows)?;
+    write_cursor(tx, w)?;
+    consume_queue(tx, w)?;
+    if w.clear_degraded {
+        tx.execute(
+            "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
+            [&w.subscription],
+        )
+        .map_err(sql)?;
+    }
+    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
+    for r in &w.quarantine {
+        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, w.now)?;
+    }
+    if released > 0 || !w.quarantine.is_empty() {
+        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
+    }
+    Ok(applied)
+}
+
+/// Stores the page's records: an unchanged hash only refreshes the source timestamp (and
+/// parent), a changed one is an `update`, a new or tombstoned record an `insert`; a change
+/// recognised as our own echo is stored but gets no change row.
+fn upsert_records<'w>(
+    tx: &Transaction<'_>,
+    w: &'w PageWrite,
+    applied: &mut Applied,
+    change_rows: &mut Vec<ChangeRow<'w>>,
+) -> Result<()> {
     let before_page = existing_rows(tx, &w.subscription, &w.upserts)?;
     let mut upsert = tx
         .prepare_cached(
@@ -496,25 +357,22 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         _ => None,
     };
     let mut new_records: Vec<&Upsert> = Vec::new();
-    let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
     for u in &w.upserts {
-        let previous = match before_page.get(&u.id) {
-            Some((hash, false, _, _)) => Some(hash.as_str()),
-            _ => None,
-        };
-        let op = match before_page.get(&u.id) {
-            Some((hash, false, modified, parent)) if *hash == u.hash => {
-                if *modified != u.modified || (w.parent.is_some() && *parent != w.parent) {
+        let stored = before_page.get(&u.id);
+        let live = stored.filter(|e| !e.deleted);
+        let op = match live {
+            Some(e) if e.hash == u.hash => {
+                if e.modified != u.modified || (w.parent.is_some() && e.parent != w.parent) {
                     touch
                         .execute(params![w.subscription, u.id, u.modified, w.parent])
                         .map_err(sql)?;
                 }
                 continue;
             }
-            Some((_, false, _, _)) => "update",
-            _ => "insert",
+            Some(_) => Op::Update,
+            None => Op::Insert,
         };
-        if before_page.contains_key(&u.id) {
+        if stored.is_some() {
             upsert
                 .execute(params![
                     w.subscription,
@@ -529,7 +387,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         } else {
             new_records.push(u);
         }
-        if op == "insert" {
+        if op == Op::Insert {
             applied.live_delta += 1;
         }
         if let Some(mode) = echo
@@ -542,10 +400,10 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             id: u.id,
             op,
             hash: Some(u.hash.as_str()),
-            previous_hash: previous.map(str::to_string),
+            previous_hash: live.map(|e| e.hash.clone()),
             record: Some(u.json.as_str()),
         });
-        if op == "insert" {
+        if op == Op::Insert {
             applied.inserts += 1;
         } else {
             applied.updates += 1;
@@ -556,7 +414,16 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             applied.unannounced += 1;
         }
     }
-    insert_records(tx, w, &new_records)?;
+    insert_records(tx, w, &new_records)
+}
+
+/// Tombstones the page's deletes; a record that is not live emits nothing.
+fn tombstone_records(
+    tx: &Transaction<'_>,
+    w: &PageWrite,
+    applied: &mut Applied,
+    change_rows: &mut Vec<ChangeRow<'_>>,
+) -> Result<()> {
     let mut tombstone = tx
         .prepare_cached(
             "UPDATE records SET deleted_at = ?3, updated_at = ?3 WHERE subscription = ?1 AND id = ?2 AND deleted_at IS NULL RETURNING hash",
@@ -570,7 +437,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         if let Some(previous) = deleted {
             change_rows.push(ChangeRow {
                 id: *id,
-                op: "delete",
+                op: Op::Delete,
                 hash: None,
                 previous_hash: Some(previous),
                 record: None,
@@ -584,7 +451,11 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
             }
         }
     }
-    applied.last_seq = insert_changes(tx, w, &change_rows)?;
+    Ok(())
+}
+
+/// The cursor, scope and reconcile bookkeeping committed with the page.
+fn write_cursor(tx: &Transaction<'_>, w: &PageWrite) -> Result<()> {
     match &w.cursor {
         Some(CursorWrite::Progress(resume)) => {
             let text = serde_json::to_string(resume)
@@ -614,24 +485,6 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         )
         .map_err(sql)?;
     }
-    if !w.dequeue.is_empty() {
-        let mut dequeue = tx
-            .prepare_cached(
-                "DELETE FROM refetch_queue WHERE subscription = ?1 AND id = ?2 AND event_id = ?3",
-            )
-            .map_err(sql)?;
-        let mut processed = tx
-            .prepare_cached(
-                "UPDATE webhook_events SET processed_at = ?2 WHERE event_id = ?1 AND processed_at IS NULL",
-            )
-            .map_err(sql)?;
-        for (id, event_id) in &w.dequeue {
-            dequeue
-                .execute(params![w.subscription, id, event_id])
-                .map_err(sql)?;
-            processed.execute(params![event_id, w.now]).map_err(sql)?;
-        }
-    }
     if w.reconciled {
         tx.execute(
             "UPDATE cursors SET last_reconcile = ?2, reconcile_requested = 0 WHERE subscription = ?1",
@@ -639,24 +492,40 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
         )
         .map_err(sql)?;
     }
-    if w.clear_degraded {
-        tx.execute(
-            "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
-            [&w.subscription],
-        )
-        .map_err(sql)?;
-    }
-    let released = quarantine::release(tx, &w.subscription, &w.transformed)?;
-    for r in &w.quarantine {
-        quarantine::put(tx, &w.subscription, r.id, &r.json, &r.error, &w.now)?;
-    }
-    if released > 0 || !w.quarantine.is_empty() {
-        applied.quarantined = Some(quarantine::count(tx, &w.subscription)?);
-    }
-    Ok(applied)
+    Ok(())
 }
 
-type Existing = (String, bool, Option<String>, Option<i64>);
+/// Removes the refetches the page applied and marks their webhook events processed.
+fn consume_queue(tx: &Transaction<'_>, w: &PageWrite) -> Result<()> {
+    if w.dequeue.is_empty() {
+        return Ok(());
+    }
+    let mut dequeue = tx
+        .prepare_cached(
+            "DELETE FROM refetch_queue WHERE subscription = ?1 AND id = ?2 AND event_id = ?3",
+        )
+        .map_err(sql)?;
+    let mut processed = tx
+        .prepare_cached(
+            "UPDATE webhook_events SET processed_at = ?2 WHERE event_id = ?1 AND processed_at IS NULL",
+        )
+        .map_err(sql)?;
+    for (id, event_id) in &w.dequeue {
+        dequeue
+            .execute(params![w.subscription, id, event_id])
+            .map_err(sql)?;
+        processed.execute(params![event_id, w.now]).map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// What a record held before the page (see [`existing_rows`]).
+struct Existing {
+    hash: String,
+    deleted: bool,
+    modified: Option<String>,
+    parent: Option<i64>,
+}
 
 /// Rows per multi-row `INSERT` (fewer statement executions; well under SQLite's variable limit).
 const INSERT_CHUNK: usize = 50;
@@ -702,7 +571,7 @@ fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> R
 /// One change row to append (see `0006_change_content.sql` for the columns).
 struct ChangeRow<'a> {
     id: i64,
-    op: &'static str,
+    op: Op,
     hash: Option<&'a str>,
     previous_hash: Option<String>,
     record: Option<&'a str>,
@@ -714,7 +583,8 @@ fn insert_changes(
     tx: &Transaction<'_>,
     w: &PageWrite,
     rows: &[ChangeRow<'_>],
-) -> Result<Option<i64>> {
+) -> Result<Option<Seq>> {
+    let entity = TableName(w.kind);
     const HEAD: &str = "INSERT INTO changes (subscription, entity, id, op, at, hash, previous_hash, record) VALUES ";
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
     for chunk in rows.chunks(INSERT_CHUNK) {
@@ -724,7 +594,7 @@ fn insert_changes(
         for row in chunk {
             values.extend([
                 &w.subscription as &dyn rusqlite::ToSql,
-                &w.entity,
+                &entity,
                 &row.id,
                 &row.op,
                 &w.now,
@@ -738,7 +608,7 @@ fn insert_changes(
             .map_err(sql)?;
     }
     // A multi-row INSERT assigns rowids in order: the last one inserted is the highest.
-    Ok((!rows.is_empty()).then(|| tx.last_insert_rowid()))
+    Ok((!rows.is_empty()).then(|| Seq(tx.last_insert_rowid())))
 }
 
 /// Whether `echoes` holds anything for this entity (one query per page instead of one per
@@ -746,7 +616,7 @@ fn insert_changes(
 fn echoes_exist(tx: &Transaction<'_>, w: &PageWrite) -> Result<bool> {
     tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM echoes WHERE entity IN (?1, ?2))")
         .map_err(sql)?
-        .query_row(params![w.entity, w.entity_name], |r| r.get(0))
+        .query_row(params![w.kind.table(), w.kind.name()], |r| r.get(0))
         .map_err(sql)
 }
 
@@ -765,7 +635,15 @@ fn existing_rows(
         return Ok(out);
     };
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Existing)> {
-        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        Ok((
+            r.get(0)?,
+            Existing {
+                hash: r.get(1)?,
+                deleted: r.get(2)?,
+                modified: r.get(3)?,
+                parent: r.get(4)?,
+            },
+        ))
     };
     if (high - low) as u128 <= 4 * upserts.len() as u128 + 16 {
         let mut statement = tx
@@ -805,12 +683,12 @@ fn existing_rows(
 /// `echo_seen`; the row is deleted once every subscription of the entity recognised it, or at
 /// once when the change is not the echo (someone changed the record after our write).
 fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode) -> Result<bool> {
-    let echo: Option<(Option<String>, String)> = tx
+    let echo: Option<(Option<String>, UtcTime)> = tx
         .prepare_cached(
             "SELECT entity_hash, published_at FROM echoes WHERE entity IN (?1, ?2) AND id = ?3",
         )
         .map_err(sql)?
-        .query_row(params![w.entity, w.entity_name, u.id], |r| {
+        .query_row(params![w.kind.table(), w.kind.name(), u.id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()
@@ -818,11 +696,12 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
     let Some((entity_hash, published_at)) = echo else {
         return Ok(false);
     };
+    let entity = TableName(w.kind);
     let ours = match mode {
         EchoMode::Entity => entity_hash.is_some() && entity_hash == u.entity_hash,
         EchoMode::Row => match (
             u.modified.as_deref().and_then(parse_instant),
-            parse_instant(&published_at),
+            Some(published_at.at()),
         ) {
             (Some(modified), Some(published)) => {
                 modified <= published + chrono::Duration::seconds(2)
@@ -835,7 +714,7 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
             "INSERT OR IGNORE INTO echo_seen (subscription, entity, id, published_at) VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(sql)?
-        .execute(params![w.subscription, w.entity, u.id, published_at])
+        .execute(params![w.subscription, entity, u.id, published_at])
         .map_err(sql)?;
         let mut seen = tx
             .prepare_cached(
@@ -845,7 +724,7 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
         let mut all = true;
         for peer in &w.echo_peers {
             let found: bool = seen
-                .query_row(params![peer, w.entity, u.id, published_at], |r| r.get(0))
+                .query_row(params![peer, entity, u.id, published_at], |r| r.get(0))
                 .map_err(sql)?;
             all &= found;
         }
@@ -856,11 +735,11 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
     if consumed {
         tx.prepare_cached("DELETE FROM echoes WHERE entity IN (?1, ?2) AND id = ?3")
             .map_err(sql)?
-            .execute(params![w.entity, w.entity_name, u.id])
+            .execute(params![w.kind.table(), w.kind.name(), u.id])
             .map_err(sql)?;
         tx.prepare_cached("DELETE FROM echo_seen WHERE entity = ?1 AND id = ?2")
             .map_err(sql)?
-            .execute(params![w.entity, u.id])
+            .execute(params![entity, u.id])
             .map_err(sql)?;
     }
     Ok(ours)
@@ -868,21 +747,21 @@ fn echo_consumed(tx: &Transaction<'_>, w: &PageWrite, u: &Upsert, mode: EchoMode
 
 /// Forgets echoes (and their `echo_seen` marks) of `entity` published before `before`: every
 /// subscription that could see them has polled since.
-pub fn expire_echoes(tx: &Transaction<'_>, entity: (&str, &str), before: &str) -> Result<usize> {
+pub fn expire_echoes(tx: &Transaction<'_>, kind: EntityKind, before: UtcTime) -> Result<usize> {
     tx.execute(
         "DELETE FROM echo_seen WHERE entity = ?1 AND published_at < ?2",
-        params![entity.0, before],
+        params![TableName(kind), before],
     )
     .map_err(sql)?;
     tx.execute(
         "DELETE FROM echoes WHERE entity IN (?1, ?2) AND published_at < ?3",
-        params![entity.0, entity.1, before],
+        params![kind.table(), kind.name(), before],
     )
     .map_err(sql)
 }
 
 /// Whether a webhook announced a change of the record since `since`.
-fn announced(tx: &Transaction<'_>, entity: &str, id: i64, since: &str) -> Result<bool> {
+fn announced(tx: &Transaction<'_>, entity: &str, id: i64, since: &UtcTime) -> Result<bool> {
     tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE entity = ?1 AND primary_key = ?2 AND received_at >= ?3)",
     )
@@ -891,76 +770,186 @@ fn announced(tx: &Transaction<'_>, entity: &str, id: i64, since: &str) -> Result
     .map_err(sql)
 }
 
-/// Starts a `runs` row.
-pub fn start_run(tx: &Transaction<'_>, name: &str, kind: &str, now: &str) -> Result<i64> {
-    tx.execute(
-        "INSERT INTO runs (subscription, kind, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-        params![name, kind, now],
-    )
-    .map_err(sql)?;
-    Ok(tx.last_insert_rowid())
+/// One stored record, as [`all`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Primary key.
+    pub id: RecordId,
+    /// The stored JSON (canonical).
+    pub json: String,
+    /// Its hash.
+    pub hash: String,
+    /// Source timestamp (SuperOffice's text).
+    pub modified: Option<String>,
+    /// Tombstoned.
+    pub deleted: bool,
+    /// Child subscriptions: the parent record.
+    pub parent: Option<i64>,
 }
 
-/// Ends a `runs` row.
-#[allow(clippy::too_many_arguments)]
-pub fn finish_run(
-    tx: &Transaction<'_>,
-    run: i64,
-    status: &str,
-    fetched: u64,
-    requests: u64,
-    applied: Applied,
-    error: Option<&str>,
-    now: &str,
-) -> Result<()> {
-    tx.execute(
-        "UPDATE runs SET ended_at = ?2, status = ?3, fetched = ?4, inserts = ?5, updates = ?6, deletes = ?7, error = ?8, requests = ?9 WHERE id = ?1",
-        params![
-            run,
-            now,
-            status,
-            fetched as i64,
-            applied.inserts as i64,
-            applied.updates as i64,
-            applied.deletes as i64,
-            error,
-            requests as i64
-        ],
-    )
-    .map_err(sql)?;
-    Ok(())
-}
-
-/// Puts the subscription under the breaker. A pending reconcile request is consumed (it is
-/// what tripped), so only a new `syncd reconcile` applies the deletes.
-pub fn degrade(tx: &Transaction<'_>, name: &str, reason: &str, now: &str) -> Result<()> {
-    tx.execute(
-        "UPDATE subscriptions SET state = 'degraded', state_reason = ?2 WHERE name = ?1",
-        params![name, reason],
-    )
-    .map_err(sql)?;
-    tx.execute(
-        "UPDATE cursors SET reconcile_requested = 0, last_reconcile = ?2 WHERE subscription = ?1",
-        params![name, now],
-    )
-    .map_err(sql)?;
-    Ok(())
-}
-
-/// `syncd resync`: start over (records stay; unchanged ones emit nothing), forget loaded
-/// child scopes, lift the breaker, and reconcile after the reload.
-pub fn reset_for_resync(tx: &Transaction<'_>, name: &str) -> Result<()> {
-    tx.execute(
-        "UPDATE cursors SET phase = 'initial', resume = NULL, window_from = NULL, resync_requested = 0, reconcile_requested = 1 WHERE subscription = ?1",
-        [name],
-    )
-    .map_err(sql)?;
-    tx.execute("DELETE FROM scopes WHERE subscription = ?1", [name])
+/// Every record of a subscription (tombstones included), in id order.
+pub fn all(conn: &Connection, subscription: &str) -> Result<Vec<Record>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, json, hash, source_modified, deleted_at IS NOT NULL, parent_id FROM records
+             WHERE subscription = ?1 ORDER BY id",
+        )
         .map_err(sql)?;
-    tx.execute(
-        "UPDATE subscriptions SET state = 'active', state_reason = NULL WHERE name = ?1",
-        [name],
-    )
-    .map_err(sql)?;
-    Ok(())
+    let rows = statement
+        .query_map([subscription], |r| {
+            Ok(Record {
+                id: r.get(0)?,
+                json: r.get(1)?,
+                hash: r.get(2)?,
+                modified: r.get(3)?,
+                deleted: r.get(4)?,
+                parent: r.get(5)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    Ok(rows)
+}
+
+/// One change row, as [`changes`] reads it (the feed's full event is
+/// [`crate::store::feed::changes_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Sequence number.
+    pub seq: Seq,
+    /// Subscription.
+    pub subscription: String,
+    /// Record id.
+    pub id: RecordId,
+    /// What happened.
+    pub op: Op,
+    /// Hash after the change (`None` for deletes).
+    pub hash: Option<String>,
+}
+
+/// The change rows of one subscription or all, in `seq` order. An unknown `op` is an error
+/// naming the row.
+pub fn changes(conn: &Connection, subscription: Option<&str>) -> Result<Vec<Change>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT seq, subscription, id, op, hash FROM changes
+             WHERE (?1 IS NULL OR subscription = ?1) ORDER BY seq",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([subscription], |r| {
+            Ok((
+                r.get::<_, Seq>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+            ))
+        })
+        .map_err(sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    rows.into_iter()
+        .map(|(seq, subscription, id, op, hash)| {
+            let op = Op::parse(&op)
+                .ok_or_else(|| Error::Store(format!("changes row seq {seq}: unknown op {op:?}")))?;
+            Ok(Change {
+                seq,
+                subscription,
+                id,
+                op,
+                hash,
+            })
+        })
+        .collect()
+}
+
+/// How many `echoes` rows (own writes not yet recognised by every subscription) are kept.
+pub fn echo_count(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM echoes", [], |r| r.get(0))
+        .map_err(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::runs::{Registration, register};
+
+    fn upsert(id: i64, json: &str) -> Upsert {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let (json, hash) = crate::hash::canonical_text_and_hash(&value);
+        Upsert {
+            id,
+            json,
+            hash,
+            modified: Some("2026-12-04 10:00:00".into()),
+            entity_hash: None,
+        }
+    }
+
+    #[test]
+    fn a_page_inserts_updates_skips_unchanged_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&dir.path().join("syncd.db")).unwrap();
+        let now = UtcTime::now();
+        store
+            .write_blocking(|tx| {
+                register(
+                    tx,
+                    Registration {
+                        name: "contacts",
+                        kind: EntityKind::Contact,
+                        fingerprint: "f",
+                    },
+                    now,
+                )
+                .map(|_| ())
+            })
+            .unwrap();
+        let page = |upserts: Vec<Upsert>, deletes: Vec<i64>| {
+            let mut w = PageWrite::new("contacts".into(), EntityKind::Contact, now);
+            w.upserts = upserts;
+            w.deletes = deletes;
+            store.write_blocking(move |tx| apply(tx, &w)).unwrap()
+        };
+        let first = page(
+            vec![upsert(1, r#"{"a":1}"#), upsert(2, r#"{"a":2}"#)],
+            vec![],
+        );
+        assert_eq!((first.inserts, first.live_delta), (2, 2));
+        let second = page(
+            vec![upsert(1, r#"{"a":1}"#), upsert(2, r#"{"a":3}"#)],
+            vec![1, 99],
+        );
+        assert_eq!(
+            (second.inserts, second.updates, second.deletes),
+            (0, 1, 1),
+            "unchanged 1 emits nothing; 99 was never stored"
+        );
+        let changes = store
+            .read_blocking(|c| changes(c, Some("contacts")))
+            .unwrap();
+        let ops: Vec<(i64, Op)> = changes.iter().map(|c| (c.id.get(), c.op)).collect();
+        assert_eq!(
+            ops,
+            [
+                (1, Op::Insert),
+                (2, Op::Insert),
+                (2, Op::Update),
+                (1, Op::Delete)
+            ]
+        );
+        assert_eq!(second.last_seq, Some(changes[3].seq));
+        assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
+        let records = store.read_blocking(|c| all(c, "contacts")).unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records[0].deleted && !records[1].deleted);
+        assert_eq!(records[1].json, r#"{"a":3}"#);
+        assert_eq!(
+            store.read_blocking(|c| live_count(c, "contacts")).unwrap(),
+            1
+        );
+        assert_eq!(store.read_blocking(echo_count).unwrap(), 0);
+    }
 }
