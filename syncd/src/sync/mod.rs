@@ -151,6 +151,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::{Error, Result, Services};
 
+mod breaker;
+mod build;
 pub mod cli;
 pub mod db;
 pub mod engine;
@@ -158,7 +160,10 @@ pub mod ensure;
 pub mod hash;
 pub mod plan;
 pub mod quarantine;
+mod reconcile;
+mod refetch;
 pub mod retention;
+mod scan;
 pub mod secret;
 pub mod webhook;
 
