@@ -70,7 +70,6 @@ impl Engine<'_> {
                     .fetch(
                         &Source::List(self.plan.kind.name().to_string()),
                         &query,
-                        None,
                         chunk.len() as u32,
                     )
                     .await?;

@@ -2,11 +2,9 @@
 //! candidate, then delete, unless the mass-delete breaker trips.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
-use superoffice::odata::Row;
 
 use super::db::{self, SubState};
 use super::engine::{Engine, Outcome};
@@ -56,30 +54,22 @@ impl Engine<'_> {
             let parent = scope.as_ref();
             let source = self.plan.source(parent)?;
             let base = self.plan.base_query(&select, parent, None)?;
+            let mut pages = self.keyset(source, base, None, true);
             let mut after: Option<i64> = None;
-            let mut pending: Option<(Vec<Row>, Instant)> = None;
             loop {
                 self.cancelled()?;
                 self.alive();
-                let (rows, _) = match pending.take() {
-                    Some(page) => page,
-                    None => self.fetch(&source, &base, after, self.top()).await?,
+                let Some(page) = self.next_page(&mut pages).await? else {
+                    break;
                 };
-                outcome.requests += 1;
-                outcome.fetched += rows.len() as u64;
-                let mut full = rows.len() >= self.top() as usize;
-                let seen: BTreeSet<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
-                if !full {
-                    let (requests, page) = self
-                        .probe_cap(&source, &base, rows.len(), seen.last().copied())
-                        .await?;
-                    outcome.requests += requests;
-                    if page.is_some() {
-                        full = true;
-                        pending = page;
-                    }
-                }
-                let upto = if full { seen.last().copied() } else { None };
+                outcome.requests += page.requests;
+                outcome.fetched += page.rows.len() as u64;
+                let seen: BTreeSet<i64> = page
+                    .rows
+                    .iter()
+                    .filter_map(|r| self.plan.row_id(r))
+                    .collect();
+                let upto = if page.more { page.last } else { None };
                 let name = self.plan.name.clone();
                 let parent_id = parent.map(|p| p.id);
                 let live = self
@@ -88,7 +78,7 @@ impl Engine<'_> {
                     .read(move |conn| db::live_ids_between(conn, &name, parent_id, after, upto))
                     .await?;
                 candidates.extend(live.into_iter().filter(|id| !seen.contains(id)));
-                if !full {
+                if !page.more {
                     break;
                 }
                 after = upto;

@@ -80,7 +80,7 @@ impl Engine<'_> {
             .store
             .read(move |conn| db::stored(conn, &name, &lookup))
             .await?;
-        let (rows, mut read_at) = self.fetch(&source, &base, None, ids.len() as u32).await?;
+        let (rows, mut read_at) = self.fetch(&source, &base, ids.len() as u32).await?;
         outcome.requests += 1;
         outcome.fetched += rows.len() as u64;
         // Entity shape settles relative to when the newest event arrived (see SETTLE): the

@@ -1,17 +1,21 @@
-//! Reading the archive: keyset pages of one scope (`pk gt after`, ordered by the key), the
-//! scan of a scope that writes each page with its resume position, and the `$top` cap probe.
+//! Reading the archive: keyset scans of one scope through [`superoffice::paginate::Keyset`]
+//! (`pk gt after`, ordered by the key, resumable after a key, with the `$top` cap probe on full
+//! scans), single keyset pages for targeted lookups, and the scan of a scope that writes each
+//! page with its resume position.
 //!
-//! Every archive page goes through `Engine::fetch`, which refuses answers of unexpected shape:
-//! a body without its `value` array ([`superoffice::Error::MissingValue`]) or a row without
-//! the primary key is [`Error::UnexpectedAnswer`] (subscription, request, what was missing), so
-//! the run fails before anything of that page is built or committed, and a reconcile's id scan
-//! can never take a malformed answer for "these records are gone".
+//! Every archive page goes through `Engine::next_page` or `Engine::fetch`, which refuse answers
+//! of unexpected shape: a body without its `value` array ([`superoffice::Error::MissingValue`]),
+//! a row without the primary key ([`superoffice::Error::MissingKey`]) or a page that does not
+//! advance past the key it was asked to start after ([`superoffice::Error::KeysetStalled`]) is
+//! [`Error::UnexpectedAnswer`] (subscription, request, what was wrong), so the run fails before
+//! anything of that page is built or committed, and a reconcile's id scan can never take a
+//! malformed answer for "these records are gone".
 
 use std::time::Instant;
 
 use chrono::Utc;
-use superoffice::odata::{Order, Query, Row, col};
-use superoffice::paginate::{self, Source};
+use superoffice::odata::{Query, Row};
+use superoffice::paginate::{self, Keyset, KeysetPage, Source};
 
 use super::build::Built;
 use super::db::{self, Applied, CursorWrite, Resume, SubState};
@@ -20,61 +24,152 @@ use super::plan::{ParentRecord, Window};
 use crate::{Error, Result};
 
 /// A short page of a full scan with at least this many rows is checked for a server-side
-/// `$top` cap (see `Engine::probe_cap`).
+/// `$top` cap (see `Engine::keyset`).
 pub const PROBE_MIN: usize = 100;
 
 impl Engine<'_> {
-    /// One archive page: `base` and `pk gt after`, ordered by the key.
+    /// Rows asked for per page: `page_size`, or the server's cap once one was seen.
+    pub fn top(&self) -> u32 {
+        match self.page_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.plan.page_size,
+            cap => cap.min(self.plan.page_size),
+        }
+    }
+
+    /// A keyset scan of `base` from `source` on the primary key, [`Engine::top`] rows a page,
+    /// resuming after `after`.
+    ///
+    /// `probe`: the default and maximum `$top` of SuperOffice are undocumented (FACTS §8.1). A
+    /// server that answers fewer rows than asked although more exist would make a short page
+    /// look like the end of the data. So a full scan (initial load, resync, reconcile) asks once
+    /// more after a short page of at least [`PROBE_MIN`] rows: rows there mean the server caps
+    /// `$top` at this page's length, which [`Engine::next_page`] remembers (`cursors.page_cap`)
+    /// and uses from then on (incremental windows included); the probed rows are the next page.
+    pub(super) fn keyset(
+        &self,
+        source: Source,
+        base: Query,
+        after: Option<i64>,
+        probe: bool,
+    ) -> Keyset {
+        let keyset = Keyset::new(source, base, self.plan.kind.primary_key())
+            .page_size(self.top())
+            .after(after);
+        if probe {
+            keyset.probe_cap(PROBE_MIN)
+        } else {
+            keyset
+        }
+    }
+
+    /// The next page of a keyset scan (`None` once a page ended it), refused when the answer
+    /// has an unexpected shape. A cap the probe revealed is stored and used from now on.
+    pub(super) async fn next_page(&self, pages: &mut Keyset) -> Result<Option<KeysetPage>> {
+        let asked = Instant::now();
+        let top = pages.current_page_size();
+        // Biased: after the last page (or with probed rows) the scan answers at once, and a
+        // shutdown does not turn that into an error.
+        let page = tokio::select! {
+            biased;
+            page = pages.next_page(&self.client) => page.map_err(|e| self.answer_error(e))?,
+            _ = self.shutdown.cancelled() => return Err(shutting_down()),
+        };
+        let Some(page) = page else {
+            return Ok(None);
+        };
+        tracing::debug!(
+            subscription = %self.plan.name,
+            rows = page.rows.len(),
+            requests = page.requests,
+            ms = asked.elapsed().as_secs_f64() * 1e3,
+            "page fetched"
+        );
+        self.observe(&page.rows, page.read_at);
+        if let Some(probed) = pages.probed_rows() {
+            self.observe(probed, Instant::now());
+        }
+        if let Some(cap) = page.cap {
+            self.page_cap
+                .store(cap, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(subscription = %self.plan.name, asked = top, answered = cap, "the server caps $top below page_size; using its page size from now on");
+            let name = self.plan.name.clone();
+            self.services
+                .store
+                .write(move |tx| db::set_page_cap(tx, &name, cap))
+                .await?;
+        }
+        Ok(Some(page))
+    }
+
+    /// One archive page of at most `top` rows: `base` ordered by the key, checked like the
+    /// pages of a scan. Returns the rows and when they were read.
     pub(super) async fn fetch(
         &self,
         source: &Source,
         base: &Query,
-        after: Option<i64>,
         top: u32,
     ) -> Result<(Vec<Row>, Instant)> {
-        let key = self.plan.kind.primary_key();
-        let mut query = base.clone();
-        if let Some(after) = after {
-            query = query.filter(col(key).gt(after));
-        }
-        let query = query
-            .set_order_by(vec![(key.to_string(), Order::Asc)])
-            .top(top);
         let asked = Instant::now();
-        let url = format!("{}?{}", source.path(), query.to_query_string());
-        let unexpected = |missing: String| Error::UnexpectedAnswer {
-            subscription: self.plan.name.clone(),
-            url: url.clone(),
-            missing,
-        };
+        let key = self.plan.kind.primary_key();
         let rows = tokio::select! {
-            rows = paginate::fetch(&self.client, source, &query) => match rows {
-                Ok(rows) => rows,
-                Err(superoffice::Error::MissingValue { excerpt, .. }) => {
-                    return Err(unexpected(format!(
-                        "no `value` array (the body starts with {excerpt:?})"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            },
+            rows = paginate::keyset_page(&self.client, source, base, key, None, top) => {
+                rows.map_err(|e| self.answer_error(e))?
+            }
             _ = self.shutdown.cancelled() => return Err(shutting_down()),
         };
-        // Every row carries its primary key: a row without one is never skipped (it would
-        // look deleted to a reconcile, and a page of them like the end of the data).
-        if let Some(index) = rows.iter().position(|r| self.plan.row_id(r).is_none()) {
-            return Err(unexpected(format!(
-                "row {index} of {} has no `{}` (primary key)",
-                rows.len(),
-                self.plan.kind.primary_key()
-            )));
-        }
         tracing::debug!(
             subscription = %self.plan.name,
             rows = rows.len(),
             ms = asked.elapsed().as_secs_f64() * 1e3,
             "page fetched"
         );
-        let read = Utc::now();
+        let read_at = Instant::now();
+        self.observe(&rows, read_at);
+        Ok((rows, read_at))
+    }
+
+    /// An SDK error of a page, with answers of unexpected shape as
+    /// [`Error::UnexpectedAnswer`]: a row without its primary key is never skipped (it would
+    /// look deleted to a reconcile, and a page of them like the end of the data).
+    fn answer_error(&self, error: superoffice::Error) -> Error {
+        let unexpected = |url: String, missing: String| Error::UnexpectedAnswer {
+            subscription: self.plan.name.clone(),
+            url,
+            missing,
+        };
+        match error {
+            superoffice::Error::MissingValue { path, excerpt } => unexpected(
+                path,
+                format!("no `value` array (the body starts with {excerpt:?})"),
+            ),
+            superoffice::Error::MissingKey {
+                path,
+                key,
+                row,
+                rows,
+            } => unexpected(
+                path,
+                format!("row {row} of {rows} has no `{key}` (primary key)"),
+            ),
+            superoffice::Error::KeysetStalled {
+                path,
+                key,
+                after,
+                last,
+            } => unexpected(
+                path,
+                format!(
+                    "rows after {key} {after} (the page ends at {last}: the keyset filter was not applied)"
+                ),
+            ),
+            error => error.into(),
+        }
+    }
+
+    /// Raises the lower bound of the server's clock from the rows' timestamps, read at
+    /// `read_at` (see `Engine::build`).
+    fn observe(&self, rows: &[Row], read_at: Instant) {
+        let read = Utc::now() - chrono::Duration::from_std(read_at.elapsed()).unwrap_or_default();
         if let Some(newest) = rows
             .iter()
             .filter_map(|r| self.plan.row_modified(r))
@@ -85,63 +180,6 @@ impl Engine<'_> {
             self.server_ahead_ms
                 .fetch_max(ahead, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok((rows, Instant::now()))
-    }
-
-    /// Rows asked for per page: `page_size`, or the server's cap once one was seen.
-    pub fn top(&self) -> u32 {
-        match self.page_cap.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => self.plan.page_size,
-            cap => cap.min(self.plan.page_size),
-        }
-    }
-
-    /// The default and maximum `$top` of SuperOffice are undocumented (FACTS §8.1). A server
-    /// that answers fewer rows than asked although more exist would make a short page look like
-    /// the end of the data. So when a full scan (initial load, resync, reconcile) gets a short
-    /// page of at least [`PROBE_MIN`] rows, the next page is asked for once more: rows there
-    /// mean the server caps `$top` at this page's length, which is remembered
-    /// (`cursors.page_cap`) and used from then on (incremental windows included); the page is
-    /// returned to be processed next. Returns `(requests made, next page)`.
-    pub(super) async fn probe_cap(
-        &self,
-        source: &Source,
-        base: &Query,
-        len: usize,
-        last: Option<i64>,
-    ) -> Result<(u64, Option<(Vec<Row>, Instant)>)> {
-        let top = self.top();
-        if len < PROBE_MIN || len >= top as usize || last.is_none() {
-            return Ok((0, None));
-        }
-        let page = self.fetch(source, base, last, top).await?;
-        if page.0.is_empty() {
-            return Ok((1, None));
-        }
-        let cap = len as u32;
-        self.page_cap
-            .store(cap, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(subscription = %self.plan.name, asked = top, answered = cap, "the server caps $top below page_size; using its page size from now on");
-        let name = self.plan.name.clone();
-        self.services
-            .store
-            .write(move |tx| db::set_page_cap(tx, &name, cap))
-            .await?;
-        Ok((0, Some(page)))
-    }
-
-    /// The last key of a page (rows come in key order).
-    pub(super) fn last_key(&self, rows: &[Row]) -> Result<i64> {
-        rows.iter()
-            .filter_map(|r| self.plan.row_id(r))
-            .max()
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "subscription {:?}: a full page has no `{}` values",
-                    self.plan.name,
-                    self.plan.kind.primary_key()
-                ))
-            })
     }
 
     /// Keyset scan of one scope. Each page is committed with the resume position; the last
@@ -166,28 +204,20 @@ impl Engine<'_> {
         // Three stages overlap: page N+1 is fetched while page N is built, and page N-1 is
         // committed meanwhile on the store's blocking thread. Commits stay in page order.
         let mut in_flight: Option<tokio::task::JoinHandle<Result<Applied>>> = None;
+        let mut pages = self.keyset(source, base, resume.after, window.is_none());
         let result = async {
-            let mut current = self.fetch(&source, &base, resume.after, self.top()).await?;
-            outcome.requests += 1;
-            loop {
+            let mut current = self.next_page(&mut pages).await?;
+            while let Some(page) = current {
                 self.alive();
-                let (rows, read_at) = current;
-                let mut full = rows.len() >= self.top() as usize;
-                let last = if rows.is_empty() {
-                    None
-                } else {
-                    Some(self.last_key(&rows)?)
-                };
-                let mut probed = None;
-                if !full && window.is_none() {
-                    let (requests, page) = self.probe_cap(&source, &base, rows.len(), last).await?;
-                    outcome.requests += requests;
-                    if page.is_some() {
-                        full = true;
-                        probed = page;
-                    }
-                }
-                outcome.fetched += rows.len() as u64;
+                outcome.requests += page.requests;
+                outcome.fetched += page.rows.len() as u64;
+                let KeysetPage {
+                    rows,
+                    more: full,
+                    last,
+                    read_at,
+                    ..
+                } = page;
                 let count = rows.len();
                 let build_page = async {
                     let began = Instant::now();
@@ -221,15 +251,9 @@ impl Engine<'_> {
                     );
                     Ok::<_, Error>((write, requests))
                 };
-                let (next, built) = if let Some(page) = probed {
-                    (Some(Ok(page)), build_page.await)
-                } else if full {
-                    let (next, built) =
-                        tokio::join!(self.fetch(&source, &base, last, self.top()), build_page);
-                    (Some(next), built)
-                } else {
-                    (None, build_page.await)
-                };
+                // The next page (none after the last: no request then) while this one is
+                // built; rows a cap probe already fetched come back at once.
+                let (next, built) = tokio::join!(self.next_page(&mut pages), build_page);
                 let (write, requests) = built?;
                 outcome.requests += requests;
                 if let Some(previous) = in_flight.take() {
@@ -242,15 +266,12 @@ impl Engine<'_> {
                         self.plan.name, resume.kind, outcome.fetched
                     ));
                 }
-                match next {
-                    Some(next) => {
-                        current = next?;
-                        outcome.requests += 1;
-                    }
-                    None => return Ok(()),
+                current = next?;
+                if current.is_some() {
+                    self.cancelled()?;
                 }
-                self.cancelled()?;
             }
+            Ok(())
         }
         .await;
         // The last page's commit (or the one in flight when something failed) completes
