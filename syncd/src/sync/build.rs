@@ -142,7 +142,8 @@ impl Engine<'_> {
             Default::default()
         };
         for row in rows {
-            // `fetch` refused pages with rows lacking their key; none is skipped here.
+            // The SDK refused pages with rows lacking their key (`Error::MissingKey`); none is
+            // skipped here.
             let Some(id) = self.plan.row_id(&row) else {
                 continue;
             };

@@ -63,7 +63,7 @@ pub struct Engine<'a> {
     /// server's clock is at least our clock plus this (see `Engine::build`).
     pub server_ahead_ms: std::sync::atomic::AtomicI64,
     /// Rows the server answers per page at most, when it turned out to be fewer than
-    /// `page_size` (0: not seen; see `Engine::probe_cap`).
+    /// `page_size` (0: not seen; see `Engine::keyset`).
     pub page_cap: std::sync::atomic::AtomicU32,
 }
 
