@@ -250,11 +250,6 @@ impl Keyset {
         self.page_size
     }
 
-    /// The key the next page starts after.
-    pub fn position(&self) -> Option<i64> {
-        self.after
-    }
-
     /// The rows the probe already fetched for the next page, if any.
     pub fn probed_rows(&self) -> Option<&[Row]> {
         self.probed.as_ref().map(|(rows, _, _)| rows.as_slice())

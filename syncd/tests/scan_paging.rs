@@ -1,7 +1,8 @@
 //! Scans through the SDK's keyset paging against a server that caps `$top` below the
 //! configured `page_size` (SuperOffice's default and maximum `$top` are undocumented): the first
 //! short page is probed, the cap is learned and stored, nothing is missed, and a load or a
-//! reconcile costs one request per page of the cap (requests ÷ minimum = 1.000).
+//! reconcile costs one request per page of the cap (requests ÷ minimum = 1.000). A server that
+//! ignores the keyset filter fails the run instead of paging forever.
 
 mod common_sync;
 
@@ -11,7 +12,7 @@ use common_sync::{
     base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
     workdir,
 };
-use emulator::EntityType;
+use emulator::{EntityType, FaultRule, RouteClass};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -90,6 +91,52 @@ async fn a_short_page_is_the_end_only_after_an_empty_probe() {
             "SELECT coalesce(page_cap, 0) FROM cursors WHERE subscription = 'contacts'"
         ),
         0
+    );
+    running.stop().await;
+}
+
+/// The errors of the failed runs `sql` selects, joined.
+fn failed_runs(db: &std::path::Path, sql: &str) -> String {
+    rusqlite::Connection::open(db)
+        .and_then(|conn| conn.query_row(sql, [], |r| r.get::<_, String>(0)))
+        .unwrap_or_else(|e| format!("(not readable yet: {e})"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_the_keyset_filter_fails_the_run() {
+    let emu = common_sync::emulator(counts(10, 0, 0), |_| {}).await;
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let mut text = base_config(&emu, dir.path(), "");
+    text.push_str(
+        "\n[[subscription]]\nname = \"contacts\"\nentity = \"contact\"\ncolumns = [\"name\"]\n\
+         webhooks = false\npoll_interval = \"200ms\"\npage_size = 2\n",
+    );
+    // Every page answers the same two rows, whatever `contactId gt N` asks for.
+    emu.add_fault(FaultRule::body(
+        RouteClass::Odata,
+        r#"{"value":[{"contactId":1,"name":"A"},{"contactId":2,"name":"B"}]}"#,
+    ))
+    .unwrap();
+    let running = start(&text).await;
+    let sql = "SELECT coalesce(group_concat(error, ' | '), '') FROM runs \
+               WHERE kind = 'initial' AND status = 'failed'";
+    eventually(T, "a failed initial run", || {
+        let errors = failed_runs(&db, sql);
+        async move {
+            if errors.contains("the keyset filter was not applied") {
+                Ok(())
+            } else {
+                Err(format!("failed runs so far: {errors:?}"))
+            }
+        }
+    })
+    .await;
+    let errors = failed_runs(&db, sql);
+    assert!(errors.contains("subscription \"contacts\""), "{errors}");
+    assert!(
+        errors.contains("rows after contactId 2 (the page ends at 2"),
+        "{errors}"
     );
     running.stop().await;
 }
