@@ -98,6 +98,35 @@ pub enum Error {
         /// The first bytes of the body.
         excerpt: String,
     },
+    /// A row of a keyset page without the key column (nor `PrimaryKey`). Never skipped: a
+    /// caller would take the record for deleted, and a page of such rows for the end of the data.
+    #[error("row {row} of {rows} in the answer of {path} has no `{key}` (primary key)")]
+    MissingKey {
+        /// The request path and query.
+        path: String,
+        /// The key column.
+        key: String,
+        /// The row's index in the page (0-based).
+        row: usize,
+        /// The rows the page holds.
+        rows: usize,
+    },
+    /// A keyset page whose highest key is not above the key it was asked to start after: the
+    /// server ignored the `key gt after` filter (or the column is not a unique key), and paging
+    /// on would never end.
+    #[error(
+        "keyset paging on `{key}` did not advance in the answer of {path}: asked for keys after {after}, the page ends at {last}"
+    )]
+    KeysetStalled {
+        /// The request path and query.
+        path: String,
+        /// The key column.
+        key: String,
+        /// The key the page was asked to start after.
+        after: i64,
+        /// The highest key of the page.
+        last: i64,
+    },
     /// Obtaining or refreshing a credential failed (token endpoint, system-user login, key).
     #[error("authentication failed: {0}")]
     Auth(String),

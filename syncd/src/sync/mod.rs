@@ -31,6 +31,10 @@
 //!
 //! **Initial load** (and `syncd resync`): keyset paging on the primary key (`$orderBy=pk`,
 //! `pk gt last`), the configured filter applied, pages of `page_size`.
+//! The paging is the SDK's (`superoffice::paginate::Keyset`, driven from `scan.rs`): it resumes
+//! after the cursor's key, and on full scans a short page is the end only once a request for the
+//! rows after it comes back empty (else the server caps `$top`, and the cap is kept in
+//! `cursors.page_cap`).
 //!
 //! **Incremental pass**: the same keyset paging, restricted to a window
 //! `(lastModified after D-1 or registered after D-1)`. `D` (`cursors.window_from`) is the day
@@ -155,11 +159,16 @@ use crate::store::types::{PassKind, UtcTime};
 use crate::store::webhooks;
 use crate::{Error, Result, Services};
 
+mod breaker;
+mod build;
 pub mod engine;
 pub mod ensure;
 pub mod plan;
 pub mod quarantine;
+mod reconcile;
+mod refetch;
 pub mod retention;
+mod scan;
 pub mod secret;
 pub mod webhook;
 
