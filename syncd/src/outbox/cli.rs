@@ -5,10 +5,11 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::ledger::{self, Intake};
-use super::task::{self, PublishRequest, Task, TaskState};
+use super::ledger::Intake;
+use super::task::{self, PublishRequest, Task, TaskId, TaskState};
 use crate::cli::Context;
 use crate::config::parse_duration;
+use crate::store::tasks as ledger;
 use crate::{Error, Result, store};
 
 /// `syncd publish …`: queue a publish (prints the task id).
@@ -171,8 +172,8 @@ fn print_list(tasks: &[Task]) {
             "{:>7} {:<9} {:<7} {:<11} {:>9} {:>4} {:<24} {:<24} {}",
             t.id,
             t.state.as_str(),
-            shorten(&t.action, 7),
-            shorten(&t.entity, 11),
+            shorten(&t.action.to_string(), 7),
+            shorten(&t.entity.to_string(), 11),
             record,
             t.attempts,
             t.updated_at,
@@ -216,7 +217,7 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
         }
         TasksCommand::Show { id } => {
             let task = store
-                .read(move |conn| ledger::get(conn, id))
+                .read(move |conn| ledger::get(conn, TaskId(id)))
                 .await?
                 .ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
             println!(
@@ -226,13 +227,13 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
         }
         TasksCommand::Retry { id, overwrite } => {
             let task = store
-                .write(move |tx| ledger::retry(tx, id, overwrite, Utc::now()))
+                .write(move |tx| ledger::retry(tx, TaskId(id), overwrite, Utc::now()))
                 .await?;
             println!("task {} is pending again", task.id);
         }
         TasksCommand::Skip { id } => {
             let task = store
-                .write(move |tx| ledger::skip(tx, id, Utc::now()))
+                .write(move |tx| ledger::skip(tx, TaskId(id), Utc::now()))
                 .await?;
             println!("task {} is skipped", task.id);
         }

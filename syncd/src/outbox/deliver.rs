@@ -34,12 +34,13 @@ use tokio_util::sync::CancellationToken;
 use super::commit::Committer;
 use super::foreign::ForeignKeys;
 use super::hash;
-use super::ledger::{self, Echo, Finish};
+use super::ledger::{Echo, Finish};
 use super::recover::{self, Orphan};
 use super::task::{Action, Task};
 use super::write::WriteOp;
 use super::{OutboxShared, failpoint};
 use crate::config::ConflictPolicy;
+use crate::store::tasks;
 use crate::{Error, Services};
 
 /// What the claim-time batch lookup learnt about a create's record key.
@@ -179,7 +180,7 @@ impl Delivery<'_> {
                 Outcome::Finish(Box::new(self.classify(task, error, sent)))
             }
             Err(Stop::Local(error)) => {
-                tracing::error!(task = task.id, %error, "outbox: local failure during delivery");
+                tracing::error!(task = task.id.0, %error, "outbox: local failure during delivery");
                 Outcome::Finish(Box::new(self.retry_or_dead(
                     task,
                     format!("local: {error}"),
@@ -322,7 +323,7 @@ impl Delivery<'_> {
     async fn record_posted(&self, task: &Task, record: i64) -> Step<()> {
         let id = task.id;
         self.committer
-            .write(move |tx| ledger::record_posted(tx, id, record, Utc::now()))
+            .write(move |tx| tasks::record_posted(tx, id, record, Utc::now()))
             .await?;
         Ok(())
     }
@@ -466,7 +467,7 @@ impl Delivery<'_> {
         {
             Orphan::Found(record) => {
                 tracing::info!(
-                    task = task.id,
+                    task = task.id.0,
                     record,
                     "outbox: adopting the record an interrupted POST created"
                 );
@@ -641,7 +642,7 @@ impl Delivery<'_> {
         if let Some(id) = self
             .services
             .store
-            .read(move |conn| ledger::lane_result(conn, &lane, before))
+            .read(move |conn| tasks::lane_result(conn, &lane, before))
             .await?
         {
             return Ok(Some(id));
@@ -657,12 +658,12 @@ impl Delivery<'_> {
         if task.ius_source.as_deref() != Some("synced") {
             return Ok(ius);
         }
-        let entity = task.entity.clone();
+        let entity = task.entity()?;
         let before = task.id;
         let own = self
             .services
             .store
-            .read(move |conn| ledger::own_last_write(conn, &entity, record, before))
+            .read(move |conn| tasks::own_last_write(conn, entity, record, before))
             .await?;
         Ok(match (ius, own.as_ref().and_then(last_modified)) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -23,7 +23,6 @@ use superoffice::odata::{Query, col};
 
 use super::deliver::Stop;
 use super::foreign::ForeignKeys;
-use super::ledger;
 use super::task::{Task, parse_instant};
 use crate::Services;
 
@@ -173,11 +172,11 @@ pub(crate) async fn find_orphan(
             }
         }
     }
-    let entity = kind.name().to_string();
+    let entity = kind;
     let ids = candidates.clone();
     let owned = services
         .store
-        .read(move |conn| ledger::owned_results(conn, &entity, &ids))
+        .read(move |conn| crate::store::tasks::owned_results(conn, entity, &ids))
         .await?;
     candidates.retain(|id| !owned.contains(id));
     if candidates.is_empty() {

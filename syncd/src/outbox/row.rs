@@ -3,8 +3,8 @@
 //!
 //! The `outbox` table is written by other programs, and SQLite keeps whatever they wrote: a
 //! BLOB in a `TEXT` column, text such as `'abc'` in the `INTEGER` column `record_id`, a real
-//! number. The poller ([`super::ledger::poll_outbox`]) therefore reads every column as a
-//! [`rusqlite::types::ValueRef`] into a [`Stored`] value and converts it here, column by column,
+//! number. The poller ([`super::ledger::poll_outbox`]) therefore reads every column as stored
+//! ([`crate::store::outbox_rows::oldest`]) into a [`Stored`] value and converts it here, column by column,
 //! with a [`ColumnError`] naming the column, what it holds and what was expected. A row that
 //! does not convert becomes a `dead` task (its last error says `outbox row 17: column payload:
 //! a BLOB of 4 bytes, expected JSON text`) and the rows after it are taken in the same pass.
@@ -17,7 +17,6 @@
 
 use std::fmt;
 
-use rusqlite::types::ValueRef;
 use serde_json::{Map, Value, json};
 
 use super::task::PublishRequest;
@@ -103,7 +102,7 @@ impl fmt::Display for Column {
     }
 }
 
-/// A value as SQLite stored it (an owned [`ValueRef`]).
+/// A value as SQLite stored it, whatever the column's declared type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
     /// NULL.
@@ -116,18 +115,6 @@ pub enum Stored {
     Text(Vec<u8>),
     /// BLOB.
     Blob(Vec<u8>),
-}
-
-impl From<ValueRef<'_>> for Stored {
-    fn from(value: ValueRef<'_>) -> Self {
-        match value {
-            ValueRef::Null => Stored::Null,
-            ValueRef::Integer(i) => Stored::Integer(i),
-            ValueRef::Real(r) => Stored::Real(r),
-            ValueRef::Text(t) => Stored::Text(t.to_vec()),
-            ValueRef::Blob(b) => Stored::Blob(b.to_vec()),
-        }
-    }
 }
 
 impl Stored {

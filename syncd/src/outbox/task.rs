@@ -164,6 +164,80 @@ impl FromStr for TaskState {
     }
 }
 
+/// A ledger row's id: the delivery order within a lane and the id `POST /publish` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        s.trim()
+            .parse()
+            .map(TaskId)
+            .map_err(|_| Error::Invalid(format!("task id: {s:?} is not an integer")))
+    }
+}
+
+/// A ledger column that names a known value (an [`Action`], an [`EntityKind`]), or, in the
+/// `dead` task of a request rejected at intake only, the text the request held instead: the
+/// ledger keeps what arrived, and reading a rejected task never fails.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Named<T> {
+    /// A value of the type.
+    Known(T),
+    /// Text that names no value of the type (only on rejected requests).
+    Other(String),
+}
+
+impl<T: fmt::Display> Named<T> {
+    /// The known value, or an error naming `field` and the text.
+    pub fn known(&self, field: &str) -> Result<&T> {
+        match self {
+            Named::Known(value) => Ok(value),
+            Named::Other(text) => Err(Error::Invalid(format!(
+                "{field}: {text:?} is not a known {field}"
+            ))),
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Named<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Named::Known(value) => value.fmt(f),
+            Named::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl<T: fmt::Display> Serialize for Named<T> {
+    fn serialize<Z: serde::Serializer>(
+        &self,
+        serializer: Z,
+    ) -> std::result::Result<Z::Ok, Z::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<T: FromStr + fmt::Display> From<&str> for Named<T> {
+    /// The value the text names in its canonical spelling (what the ledger writes for it),
+    /// else the text as it is, so nothing read back differs from what was stored.
+    fn from(text: &str) -> Self {
+        match text.parse::<T>() {
+            Ok(value) if value.to_string() == text => Named::Known(value),
+            _ => Named::Other(text.to_string()),
+        }
+    }
+}
+
 /// A publish as it arrives (CLI flags, `POST /publish` JSON, an `outbox` row), unvalidated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PublishRequest {
@@ -340,6 +414,15 @@ pub struct NewTask {
 }
 
 impl NewTask {
+    /// Whether intake captures the synced record's last-modified time as the task's
+    /// `If-Unmodified-Since` (no explicit one, an existing record, and the route asks for it).
+    pub fn uses_synced_ius(&self, config: &Config) -> bool {
+        self.if_unmodified_since.is_none()
+            && self.record_id.is_some()
+            && self.action != Action::Create
+            && config.route(self.entity).use_synced_last_modified
+    }
+
     /// The FIFO lane: tasks of one lane are delivered in id order.
     pub fn lane(&self) -> String {
         lane(
@@ -681,15 +764,15 @@ fn decode_write(entity: EntityKind, value: Value) -> std::result::Result<(), ser
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
     /// Row id (delivery order within a lane).
-    pub id: i64,
+    pub id: TaskId,
     /// Idempotency key (unique).
     pub key: String,
     /// Tenant.
     pub tenant: String,
-    /// Action as stored (always valid for tasks that were accepted).
-    pub action: String,
-    /// Entity as stored (`Contact`).
-    pub entity: String,
+    /// Action (always known for tasks that were accepted).
+    pub action: Named<Action>,
+    /// Entity (`Contact`; always known for tasks that were accepted).
+    pub entity: Named<EntityKind>,
     /// Record id given at intake.
     pub record_id: Option<i64>,
     /// External key given at intake.
@@ -735,16 +818,51 @@ pub struct Task {
 }
 
 impl Task {
-    /// The parsed action (accepted tasks always have one).
+    /// The action (accepted tasks always have one).
     pub fn action(&self) -> Result<Action> {
-        self.action.parse()
+        self.action.known("action").copied()
     }
 
-    /// The parsed entity.
+    /// The entity (accepted tasks always have one).
     pub fn entity(&self) -> Result<EntityKind> {
-        self.entity
-            .parse()
-            .map_err(|e: superoffice::Error| Error::Invalid(format!("entity: {e}")))
+        self.entity.known("entity").copied()
+    }
+
+    /// Whether `tasks retry` may put it back to `pending`: a failed, conflicting, dead or
+    /// skipped task, unless it records a request rejected at intake.
+    pub fn check_retry(&self) -> Result<()> {
+        let rejected = self.key.starts_with(REJECTED_PREFIX);
+        if matches!(
+            self.state,
+            TaskState::Pending | TaskState::InFlight | TaskState::Done
+        ) || rejected
+        {
+            return Err(Error::Invalid(format!(
+                "task {} is {}{}: nothing to retry",
+                self.id,
+                self.state,
+                if rejected {
+                    " (rejected at intake; publish it again, corrected)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `tasks skip` may skip it: anything not in flight, done or already skipped.
+    pub fn check_skip(&self) -> Result<()> {
+        if matches!(
+            self.state,
+            TaskState::InFlight | TaskState::Done | TaskState::Skipped
+        ) {
+            return Err(Error::Invalid(format!(
+                "task {} is {}: it cannot be skipped",
+                self.id, self.state
+            )));
+        }
+        Ok(())
     }
 
     /// The ForeignApp value of the task's record.

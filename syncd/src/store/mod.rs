@@ -14,12 +14,15 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
+pub mod commit;
 pub mod feed;
 pub mod loops;
+pub mod outbox_rows;
 pub mod quarantine;
 pub mod retention;
 pub mod sinks;
 pub mod status;
+pub mod tasks;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
