@@ -61,7 +61,7 @@ async fn fail_keeps_both_versions_and_retry_overwrite_resolves() {
     // Ours wins after all.
     running
         .store
-        .write(move |tx| syncd::outbox::ledger::retry(tx, id, true, Utc::now()))
+        .write(move |tx| syncd::store::tasks::retry(tx, id, true, Utc::now()))
         .await
         .unwrap();
     running.daemon.as_ref().unwrap().services().outbox.wake();

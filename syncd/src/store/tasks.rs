@@ -176,10 +176,18 @@ pub fn counts(conn: &Connection) -> Result<BTreeMap<TaskState, i64>> {
     Ok(counts)
 }
 
-/// Number of tasks in `states` (`pending` and `in_flight`: the open ones).
+/// Number of tasks in any of `states` (`pending` and `in_flight`: the open ones).
 pub fn count_in(conn: &Connection, states: &[TaskState]) -> Result<i64> {
-    let counts = counts(conn)?;
-    Ok(states.iter().filter_map(|s| counts.get(s)).sum())
+    let mut statement = conn
+        .prepare_cached("SELECT count(*) FROM tasks WHERE state = ?1")
+        .map_err(sql)?;
+    let mut total = 0;
+    for state in states {
+        total += statement
+            .query_row([state], |r| r.get::<_, i64>(0))
+            .map_err(sql)?;
+    }
+    Ok(total)
 }
 
 /// Whether any task is `pending` with `next_attempt_at` at or before `now`.
