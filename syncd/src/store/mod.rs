@@ -23,6 +23,7 @@ pub mod retention;
 pub mod sinks;
 pub mod status;
 pub mod tasks;
+pub mod types;
 
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
