@@ -176,7 +176,7 @@ fn print_list(tasks: &[Task]) {
             shorten(&t.entity.to_string(), 11),
             record,
             t.attempts,
-            t.updated_at,
+            t.updated_at.to_string(),
             shorten(&t.key, 24),
             shorten(t.last_error.as_deref().unwrap_or(""), 60)
         );

@@ -14,7 +14,7 @@
 //! The caller holds the entity's lock exclusively, so no create of this daemon is between its
 //! POST and the commit of its id while the search runs.
 
-use chrono::{Duration, NaiveTime, Utc};
+use chrono::{Duration, NaiveTime};
 use futures::TryStreamExt;
 use serde_json::{Map, Value};
 use superoffice::Client;
@@ -23,7 +23,7 @@ use superoffice::odata::{Query, col};
 
 use super::deliver::Stop;
 use super::foreign::ForeignKeys;
-use super::task::{Task, parse_instant};
+use super::task::Task;
 use crate::Services;
 
 /// Records the search reads at most before giving up (in doubt).
@@ -136,7 +136,7 @@ pub(crate) async fn find_orphan(
             "the payload has no field a record could be recognised by".into(),
         ));
     }
-    let queued = parse_instant("created_at", &task.created_at).unwrap_or_else(|_| Utc::now());
+    let queued = task.created_at.at();
     let since = (queued - Duration::days(2)).date_naive();
     let mut filter = match kind.last_modified_precision() {
         Precision::Second => col(kind.registered()).after_time(since.and_time(NaiveTime::MIN)),

@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use superoffice::entity::EntityKind;
 
 use super::hash;
+use crate::store::types::UtcTime;
 use crate::{Config, Error, Result};
 
 /// The longest idempotency or external key (a ForeignKey value holds 239 characters).
@@ -447,9 +448,10 @@ pub fn lane(entity: EntityKind, record_id: Option<i32>, record_key: &str) -> Str
     }
 }
 
-/// Formats a timestamp the way the ledger stores it (sortable RFC 3339, UTC, milliseconds).
+/// Formats a timestamp the way the ledger stores it (sortable RFC 3339, UTC, milliseconds:
+/// [`UtcTime::text`]).
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    UtcTime::from(at).text()
 }
 
 /// Parses an `If-Unmodified-Since` value: RFC 3339, an HTTP date, or an offset-less
@@ -788,7 +790,7 @@ pub struct Task {
     /// Hash of the canonical request.
     pub payload_hash: String,
     /// `If-Unmodified-Since` in force (explicit, or the synced record's last-modified).
-    pub if_unmodified_since: Option<String>,
+    pub if_unmodified_since: Option<UtcTime>,
     /// `explicit` or `synced`.
     pub ius_source: Option<String>,
     /// Where it came from: `cli`, `http`, `outbox`, `api`.
@@ -800,9 +802,9 @@ pub struct Task {
     /// A previous attempt may have reached the server without us learning the outcome.
     pub maybe_sent: bool,
     /// Not before this time.
-    pub next_attempt_at: String,
+    pub next_attempt_at: UtcTime,
     /// When the last attempt started.
-    pub last_attempt_at: Option<String>,
+    pub last_attempt_at: Option<UtcTime>,
     /// The record the task produced or touched.
     pub result_id: Option<i64>,
     /// The entity the last write answered.
@@ -812,9 +814,9 @@ pub struct Task {
     /// Last error.
     pub last_error: Option<String>,
     /// Created.
-    pub created_at: String,
+    pub created_at: UtcTime,
     /// Last change.
-    pub updated_at: String,
+    pub updated_at: UtcTime,
 }
 
 impl Task {
@@ -883,9 +885,7 @@ impl Task {
 
     /// The explicit or captured `If-Unmodified-Since`.
     pub fn ius(&self) -> Option<DateTime<Utc>> {
-        self.if_unmodified_since
-            .as_deref()
-            .and_then(|t| parse_instant("if_unmodified_since", t).ok())
+        self.if_unmodified_since.map(UtcTime::at)
     }
 
     /// The short form `POST /publish` answers with.

@@ -17,11 +17,10 @@ use serde_json::Value;
 use superoffice::entity::EntityKind;
 
 use super::sql;
+use super::types::{RestName, UtcTime};
 use crate::outbox::hash;
 use crate::outbox::ledger::{Finish, Intake};
-use crate::outbox::task::{
-    self, Action, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState, ts,
-};
+use crate::outbox::task::{self, Action, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState};
 use crate::{Error, Result};
 
 impl ToSql for TaskId {
@@ -63,15 +62,6 @@ impl FromSql for TaskState {
 impl<T: std::str::FromStr + std::fmt::Display> FromSql for Named<T> {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         value.as_str().map(Named::from)
-    }
-}
-
-/// An [`EntityKind`] as the ledger stores it: its REST name (`Contact`).
-struct Entity(EntityKind);
-
-impl ToSql for Entity {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0.name()))
     }
 }
 
@@ -194,14 +184,14 @@ pub fn count_in(conn: &Connection, states: &[TaskState]) -> Result<i64> {
 pub fn any_due(conn: &Connection, now: DateTime<Utc>) -> Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND next_attempt_at <= ?1)",
-        [ts(now)],
+        [UtcTime::from(now)],
         |r| r.get(0),
     )
     .map_err(sql)
 }
 
 /// The earliest `next_attempt_at` of pending tasks.
-pub fn next_due(conn: &Connection) -> Result<Option<String>> {
+pub fn next_due(conn: &Connection) -> Result<Option<UtcTime>> {
     conn.query_row(
         "SELECT min(next_attempt_at) FROM tasks WHERE state = 'pending'",
         [],
@@ -246,17 +236,17 @@ pub fn insert(
         });
     }
     let (ius, ius_source) = match (new.if_unmodified_since, new.record_id) {
-        (Some(at), _) => (Some(ts(at)), Some("explicit")),
+        (Some(at), _) => (Some(UtcTime::from(at)), Some("explicit")),
         (None, Some(id)) if synced_ius => match synced_last_modified(tx, new.entity, id)? {
             Some(text) => match task::parse_instant("source_modified", &text) {
-                Ok(at) => (Some(ts(at)), Some("synced")),
+                Ok(at) => (Some(UtcTime::from(at)), Some("synced")),
                 Err(_) => (None, None),
             },
             None => (None, None),
         },
         _ => (None, None),
     };
-    let now = ts(now);
+    let now = UtcTime::from(now);
     tx.execute(
         "INSERT INTO tasks (key, tenant, action, entity, record_id, external_key, lane, path, query,
              payload, payload_hash, if_unmodified_since, ius_source, source, state, next_attempt_at,
@@ -266,7 +256,7 @@ pub fn insert(
             new.key,
             new.tenant,
             new.action,
-            Entity(new.entity),
+            RestName(new.entity),
             new.record_id,
             new.external_key,
             new.lane(),
@@ -336,7 +326,7 @@ pub fn insert_rejected(
             rejected.raw.to_string(),
             hash::sha256_hex(hash::canonical(&rejected.raw).as_bytes()),
             rejected.source,
-            ts(now),
+            UtcTime::from(now),
             rejected.reason,
         ],
     )
@@ -383,7 +373,7 @@ pub fn claim(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let now = ts(now);
+    let now = UtcTime::from(now);
     let ids: Vec<TaskId> = {
         let mut statement = tx
             .prepare_cached(
@@ -419,7 +409,7 @@ pub fn claim(
 
 /// Gives claimed tasks back without an attempt (shutdown before their first call).
 pub fn release(tx: &Transaction<'_>, ids: &[TaskId], now: DateTime<Utc>) -> Result<()> {
-    let now = ts(now);
+    let now = UtcTime::from(now);
     for id in ids {
         tx.execute(
             "UPDATE tasks SET state = 'pending', attempts = max(attempts - 1, 0), updated_at = ?2
@@ -443,7 +433,7 @@ pub fn record_posted(
         "UPDATE tasks SET result_id = ?2, maybe_sent = 1, updated_at = ?3 WHERE id = ?1",
     )
     .map_err(sql)?
-    .execute(params![id, record, ts(now)])
+    .execute(params![id, record, UtcTime::from(now)])
     .map_err(sql)?;
     Ok(())
 }
@@ -461,7 +451,7 @@ pub fn recover_in_flight(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<Vec
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql)?
     };
-    let now = ts(now);
+    let now = UtcTime::from(now);
     for id in &ids {
         tx.execute(
             "UPDATE tasks SET state = 'pending', maybe_sent = 1, next_attempt_at = ?2,
@@ -493,7 +483,7 @@ pub fn finish(
     outcome: &Finish,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let now_text = ts(now);
+    let now_text = UtcTime::from(now);
     match outcome {
         Finish::Done {
             result_id,
@@ -536,7 +526,13 @@ pub fn finish(
                 "UPDATE tasks SET state = 'pending', last_error = ?2, next_attempt_at = ?3,
                      maybe_sent = max(maybe_sent, ?4), updated_at = ?5
                  WHERE id = ?1",
-                params![id, error, ts(*at), i64::from(*maybe_sent), now_text],
+                params![
+                    id,
+                    error,
+                    UtcTime::from(*at),
+                    i64::from(*maybe_sent),
+                    now_text
+                ],
             )
             .map_err(sql)?;
         }
@@ -600,7 +596,10 @@ pub fn owned_results(conn: &Connection, entity: EntityKind, ids: &[i64]) -> Resu
         .prepare_cached("SELECT 1 FROM tasks WHERE entity = ?1 AND result_id = ?2 LIMIT 1")
         .map_err(sql)?;
     for id in ids {
-        if statement.exists(params![Entity(entity), id]).map_err(sql)? {
+        if statement
+            .exists(params![RestName(entity), id])
+            .map_err(sql)?
+        {
             owned.push(*id);
         }
     }
@@ -630,7 +629,7 @@ pub fn own_last_write(
         .query_row(
             "SELECT result FROM tasks WHERE entity = ?1 AND result_id = ?2 AND id < ?3
                  AND state = 'done' ORDER BY id DESC LIMIT 1",
-            params![Entity(entity), record, before],
+            params![RestName(entity), record, before],
             |row| row.get(0),
         )
         .optional()
@@ -654,7 +653,7 @@ pub fn retry(
              if_unmodified_since = CASE WHEN ?3 THEN NULL ELSE if_unmodified_since END,
              ius_source = CASE WHEN ?3 THEN NULL ELSE ius_source END
          WHERE id = ?1",
-        params![id, ts(now), overwrite],
+        params![id, UtcTime::from(now), overwrite],
     )
     .map_err(sql)?;
     must_get(tx, id)
@@ -667,7 +666,7 @@ pub fn skip(tx: &Transaction<'_>, id: TaskId, now: DateTime<Utc>) -> Result<Task
     task.check_skip()?;
     tx.execute(
         "UPDATE tasks SET state = 'skipped', updated_at = ?2 WHERE id = ?1",
-        params![id, ts(now)],
+        params![id, UtcTime::from(now)],
     )
     .map_err(sql)?;
     must_get(tx, id)
@@ -678,7 +677,7 @@ pub fn skip(tx: &Transaction<'_>, id: TaskId, now: DateTime<Utc>) -> Result<Task
 pub fn purge(tx: &Transaction<'_>, before: DateTime<Utc>) -> Result<usize> {
     tx.execute(
         "DELETE FROM tasks WHERE state IN ('done', 'skipped') AND updated_at < ?1",
-        [ts(before)],
+        [UtcTime::from(before)],
     )
     .map_err(sql)
 }
