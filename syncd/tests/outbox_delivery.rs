@@ -9,6 +9,7 @@ use std::time::Duration;
 use common_outbox::*;
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
+use superoffice::entity::EntityKind;
 use syncd::outbox::{Intake, TaskId, TaskState};
 use syncd::store::outbox_rows;
 
@@ -73,7 +74,8 @@ async fn replaying_one_key_many_times_creates_one_record() {
 
     // The echo row carries the hash of what the POST answered: what a subscription fetching
     // the record computes.
-    let (hash, task_id) = echo(&setup.store(), "contact", created[0].id as i64).expect("echo row");
+    let (hash, task_id) =
+        echo(&setup.store(), EntityKind::Contact, created[0].id as i64).expect("echo row");
     let fetched = get_entity(&emu, "Contact", created[0].id as i64).await;
     assert_eq!(hash, Some(syncd::sync::hash::entity_hash(&fetched)));
     assert_eq!(task_id, Some(done.id));
@@ -126,10 +128,10 @@ async fn updates_patches_and_deletes_reach_the_record() {
     let row3 = truth.iter().find(|r| r.id == 3).unwrap();
     assert!(row3.deleted);
     // The last write's echo matches the record as it is now.
-    let (hash, task_id) = echo(&running.store, "contact", 2).unwrap();
+    let (hash, task_id) = echo(&running.store, EntityKind::Contact, 2).unwrap();
     assert_eq!(hash, Some(syncd::sync::hash::entity_hash(&after)));
     assert_eq!(task_id, Some(ids[2]));
-    let (deleted_hash, _) = echo(&running.store, "contact", 3).unwrap();
+    let (deleted_hash, _) = echo(&running.store, EntityKind::Contact, 3).unwrap();
     assert_eq!(deleted_hash, None, "a delete's echo has no hash");
     assert!(
         state(ids[4]).result.unwrap()["note"]

@@ -148,7 +148,7 @@ pub fn last_modified(entity: &Value) -> Option<DateTime<Utc>> {
 
 fn echo(kind: EntityKind, id: i64, entity: Option<&Value>) -> Echo {
     Echo {
-        entity: kind.table(),
+        entity: kind,
         id,
         hash: entity.map(hash::entity_hash),
     }

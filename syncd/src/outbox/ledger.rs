@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use superoffice::entity::EntityKind;
 
 use super::row::{self, Column, Converted, OutboxRow, Stored};
 use super::task::{self, NewTask, PublishRequest, Task, TaskState};
@@ -38,8 +39,8 @@ impl Intake {
 /// An echo row: what our write left on a record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Echo {
-    /// Table name (`contact`).
-    pub entity: &'static str,
+    /// The entity (stored as its table name, `contact`, as the subscriptions read it).
+    pub entity: EntityKind,
     /// Record id.
     pub id: i64,
     /// Entity hash (`None`: deleted).

@@ -17,7 +17,7 @@ use serde_json::Value;
 use superoffice::entity::EntityKind;
 
 use super::sql;
-use super::types::{RestName, UtcTime};
+use super::types::{RestName, TableName, UtcTime};
 use crate::outbox::hash;
 use crate::outbox::ledger::{Finish, Intake};
 use crate::outbox::task::{self, Action, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState};
@@ -513,7 +513,13 @@ pub fn finish(
                          published_at = excluded.published_at, task_id = excluded.task_id",
                 )
                 .map_err(sql)?
-                .execute(params![echo.entity, echo.id, echo.hash, now_text, id])
+                .execute(params![
+                    TableName(echo.entity),
+                    echo.id,
+                    echo.hash,
+                    now_text,
+                    id
+                ])
                 .map_err(sql)?;
             }
         }
@@ -573,11 +579,11 @@ pub struct EchoRow {
     pub task_id: Option<TaskId>,
 }
 
-/// The echo row of a record (`table`: the entity's table name, `contact`).
-pub fn echo(conn: &Connection, table: &str, id: i64) -> Result<Option<EchoRow>> {
+/// The echo row of a record.
+pub fn echo(conn: &Connection, entity: EntityKind, id: i64) -> Result<Option<EchoRow>> {
     conn.query_row(
         "SELECT entity_hash, task_id FROM echoes WHERE entity = ?1 AND id = ?2",
-        params![table, id],
+        params![TableName(entity), id],
         |r| {
             Ok(EchoRow {
                 hash: r.get(0)?,

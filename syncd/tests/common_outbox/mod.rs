@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, SeedCounts};
 use serde_json::Value;
+use superoffice::entity::EntityKind;
 use syncd::outbox::{Intake, PublishRequest, Task, TaskId, TaskState};
 use syncd::store::tasks as ledger;
 use syncd::{Config, Daemon, Store};
@@ -298,9 +299,13 @@ pub async fn merge_patch(emu: &Emulator, entity: &str, id: i64, patch: Value) ->
 }
 
 /// The `echoes` row of a record: (entity_hash, task_id).
-pub fn echo(store: &Store, table: &str, id: i64) -> Option<(Option<String>, Option<TaskId>)> {
+pub fn echo(
+    store: &Store,
+    entity: EntityKind,
+    id: i64,
+) -> Option<(Option<String>, Option<TaskId>)> {
     store
-        .read_blocking(|conn| ledger::echo(conn, table, id))
+        .read_blocking(|conn| ledger::echo(conn, entity, id))
         .unwrap()
         .map(|row| (row.hash, row.task_id))
 }
