@@ -181,7 +181,10 @@ async fn the_synced_last_modified_is_the_default_condition_and_our_own_writes_do
     let mut stale = request("patch", "contact", Some(json!({ "Name": "Ours" })));
     stale.id = Some(1);
     let stale = running.publish(&stale).await.unwrap().task().clone();
-    assert_eq!(stale.ius_source.as_deref(), Some("synced"));
+    assert_eq!(
+        stale.ius_source,
+        Some(syncd::outbox::task::IusSource::Synced)
+    );
     // Contact 2: two of our patches queued on the same synced copy; the first moves
     // UpdatedDate (a later second), the second must not conflict with it.
     emu.advance_clock(60);

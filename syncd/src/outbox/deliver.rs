@@ -655,7 +655,7 @@ impl Delivery<'_> {
     /// record moves forward past our own later writes of that record (they are not conflicts).
     async fn effective_ius(&self, task: &Task, record: i64) -> Step<Option<DateTime<Utc>>> {
         let ius = task.ius();
-        if task.ius_source.as_deref() != Some("synced") {
+        if task.ius_source != Some(super::task::IusSource::Synced) {
             return Ok(ius);
         }
         let entity = task.entity()?;

@@ -187,6 +187,27 @@ impl FromStr for TaskId {
     }
 }
 
+/// Where a task's `If-Unmodified-Since` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IusSource {
+    /// Given with the request.
+    Explicit,
+    /// The synced copy's last-modified time, captured at intake; it moves forward past our
+    /// own later writes of the record (they are not conflicts).
+    Synced,
+}
+
+impl IusSource {
+    /// The name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IusSource::Explicit => "explicit",
+            IusSource::Synced => "synced",
+        }
+    }
+}
+
 /// A ledger column that names a known value (an [`Action`], an [`EntityKind`]), or, in the
 /// `dead` task of a request rejected at intake only, the text the request held instead: the
 /// ledger keeps what arrived, and reading a rejected task never fails.
@@ -791,8 +812,8 @@ pub struct Task {
     pub payload_hash: String,
     /// `If-Unmodified-Since` in force (explicit, or the synced record's last-modified).
     pub if_unmodified_since: Option<UtcTime>,
-    /// `explicit` or `synced`.
-    pub ius_source: Option<String>,
+    /// Where `if_unmodified_since` came from.
+    pub ius_source: Option<IusSource>,
     /// Where it came from: `cli`, `http`, `outbox`, `api`.
     pub source: String,
     /// State.

@@ -20,7 +20,9 @@ use super::sql;
 use super::types::{RestName, TableName, UtcTime};
 use crate::outbox::hash;
 use crate::outbox::ledger::{Finish, Intake};
-use crate::outbox::task::{self, Action, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState};
+use crate::outbox::task::{
+    self, Action, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState,
+};
 use crate::{Error, Result};
 
 impl ToSql for TaskId {
@@ -56,6 +58,24 @@ impl FromSql for TaskState {
             .into_iter()
             .find(|s| s.as_str() == text)
             .ok_or_else(|| FromSqlError::Other(format!("unknown task state {text:?}").into()))
+    }
+}
+
+impl ToSql for IusSource {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for IusSource {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "explicit" => Ok(IusSource::Explicit),
+            "synced" => Ok(IusSource::Synced),
+            other => Err(FromSqlError::Other(
+                format!("unknown If-Unmodified-Since source {other:?}").into(),
+            )),
+        }
     }
 }
 
@@ -236,10 +256,10 @@ pub fn insert(
         });
     }
     let (ius, ius_source) = match (new.if_unmodified_since, new.record_id) {
-        (Some(at), _) => (Some(UtcTime::from(at)), Some("explicit")),
+        (Some(at), _) => (Some(UtcTime::from(at)), Some(IusSource::Explicit)),
         (None, Some(id)) if synced_ius => match synced_last_modified(tx, new.entity, id)? {
             Some(text) => match task::parse_instant("source_modified", &text) {
-                Ok(at) => (Some(UtcTime::from(at)), Some("synced")),
+                Ok(at) => (Some(UtcTime::from(at)), Some(IusSource::Synced)),
                 Err(_) => (None, None),
             },
             None => (None, None),
@@ -742,6 +762,11 @@ mod tests {
         assert!(TaskState::column_result(ValueRef::Text(b"in_flight")).is_ok());
         assert!(TaskState::column_result(ValueRef::Text(b"lost")).is_err());
         assert!(TaskState::column_result(ValueRef::Integer(1)).is_err());
+        assert_eq!(
+            IusSource::column_result(ValueRef::Text(b"synced")).unwrap(),
+            IusSource::Synced
+        );
+        assert!(IusSource::column_result(ValueRef::Text(b"guessed")).is_err());
         assert_eq!(
             Named::<Action>::column_result(ValueRef::Text(b"upsert")).unwrap(),
             Named::Known(Action::Upsert)
