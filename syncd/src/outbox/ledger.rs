@@ -1,6 +1,7 @@
-//! The task ledger's domain side: what intake did with a request ([`Intake`]), how a delivery
-//! attempt ended ([`Finish`], with its [`Echo`] row), and the `outbox` table poller, which
-//! turns each row into a task or, when it does not convert or validate, into a `dead` task.
+//! The `outbox` table poller, which turns each row into a task or, when it does not convert or
+//! validate, into a `dead` task; and (re-exported from [`crate::store::ledger`], below the
+//! outbox) what intake did with a request ([`Intake`]) and how a delivery attempt ended
+//! ([`Finish`], with its [`Echo`] row).
 //!
 //! The statements live in [`crate::store::tasks`] (the ledger) and
 //! [`crate::store::outbox_rows`] (the `outbox` table); this module decides, the store records.
@@ -9,100 +10,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use superoffice::entity::EntityKind;
 
 use super::row::{self, Column, Converted, OutboxRow, Stored};
-use super::task::{self, NewTask, PublishRequest, Task, TaskState};
+use super::task::{self, NewTask, PublishRequest};
+pub use crate::store::ledger::{Echo, Finish, Intake};
 use crate::store::{outbox_rows, tasks};
 use crate::{Config, Error, Result, Store};
-
-/// What intake did with a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Intake {
-    /// A new task.
-    Queued(Task),
-    /// The key exists with the same request: the stored task.
-    Replay(Task),
-    /// The key exists with a different request: the stored task (nothing was queued).
-    Mismatch(Task),
-}
-
-impl Intake {
-    /// The task concerned.
-    pub fn task(&self) -> &Task {
-        match self {
-            Intake::Queued(t) | Intake::Replay(t) | Intake::Mismatch(t) => t,
-        }
-    }
-}
-
-/// An echo row: what our write left on a record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Echo {
-    /// The entity (stored as its table name, `contact`, as the subscriptions read it).
-    pub entity: EntityKind,
-    /// Record id.
-    pub id: i64,
-    /// Entity hash (`None`: deleted).
-    pub hash: Option<String>,
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    /// Delivered.
-    Done {
-        /// Record created or touched.
-        result_id: Option<i64>,
-        /// What the write answered.
-        result: Option<Value>,
-        /// Conflict details when a policy resolved a 412.
-        conflict: Option<Value>,
-        /// The echo row to upsert in the same transaction.
-        echo: Option<Echo>,
-    },
-    /// Try again at `at`.
-    Retry {
-        /// Why.
-        error: String,
-        /// The attempt may have reached the server.
-        maybe_sent: bool,
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// Retryable, but the attempts are used up.
-    Dead {
-        /// Why.
-        error: String,
-        /// The attempt may have reached the server.
-        maybe_sent: bool,
-    },
-    /// Permanent failure.
-    Failed {
-        /// Why.
-        error: String,
-    },
-    /// Unresolved conflict; both versions kept.
-    Conflict {
-        /// Why.
-        error: String,
-        /// `{ours, theirs, …}`.
-        conflict: Value,
-    },
-}
-
-impl Finish {
-    /// The state it leads to.
-    pub fn state(&self) -> TaskState {
-        match self {
-            Finish::Done { .. } => TaskState::Done,
-            Finish::Retry { .. } => TaskState::Pending,
-            Finish::Dead { .. } => TaskState::Dead,
-            Finish::Failed { .. } => TaskState::Failed,
-            Finish::Conflict { .. } => TaskState::Conflict,
-        }
-    }
-}
 
 /// What the `outbox` poller did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use std::fmt;
 use serde_json::{Map, Value, json};
 
 use super::task::PublishRequest;
+pub use crate::store::outbox_rows::{OutboxRow, Stored};
 
 /// A column of the `outbox` table that carries part of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,21 +101,6 @@ impl fmt::Display for Column {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// A value as SQLite stored it, whatever the column's declared type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stored {
-    /// NULL.
-    Null,
-    /// INTEGER.
-    Integer(i64),
-    /// REAL.
-    Real(f64),
-    /// TEXT, as bytes (SQLite does not check that it is UTF-8).
-    Text(Vec<u8>),
-    /// BLOB.
-    Blob(Vec<u8>),
 }
 
 impl Stored {
@@ -244,17 +230,6 @@ fn integer(column: Column, value: &Stored) -> Result<Option<i64>, ColumnError> {
         Stored::Integer(i) => Ok(Some(*i)),
         other => Err(column_error(column, other)),
     }
-}
-
-/// One row of the `outbox` table, every column as SQLite stored it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    /// `outbox.id`.
-    pub id: i64,
-    /// The columns of [`Column::ALL`], in that order.
-    pub values: [Stored; 9],
-    /// `created_at` as stored.
-    pub created_at: Stored,
 }
 
 /// A row converted column by column; `path` and `query` are still JSON text.

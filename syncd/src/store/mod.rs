@@ -16,6 +16,7 @@ use crate::{Error, Result};
 
 pub mod commit;
 pub mod feed;
+pub mod ledger;
 pub mod loops;
 pub mod outbox_rows;
 pub mod quarantine;

@@ -4,13 +4,39 @@
 //! Every column is read as a [`ValueRef`] into a [`Stored`] value, whatever its declared
 //! type, so a BLOB in a `TEXT` column or text in `record_id` reaches the conversion in
 //! [`crate::outbox::row`] (which names the column) instead of failing the whole batch here.
+//! [`Stored`] and [`OutboxRow`] are defined here; their conversion rules live in the outbox.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Transaction};
 
 use super::sql;
 use crate::Result;
-use crate::outbox::row::{OutboxRow, Stored};
+
+/// A value as SQLite stored it, whatever the column's declared type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// NULL.
+    Null,
+    /// INTEGER.
+    Integer(i64),
+    /// REAL.
+    Real(f64),
+    /// TEXT, as bytes (SQLite does not check that it is UTF-8).
+    Text(Vec<u8>),
+    /// BLOB.
+    Blob(Vec<u8>),
+}
+
+/// One row of the `outbox` table, every column as SQLite stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// `outbox.id`.
+    pub id: i64,
+    /// The columns of [`crate::outbox::row::Column::ALL`], in that order.
+    pub values: [Stored; 9],
+    /// `created_at` as stored.
+    pub created_at: Stored,
+}
 
 impl From<ValueRef<'_>> for Stored {
     fn from(value: ValueRef<'_>) -> Self {

@@ -16,13 +16,12 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::Value;
 use superoffice::entity::EntityKind;
 
+use super::ledger::{
+    Action, Finish, Intake, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState,
+};
 use super::sql;
 use super::types::{RestName, TableName, UtcTime};
 use crate::outbox::hash;
-use crate::outbox::ledger::{Finish, Intake};
-use crate::outbox::task::{
-    self, Action, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState,
-};
 use crate::{Error, Result};
 
 impl ToSql for TaskId {
@@ -238,6 +237,19 @@ pub fn synced_last_modified(
     .map_err(sql)
 }
 
+/// A synced copy's `source_modified` (SuperOffice's offset-less UTC text, or RFC 3339).
+fn source_instant(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            text.parse::<superoffice::SoDateTime>()
+                .ok()
+                .map(|t| t.to_utc())
+        })
+}
+
 /// Adds a validated task, or reports a replay or a mismatch of its key. With `synced_ius`
 /// ([`NewTask::uses_synced_ius`]) the synced record's last-modified time becomes the task's
 /// `If-Unmodified-Since`, read in this transaction.
@@ -258,9 +270,9 @@ pub fn insert(
     let (ius, ius_source) = match (new.if_unmodified_since, new.record_id) {
         (Some(at), _) => (Some(UtcTime::from(at)), Some(IusSource::Explicit)),
         (None, Some(id)) if synced_ius => match synced_last_modified(tx, new.entity, id)? {
-            Some(text) => match task::parse_instant("source_modified", &text) {
-                Ok(at) => (Some(UtcTime::from(at)), Some(IusSource::Synced)),
-                Err(_) => (None, None),
+            Some(text) => match source_instant(&text) {
+                Some(at) => (Some(UtcTime::from(at)), Some(IusSource::Synced)),
+                None => (None, None),
             },
             None => (None, None),
         },
