@@ -28,7 +28,8 @@ use serde_json::json;
 use superoffice::auth::StaticAuth;
 use superoffice::entity::EntityKind;
 use syncd::outbox::foreign::ForeignKeys;
-use syncd::outbox::{PublishRequest, TaskState, ledger, task};
+use syncd::outbox::{PublishRequest, TaskState, task};
+use syncd::store::tasks as ledger;
 use syncd::{Config, Daemon};
 use tokio_util::sync::CancellationToken;
 
@@ -241,11 +242,11 @@ async fn outbox(count: usize, latency_ms: u64) -> Measured {
     }
     // Queue everything in one transaction (intake is not part of the drain), then time until
     // every task is done.
-    let queued_config = config.clone();
+    let synced: Vec<bool> = tasks.iter().map(|t| t.uses_synced_ius(&config)).collect();
     store
         .write(move |tx| {
-            for new in &tasks {
-                ledger::insert(tx, &queued_config, new, "api", chrono::Utc::now())?;
+            for (new, synced) in tasks.iter().zip(synced) {
+                ledger::insert(tx, new, "api", synced, chrono::Utc::now())?;
             }
             Ok(())
         })
@@ -256,14 +257,7 @@ async fn outbox(count: usize, latency_ms: u64) -> Measured {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let open: i64 = store
-                .read(|conn| {
-                    conn.query_row(
-                        "SELECT count(*) FROM tasks WHERE state IN ('pending', 'in_flight')",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(syncd::store::sql)
-                })
+                .read(|conn| ledger::count_in(conn, &[TaskState::Pending, TaskState::InFlight]))
                 .await
                 .expect("count");
             if open == 0 {

@@ -30,10 +30,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Source;
-use crate::outbox::ledger::{self, Intake};
+use crate::outbox::ledger::Intake;
 use crate::outbox::task::PublishRequest;
 use crate::sink::covers;
 use crate::sink::nats::{INITIAL_BACKOFF, MAX_BACKOFF, TIMEOUT, connect_to};
+use crate::store::tasks as ledger;
 use crate::{Error, Result, Services};
 
 /// The supervised loop's name of a source.
@@ -214,11 +215,11 @@ async fn take(
             match crate::outbox::publish(&services.store, config, &request, "nats").await {
                 Ok(Intake::Queued(task)) => {
                     services.outbox.wake();
-                    tracing::debug!(source = %source.name, task = task.id, key = %task.key, "source: queued");
+                    tracing::debug!(source = %source.name, task = task.id.0, key = %task.key, "source: queued");
                     return Ok("queued");
                 }
                 Ok(Intake::Replay(task)) => {
-                    tracing::debug!(source = %source.name, task = task.id, key = %task.key, "source: a redelivery or repeat of a queued request");
+                    tracing::debug!(source = %source.name, task = task.id.0, key = %task.key, "source: a redelivery or repeat of a queued request");
                     return Ok("replay");
                 }
                 Ok(Intake::Mismatch(task)) => format!(
@@ -245,7 +246,7 @@ async fn take(
             ledger::insert_rejected_message(tx, &tenant, "nats", &r, &body, &why, Utc::now())
         })
         .await?;
-    tracing::warn!(source = %source.name, message = %reference, task, reason = %rejected, "source: a message was rejected (dead task)");
+    tracing::warn!(source = %source.name, message = %reference, task = task.0, reason = %rejected, "source: a message was rejected (dead task)");
     Ok("rejected")
 }
 

@@ -189,11 +189,9 @@ batch = 8
     let feed = store
         .read_blocking(|c| syncd::store::feed::changes_after(c, 0, None, usize::MAX, &tenants))
         .unwrap();
+    // Written by the sink before its first publish, so reading it here writes nothing.
     let instance: String = store
-        .read_blocking(|c| {
-            c.query_row("SELECT instance_id FROM instance", [], |r| r.get(0))
-                .map_err(syncd::store::sql)
-        })
+        .read_blocking(syncd::store::sinks::instance_id)
         .unwrap();
     let stored = read_stream(&js, "SUPEROFFICE").await;
     let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();

@@ -61,7 +61,7 @@ async fn fail_keeps_both_versions_and_retry_overwrite_resolves() {
     // Ours wins after all.
     running
         .store
-        .write(move |tx| syncd::outbox::ledger::retry(tx, id, true, Utc::now()))
+        .write(move |tx| syncd::store::tasks::retry(tx, id, true, Utc::now()))
         .await
         .unwrap();
     running.daemon.as_ref().unwrap().services().outbox.wake();
@@ -181,7 +181,10 @@ async fn the_synced_last_modified_is_the_default_condition_and_our_own_writes_do
     let mut stale = request("patch", "contact", Some(json!({ "Name": "Ours" })));
     stale.id = Some(1);
     let stale = running.publish(&stale).await.unwrap().task().clone();
-    assert_eq!(stale.ius_source.as_deref(), Some("synced"));
+    assert_eq!(
+        stale.ius_source,
+        Some(syncd::outbox::task::IusSource::Synced)
+    );
     // Contact 2: two of our patches queued on the same synced copy; the first moves
     // UpdatedDate (a later second), the second must not conflict with it.
     emu.advance_clock(60);

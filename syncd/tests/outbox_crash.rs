@@ -55,14 +55,7 @@ impl Daemon {
 
 fn any_in_flight(store: &syncd::Store) -> bool {
     store
-        .read_blocking(|c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'in_flight')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(syncd::store::sql)
-        })
+        .read_blocking(syncd::store::tasks::any_in_flight)
         .unwrap()
 }
 

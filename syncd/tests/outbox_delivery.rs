@@ -9,7 +9,9 @@ use std::time::Duration;
 use common_outbox::*;
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
-use syncd::outbox::{Intake, TaskState};
+use superoffice::entity::EntityKind;
+use syncd::outbox::{Intake, TaskId, TaskState};
+use syncd::store::outbox_rows;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -72,7 +74,8 @@ async fn replaying_one_key_many_times_creates_one_record() {
 
     // The echo row carries the hash of what the POST answered: what a subscription fetching
     // the record computes.
-    let (hash, task_id) = echo(&setup.store(), "contact", created[0].id as i64).expect("echo row");
+    let (hash, task_id) =
+        echo(&setup.store(), EntityKind::Contact, created[0].id as i64).expect("echo row");
     let fetched = get_entity(&emu, "Contact", created[0].id as i64).await;
     assert_eq!(hash, Some(syncd::hash::entity_hash(&fetched)));
     assert_eq!(task_id, Some(done.id));
@@ -109,7 +112,7 @@ async fn updates_patches_and_deletes_reach_the_record() {
         ids.push(running.publish(r).await.unwrap().task().id);
     }
     let tasks = settle(&running.store, WAIT).await;
-    let state = |id: i64| tasks.iter().find(|t| t.id == id).unwrap().clone();
+    let state = |id: TaskId| tasks.iter().find(|t| t.id == id).unwrap().clone();
     for id in &ids[..5] {
         assert_eq!(state(*id).state, TaskState::Done, "{:#?}", state(*id));
     }
@@ -125,10 +128,10 @@ async fn updates_patches_and_deletes_reach_the_record() {
     let row3 = truth.iter().find(|r| r.id == 3).unwrap();
     assert!(row3.deleted);
     // The last write's echo matches the record as it is now.
-    let (hash, task_id) = echo(&running.store, "contact", 2).unwrap();
+    let (hash, task_id) = echo(&running.store, EntityKind::Contact, 2).unwrap();
     assert_eq!(hash, Some(syncd::hash::entity_hash(&after)));
     assert_eq!(task_id, Some(ids[2]));
-    let (deleted_hash, _) = echo(&running.store, "contact", 3).unwrap();
+    let (deleted_hash, _) = echo(&running.store, EntityKind::Contact, 3).unwrap();
     assert_eq!(deleted_hash, None, "a delete's echo has no hash");
     assert!(
         state(ids[4]).result.unwrap()["note"]
@@ -296,7 +299,7 @@ async fn retryable_failures_back_off_until_dead_and_block_the_record() {
     emu.clear_faults();
     running
         .store
-        .write(move |tx| syncd::outbox::ledger::retry(tx, id, false, chrono::Utc::now()))
+        .write(move |tx| syncd::store::tasks::retry(tx, id, false, chrono::Utc::now()))
         .await
         .unwrap();
     running.daemon.as_ref().unwrap().services().outbox.wake();
@@ -368,13 +371,7 @@ async fn outbox_table_rows_become_tasks_and_bad_rows_are_kept_as_dead() {
     }
     let store = running.store.clone();
     wait_for(WAIT, "the outbox table to drain", || {
-        store
-            .read_blocking(|c| {
-                c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-                    .map_err(syncd::store::sql)
-            })
-            .unwrap()
-            == 0
+        store.read_blocking(outbox_rows::count).unwrap() == 0
     })
     .await;
     let tasks = settle(&running.store, WAIT).await;
@@ -470,10 +467,8 @@ async fn malformed_outbox_rows_become_dead_tasks_naming_the_column_and_never_blo
     // One pass takes every row: the malformed ones do not fail the batch.
     let store = setup.store();
     let config = setup.config();
-    let moved = store
-        .write_blocking(|tx| {
-            syncd::outbox::ledger::poll_outbox(tx, &config, 500, chrono::Utc::now())
-        })
+    let moved = syncd::outbox::ledger::poll_outbox(&store, &config, 500, chrono::Utc::now())
+        .await
         .unwrap();
     assert_eq!(
         moved,
@@ -483,18 +478,11 @@ async fn malformed_outbox_rows_become_dead_tasks_naming_the_column_and_never_blo
             rejected: 7
         }
     );
-    let left = store
-        .read_blocking(|c| {
-            c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-                .map_err(syncd::store::sql)
-        })
-        .unwrap();
+    let left = store.read_blocking(outbox_rows::count).unwrap();
     assert_eq!(left, 0, "every row was taken in the same pass");
     // A second pass finds nothing and records nothing twice.
-    let again = store
-        .write_blocking(|tx| {
-            syncd::outbox::ledger::poll_outbox(tx, &config, 500, chrono::Utc::now())
-        })
+    let again = syncd::outbox::ledger::poll_outbox(&store, &config, 500, chrono::Utc::now())
+        .await
         .unwrap();
     assert_eq!(again, syncd::outbox::ledger::Moved::default());
     drop(store);
@@ -550,7 +538,7 @@ async fn malformed_outbox_rows_become_dead_tasks_naming_the_column_and_never_blo
     // Rejected rows cannot be retried as they are (they are not requests).
     let retried = setup
         .store()
-        .write_blocking(|tx| syncd::outbox::ledger::retry(tx, blob.id, false, chrono::Utc::now()));
+        .write_blocking(|tx| syncd::store::tasks::retry(tx, blob.id, false, chrono::Utc::now()));
     assert!(retried.is_err());
 
     // The daemon delivers the good row queued after the bad ones, and the integer key (stored

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common_outbox::*;
 use emulator::EntityType;
-use syncd::outbox::TaskState;
+use syncd::outbox::{TaskId, TaskState};
 
 struct Out {
     ok: bool,
@@ -377,9 +377,9 @@ async fn bad_input_names_the_field_and_the_task_commands_work() {
     let retry_pending = syncd(&config, &["tasks", "retry", "1"], None).await;
     assert!(!retry_pending.ok && retry_pending.stderr.contains("nothing to retry"));
     assert!(syncd(&config, &["tasks", "skip", "1"], None).await.ok);
-    assert_eq!(task(&setup.store(), 1).state, TaskState::Skipped);
+    assert_eq!(task(&setup.store(), TaskId(1)).state, TaskState::Skipped);
     assert!(syncd(&config, &["tasks", "retry", "1"], None).await.ok);
-    assert_eq!(task(&setup.store(), 1).state, TaskState::Pending);
+    assert_eq!(task(&setup.store(), TaskId(1)).state, TaskState::Pending);
     assert!(syncd(&config, &["tasks", "skip", "1"], None).await.ok);
     let purge = syncd(&config, &["tasks", "purge", "--older-than", "0s"], None).await;
     assert!(purge.ok, "{}", purge.stderr);

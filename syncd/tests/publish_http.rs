@@ -9,7 +9,7 @@ use std::time::Duration;
 use common_outbox::*;
 use emulator::EntityType;
 use serde_json::{Value, json};
-use syncd::outbox::TaskState;
+use syncd::outbox::{TaskId, TaskState};
 
 async fn post(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -46,7 +46,7 @@ async fn intake_replay_and_mismatch() {
 
     wait_state(
         &running.store,
-        task_id,
+        TaskId(task_id),
         TaskState::Done,
         Duration::from_secs(20),
     )

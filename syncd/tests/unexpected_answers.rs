@@ -192,7 +192,7 @@ async fn an_upsert_whose_lookup_fails_never_creates() {
     let last = tasks(&running.store).last().unwrap().id;
     running
         .store
-        .write(move |tx| syncd::outbox::ledger::retry(tx, last, false, chrono::Utc::now()))
+        .write(move |tx| syncd::store::tasks::retry(tx, last, false, chrono::Utc::now()))
         .await
         .unwrap();
     running.daemon.as_ref().unwrap().services().outbox.wake();

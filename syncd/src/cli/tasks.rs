@@ -4,8 +4,8 @@ use chrono::Utc;
 
 use super::Context;
 use crate::config::parse_duration;
-use crate::outbox::ledger;
-use crate::outbox::task::{self, Task, TaskState};
+use crate::outbox::task::{self, Task, TaskId, TaskState};
+use crate::store::tasks as ledger;
 use crate::{Error, Result, store};
 
 /// `syncd tasks …`.
@@ -73,11 +73,11 @@ fn print_list(tasks: &[Task]) {
             "{:>7} {:<9} {:<7} {:<11} {:>9} {:>4} {:<24} {:<24} {}",
             t.id,
             t.state.as_str(),
-            shorten(&t.action, 7),
-            shorten(&t.entity, 11),
+            shorten(&t.action.to_string(), 7),
+            shorten(&t.entity.to_string(), 11),
             record,
             t.attempts,
-            t.updated_at,
+            t.updated_at.to_string(),
             shorten(&t.key, 24),
             shorten(t.last_error.as_deref().unwrap_or(""), 60)
         );
@@ -118,7 +118,7 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
         }
         TasksCommand::Show { id } => {
             let task = store
-                .read(move |conn| ledger::get(conn, id))
+                .read(move |conn| ledger::get(conn, TaskId(id)))
                 .await?
                 .ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
             println!(
@@ -131,13 +131,13 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
         }
         TasksCommand::Retry { id, overwrite } => {
             let task = store
-                .write(move |tx| ledger::retry(tx, id, overwrite, Utc::now()))
+                .write(move |tx| ledger::retry(tx, TaskId(id), overwrite, Utc::now()))
                 .await?;
             println!("task {} is pending again", task.id);
         }
         TasksCommand::Skip { id } => {
             let task = store
-                .write(move |tx| ledger::skip(tx, id, Utc::now()))
+                .write(move |tx| ledger::skip(tx, TaskId(id), Utc::now()))
                 .await?;
             println!("task {} is skipped", task.id);
         }

@@ -41,13 +41,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::Committer;
 use super::foreign::ForeignKeys;
-use super::ledger::{self, Echo, Finish};
+use super::ledger::{Echo, Finish};
 use super::recover::{self, Orphan};
 use super::task::{Action, Task};
 use super::write::WriteOp;
 use super::{OutboxShared, failpoint};
 use crate::config::ConflictPolicy;
 use crate::hash;
+use crate::store::tasks;
 use crate::{Error, Services};
 
 /// What the claim-time batch lookup learnt about a create's record key.
@@ -164,7 +165,7 @@ pub fn last_modified(entity: &Value) -> Option<DateTime<Utc>> {
 
 fn echo(kind: EntityKind, id: i64, entity: Option<&Value>) -> Echo {
     Echo {
-        entity: kind.table(),
+        entity: kind,
         id,
         hash: entity.map(hash::entity_hash),
     }
@@ -204,7 +205,7 @@ impl Delivery<'_> {
         match failure {
             Failure::Api { error, sent } => self.classify(task, error, sent),
             Failure::Local(error) => {
-                tracing::error!(task = task.id, %error, "outbox: local failure during delivery");
+                tracing::error!(task = task.id.0, %error, "outbox: local failure during delivery");
                 self.retry_or_dead(task, format!("local: {error}"), true, None)
             }
             Failure::Permanent(error) => Finish::Failed { error },
@@ -332,7 +333,7 @@ impl Delivery<'_> {
     async fn record_posted(&self, task: &Task, record: i64) -> Step<()> {
         let id = task.id;
         self.committer
-            .write(move |tx| ledger::record_posted(tx, id, record, Utc::now()))
+            .write(move |tx| tasks::record_posted(tx, id, record, Utc::now()))
             .await?;
         Ok(())
     }
@@ -400,7 +401,7 @@ impl Delivery<'_> {
             Err(Failure::Permanent(error)) => Finish::Failed { error },
             Err(Failure::Api { error, .. }) => self.classify(task, error, false),
             Err(Failure::Local(error)) => {
-                tracing::error!(task = task.id, record, %error, "outbox: storing the key failed locally");
+                tracing::error!(task = task.id.0, record, %error, "outbox: storing the key failed locally");
                 self.retry_or_dead(task, format!("storing the key: {error}"), false, None)
             }
         };
@@ -451,7 +452,7 @@ impl Delivery<'_> {
         match orphan {
             Orphan::Found(record) => {
                 tracing::info!(
-                    task = task.id,
+                    task = task.id.0,
                     record,
                     "outbox: adopting the record an interrupted POST created"
                 );
@@ -611,7 +612,7 @@ impl Delivery<'_> {
         if let Some(id) = self
             .services
             .store
-            .read(move |conn| ledger::lane_result(conn, &lane, before))
+            .read(move |conn| tasks::lane_result(conn, &lane, before))
             .await?
         {
             return Ok(Some(id));
@@ -626,15 +627,15 @@ impl Delivery<'_> {
     /// record moves forward past our own later writes of that record (they are not conflicts).
     async fn effective_ius(&self, task: &Task, record: i64) -> Step<Option<DateTime<Utc>>> {
         let ius = task.ius();
-        if task.ius_source.as_deref() != Some("synced") {
+        if task.ius_source != Some(super::task::IusSource::Synced) {
             return Ok(ius);
         }
-        let entity = task.entity.clone();
+        let entity = task.entity()?;
         let before = task.id;
         let own = self
             .services
             .store
-            .read(move |conn| ledger::own_last_write(conn, &entity, record, before))
+            .read(move |conn| tasks::own_last_write(conn, entity, record, before))
             .await?;
         Ok(match (ius, own.as_ref().and_then(last_modified)) {
             (Some(a), Some(b)) => Some(a.max(b)),

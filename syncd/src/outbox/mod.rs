@@ -18,7 +18,7 @@
 //!   `dead` task (`outbox row 17: column payload: a BLOB of 4 bytes, expected JSON text`) that
 //!   keeps the raw row, and the rows after it are taken in the same pass.
 //!
-//! All three validate with [`task::validate`] and insert with [`ledger::insert`]. The
+//! All three validate with [`task::validate`] and insert with [`crate::store::tasks::insert`]. The
 //! idempotency key defaults to the sha256 of the canonical request (action, entity, id,
 //! external key, path, query, payload, If-Unmodified-Since); keys compare case-insensitively,
 //! as SuperOffice compares ForeignKey values.
@@ -81,7 +81,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Config, Result, Services, Store};
 
-pub mod commit;
+/// The ledger's group commit lives in the store ([`crate::store::commit`]).
+pub use crate::store::commit;
 pub mod deliver;
 pub mod foreign;
 pub mod http;
@@ -94,7 +95,7 @@ mod worker;
 pub mod write;
 
 pub use ledger::Intake;
-pub use task::{Action, PublishRequest, Task, TaskState};
+pub use task::{Action, PublishRequest, Task, TaskId, TaskState};
 
 /// How long shutdown waits for running deliveries before cutting them off (they stay
 /// `in_flight` and are resolved on the next start).
@@ -179,9 +180,9 @@ pub async fn publish(
     source: &'static str,
 ) -> Result<Intake> {
     let new = task::validate(config, request)?;
-    let config = config.clone();
+    let synced = new.uses_synced_ius(config);
     store
-        .write(move |tx| ledger::insert(tx, &config, &new, source, Utc::now()))
+        .write(move |tx| crate::store::tasks::insert(tx, &new, source, synced, Utc::now()))
         .await
 }
 
@@ -191,7 +192,7 @@ pub async fn publish(
 pub async fn prepare(services: &Services) -> Result<()> {
     let recovered = services
         .store
-        .write(|tx| ledger::recover_in_flight(tx, Utc::now()))
+        .write(|tx| crate::store::tasks::recover_in_flight(tx, Utc::now()))
         .await?;
     if !recovered.is_empty() {
         tracing::warn!(tasks = ?recovered, "outbox: resolving tasks a previous run left in flight");

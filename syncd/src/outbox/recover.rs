@@ -16,7 +16,7 @@
 //! (an [`Orphan`]) or an error ([`crate::Error::Api`] for a failed or malformed answer, which
 //! the caller retries); it knows nothing of delivery, which calls it.
 
-use chrono::{Duration, NaiveTime, Utc};
+use chrono::{Duration, NaiveTime};
 use futures::TryStreamExt;
 use serde_json::{Map, Value};
 use superoffice::Client;
@@ -24,8 +24,7 @@ use superoffice::entity::{EntityKind, Precision};
 use superoffice::odata::{Query, col};
 
 use super::foreign::ForeignKeys;
-use super::ledger;
-use super::task::{Task, parse_instant};
+use super::task::Task;
 use crate::{Result, Services};
 
 /// Records the search reads at most before giving up (in doubt).
@@ -138,7 +137,7 @@ pub(crate) async fn find_orphan(
             "the payload has no field a record could be recognised by".into(),
         ));
     }
-    let queued = parse_instant("created_at", &task.created_at).unwrap_or_else(|_| Utc::now());
+    let queued = task.created_at.at();
     let since = (queued - Duration::days(2)).date_naive();
     let mut filter = match kind.last_modified_precision() {
         Precision::Second => col(kind.registered()).after_time(since.and_time(NaiveTime::MIN)),
@@ -175,11 +174,11 @@ pub(crate) async fn find_orphan(
             }
         }
     }
-    let entity = kind.name().to_string();
+    let entity = kind;
     let ids = candidates.clone();
     let owned = services
         .store
-        .read(move |conn| ledger::owned_results(conn, &entity, &ids))
+        .read(move |conn| crate::store::tasks::owned_results(conn, entity, &ids))
         .await?;
     candidates.retain(|id| !owned.contains(id));
     if candidates.is_empty() {

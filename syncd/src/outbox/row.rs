@@ -3,8 +3,8 @@
 //!
 //! The `outbox` table is written by other programs, and SQLite keeps whatever they wrote: a
 //! BLOB in a `TEXT` column, text such as `'abc'` in the `INTEGER` column `record_id`, a real
-//! number. The poller ([`super::ledger::poll_outbox`]) therefore reads every column as a
-//! [`rusqlite::types::ValueRef`] into a [`Stored`] value and converts it here, column by column,
+//! number. The poller ([`super::ledger::poll_outbox`]) therefore reads every column as stored
+//! ([`crate::store::outbox_rows::oldest`]) into a [`Stored`] value and converts it here, column by column,
 //! with a [`ColumnError`] naming the column, what it holds and what was expected. A row that
 //! does not convert becomes a `dead` task (its last error says `outbox row 17: column payload:
 //! a BLOB of 4 bytes, expected JSON text`) and the rows after it are taken in the same pass.
@@ -17,10 +17,10 @@
 
 use std::fmt;
 
-use rusqlite::types::ValueRef;
 use serde_json::{Map, Value, json};
 
 use super::task::PublishRequest;
+pub use crate::store::outbox_rows::{OutboxRow, Stored};
 
 /// A column of the `outbox` table that carries part of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,33 +100,6 @@ impl Column {
 impl fmt::Display for Column {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// A value as SQLite stored it (an owned [`ValueRef`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stored {
-    /// NULL.
-    Null,
-    /// INTEGER.
-    Integer(i64),
-    /// REAL.
-    Real(f64),
-    /// TEXT, as bytes (SQLite does not check that it is UTF-8).
-    Text(Vec<u8>),
-    /// BLOB.
-    Blob(Vec<u8>),
-}
-
-impl From<ValueRef<'_>> for Stored {
-    fn from(value: ValueRef<'_>) -> Self {
-        match value {
-            ValueRef::Null => Stored::Null,
-            ValueRef::Integer(i) => Stored::Integer(i),
-            ValueRef::Real(r) => Stored::Real(r),
-            ValueRef::Text(t) => Stored::Text(t.to_vec()),
-            ValueRef::Blob(b) => Stored::Blob(b.to_vec()),
-        }
     }
 }
 
@@ -257,17 +230,6 @@ fn integer(column: Column, value: &Stored) -> Result<Option<i64>, ColumnError> {
         Stored::Integer(i) => Ok(Some(*i)),
         other => Err(column_error(column, other)),
     }
-}
-
-/// One row of the `outbox` table, every column as SQLite stored it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    /// `outbox.id`.
-    pub id: i64,
-    /// The columns of [`Column::ALL`], in that order.
-    pub values: [Stored; 9],
-    /// `created_at` as stored.
-    pub created_at: Stored,
 }
 
 /// A row converted column by column; `path` and `query` are still JSON text.

@@ -8,162 +8,21 @@
 //! generated write type (`ContactEntity`, …). A bad request never reaches the ledger.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use superoffice::entity::EntityKind;
 
 use crate::hash;
+use crate::store::types::UtcTime;
 use crate::{Config, Error, Result};
 
 /// The longest idempotency or external key (a ForeignKey value holds 239 characters).
 pub const MAX_KEY_LEN: usize = 239;
 
-/// The key prefix of the `dead` tasks that record rejected `outbox` rows
-/// (`rejected:outbox row 17`); reserved, so such a task's key never collides with a user's.
-pub const REJECTED_PREFIX: &str = "rejected:";
-
-/// What a task does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// `POST /api/v1/{Entity}`, exactly once per key (ForeignApp key on the new record).
-    Create,
-    /// `PUT /api/v1/{Entity}/{id}` (replaces the entity).
-    Update,
-    /// `PATCH /api/v1/{Entity}/{id}`: JSON Patch (array) or JSON merge patch (object).
-    Patch,
-    /// `DELETE /api/v1/{Entity}/{id}`; 404 counts as done.
-    Delete,
-    /// Find by external key or the route's lookup filter and merge-patch it, else create it
-    /// from `/default`.
-    Upsert,
-}
-
-impl Action {
-    /// Every action.
-    pub const ALL: [Action; 5] = [
-        Action::Create,
-        Action::Update,
-        Action::Patch,
-        Action::Delete,
-        Action::Upsert,
-    ];
-
-    /// The lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Patch => "patch",
-            Action::Delete => "delete",
-            Action::Upsert => "upsert",
-        }
-    }
-
-    /// Whether this action may create a record (and so needs the exactly-once machinery).
-    pub fn creates(self) -> bool {
-        matches!(self, Action::Create | Action::Upsert)
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Action {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Action::ALL
-            .into_iter()
-            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "action: {s:?} is not one of create, update, patch, delete, upsert"
-                ))
-            })
-    }
-}
-
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Waiting for its turn (new, or after a retryable failure until `next_attempt_at`).
-    Pending,
-    /// Claimed by the delivery worker; an API call may be under way. Found at start-up, it is
-    /// resolved (creates by the ForeignApp lookup), never blindly re-sent.
-    InFlight,
-    /// Delivered; `result_id`/`result` hold the answer.
-    Done,
-    /// A permanent error (the server refused the request, or a create is in doubt); waits for
-    /// `tasks retry` or `tasks skip`.
-    Failed,
-    /// 412 (or a failed JSON Patch `test`) under the `fail` policy; both versions are kept.
-    Conflict,
-    /// Retryable failures used up `max_attempts`.
-    Dead,
-    /// An operator skipped it.
-    Skipped,
-}
-
-impl TaskState {
-    /// Every state.
-    pub const ALL: [TaskState; 7] = [
-        TaskState::Pending,
-        TaskState::InFlight,
-        TaskState::Done,
-        TaskState::Failed,
-        TaskState::Conflict,
-        TaskState::Dead,
-        TaskState::Skipped,
-    ];
-
-    /// The name stored in the ledger.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::InFlight => "in_flight",
-            TaskState::Done => "done",
-            TaskState::Failed => "failed",
-            TaskState::Conflict => "conflict",
-            TaskState::Dead => "dead",
-            TaskState::Skipped => "skipped",
-        }
-    }
-
-    /// Whether later tasks of the same record may go ahead (only `done` and `skipped`).
-    pub fn releases_lane(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Skipped)
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        TaskState::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                Error::Invalid(format!("state: {s:?} is not one of {}", names.join(", ")))
-            })
-    }
-}
-
+pub use crate::store::ledger::{
+    Action, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState, lane, record_key,
+};
 /// A publish as it arrives (CLI flags, `POST /publish` JSON, an `outbox` row), unvalidated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PublishRequest {
@@ -312,61 +171,21 @@ pub fn parse_pairs(field: &str, pairs: &[String]) -> Result<BTreeMap<String, Str
     Ok(map)
 }
 
-/// A validated publish, ready for the ledger.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    /// Idempotency key.
-    pub key: String,
-    /// Tenant it goes to.
-    pub tenant: String,
-    /// What to do.
-    pub action: Action,
-    /// Which entity.
-    pub entity: EntityKind,
-    /// Record id, if given.
-    pub record_id: Option<i32>,
-    /// External key, if given.
-    pub external_key: Option<String>,
-    /// Path parameters (only `id` is known; it is folded into `record_id`).
-    pub path: BTreeMap<String, String>,
-    /// Query parameters.
-    pub query: BTreeMap<String, String>,
-    /// Parsed body.
-    pub payload: Option<Value>,
-    /// Explicit `If-Unmodified-Since`.
-    pub if_unmodified_since: Option<DateTime<Utc>>,
-    /// sha256 of the canonical request: equal hashes are replays, different ones mismatches.
-    pub payload_hash: String,
-}
-
 impl NewTask {
-    /// The FIFO lane: tasks of one lane are delivered in id order.
-    pub fn lane(&self) -> String {
-        lane(
-            self.entity,
-            self.record_id,
-            &record_key(&self.key, self.external_key.as_deref()),
-        )
+    /// Whether intake captures the synced record's last-modified time as the task's
+    /// `If-Unmodified-Since` (no explicit one, an existing record, and the route asks for it).
+    pub fn uses_synced_ius(&self, config: &Config) -> bool {
+        self.if_unmodified_since.is_none()
+            && self.record_id.is_some()
+            && self.action != Action::Create
+            && config.route(self.entity).use_synced_last_modified
     }
 }
 
-/// The ForeignApp value that identifies a task's record: the external key, else the
-/// idempotency key.
-pub fn record_key(key: &str, external_key: Option<&str>) -> String {
-    external_key.unwrap_or(key).to_string()
-}
-
-/// `Contact/id/5` or `Contact/key/EXT-42`.
-pub fn lane(entity: EntityKind, record_id: Option<i32>, record_key: &str) -> String {
-    match record_id {
-        Some(id) => format!("{}/id/{id}", entity.name()),
-        None => format!("{}/key/{record_key}", entity.name()),
-    }
-}
-
-/// Formats a timestamp the way the ledger stores it (sortable RFC 3339, UTC, milliseconds).
+/// Formats a timestamp the way the ledger stores it (sortable RFC 3339, UTC, milliseconds:
+/// [`UtcTime::text`]).
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    UtcTime::from(at).text()
 }
 
 /// Parses an `If-Unmodified-Since` value: RFC 3339, an HTTP date, or an offset-less
@@ -674,105 +493,6 @@ fn decode_write(entity: EntityKind, value: Value) -> std::result::Result<(), ser
         EntityKind::Ticket => try_as::<e::Ticket>(value),
         EntityKind::Selection => try_as::<e::Selection>(value),
         EntityKind::Product => try_as::<e::Product>(value),
-    }
-}
-
-/// One row of the ledger.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Task {
-    /// Row id (delivery order within a lane).
-    pub id: i64,
-    /// Idempotency key (unique).
-    pub key: String,
-    /// Tenant.
-    pub tenant: String,
-    /// Action as stored (always valid for tasks that were accepted).
-    pub action: String,
-    /// Entity as stored (`Contact`).
-    pub entity: String,
-    /// Record id given at intake.
-    pub record_id: Option<i64>,
-    /// External key given at intake.
-    pub external_key: Option<String>,
-    /// FIFO lane.
-    pub lane: String,
-    /// Path parameters.
-    pub path: Value,
-    /// Query parameters.
-    pub query: Value,
-    /// Body (JSON; raw text for rejected outbox rows).
-    pub payload: Option<Value>,
-    /// Hash of the canonical request.
-    pub payload_hash: String,
-    /// `If-Unmodified-Since` in force (explicit, or the synced record's last-modified).
-    pub if_unmodified_since: Option<String>,
-    /// `explicit` or `synced`.
-    pub ius_source: Option<String>,
-    /// Where it came from: `cli`, `http`, `outbox`, `api`.
-    pub source: String,
-    /// State.
-    pub state: TaskState,
-    /// Delivery attempts so far.
-    pub attempts: i64,
-    /// A previous attempt may have reached the server without us learning the outcome.
-    pub maybe_sent: bool,
-    /// Not before this time.
-    pub next_attempt_at: String,
-    /// When the last attempt started.
-    pub last_attempt_at: Option<String>,
-    /// The record the task produced or touched.
-    pub result_id: Option<i64>,
-    /// The entity the last write answered.
-    pub result: Option<Value>,
-    /// On a conflict: `{ours, theirs, …}`.
-    pub conflict: Option<Value>,
-    /// Last error.
-    pub last_error: Option<String>,
-    /// Created.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-}
-
-impl Task {
-    /// The parsed action (accepted tasks always have one).
-    pub fn action(&self) -> Result<Action> {
-        self.action.parse()
-    }
-
-    /// The parsed entity.
-    pub fn entity(&self) -> Result<EntityKind> {
-        self.entity
-            .parse()
-            .map_err(|e: superoffice::Error| Error::Invalid(format!("entity: {e}")))
-    }
-
-    /// The ForeignApp value of the task's record.
-    pub fn record_key(&self) -> String {
-        record_key(&self.key, self.external_key.as_deref())
-    }
-
-    /// Query parameters as pairs.
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        match &self.query {
-            Value::Object(map) => map
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The explicit or captured `If-Unmodified-Since`.
-    pub fn ius(&self) -> Option<DateTime<Utc>> {
-        self.if_unmodified_since
-            .as_deref()
-            .and_then(|t| parse_instant("if_unmodified_since", t).ok())
-    }
-
-    /// The short form `POST /publish` answers with.
-    pub fn summary(&self) -> Value {
-        json!({ "task_id": self.id, "key": self.key, "state": self.state })
     }
 }
 

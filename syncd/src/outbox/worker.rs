@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use superoffice::entity::EntityKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::commit::Committer;
 use super::deliver::{Delivery, Outcome, Prefetch};
 use super::ledger::{self, Finish};
-use super::task::{Task, TaskState, ts};
+use super::task::{Task, TaskId, TaskState};
+use crate::store::commit::Committer;
+use crate::store::{outbox_rows, tasks};
 use crate::{Config, Result, Services};
 
 /// How often the worker looks for work when nothing wakes it.
@@ -38,7 +40,7 @@ pub(crate) fn publish_tenant(config: &Config) -> Option<String> {
 
 /// Sets `syncd_tasks{state}` from the ledger.
 pub(crate) async fn refresh_metrics(services: &Services) {
-    match services.store.read(ledger::counts).await {
+    match services.store.read(tasks::counts).await {
         Ok(counts) => {
             for (state, n) in counts {
                 services
@@ -210,15 +212,12 @@ impl Worker {
 
     /// Moves rows of the `outbox` table into the ledger; true if any moved.
     async fn poll_outbox(&self) -> Result<bool> {
-        if !self.services.store.read(ledger::outbox_has_rows).await? {
+        if !self.services.store.read(outbox_rows::has_rows).await? {
             return Ok(false);
         }
-        let config = self.config.clone();
-        let moved = self
-            .services
-            .store
-            .write(move |tx| ledger::poll_outbox(tx, &config, OUTBOX_BATCH, Utc::now()))
-            .await?;
+        let moved =
+            ledger::poll_outbox(&self.services.store, &self.config, OUTBOX_BATCH, Utc::now())
+                .await?;
         if moved.rejected > 0 {
             tracing::warn!(
                 rejected = moved.rejected,
@@ -300,12 +299,12 @@ impl Worker {
                 self.queue.extend(claimed);
             }
         }
-        let ids: Vec<i64> = self.queue.drain(..).map(|(t, _)| t.id).collect();
+        let ids: Vec<TaskId> = self.queue.drain(..).map(|(t, _)| t.id).collect();
         if !ids.is_empty()
             && let Err(error) = self
                 .services
                 .store
-                .write(move |tx| ledger::release(tx, &ids, Utc::now()))
+                .write(move |tx| tasks::release(tx, &ids, Utc::now()))
                 .await
         {
             tracing::error!(%error, "outbox: releasing claimed tasks failed (they are resolved on the next start)");
@@ -344,17 +343,10 @@ impl Worker {
 
 /// Claims up to `room` due tasks of `tenant` and looks their keys up.
 async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Claimed> {
-    let now = ts(Utc::now());
+    let now = Utc::now();
     let due = services
         .store
-        .read(move |conn| {
-            conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'pending' AND next_attempt_at <= ?1)",
-                [now],
-                |r| r.get::<_, bool>(0),
-            )
-            .map_err(crate::store::sql)
-        })
+        .read(move |conn| tasks::any_due(conn, now))
         .await?;
     if !due {
         return Ok(Vec::new());
@@ -362,7 +354,7 @@ async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Cl
     let name = tenant.to_string();
     let claimed = services
         .store
-        .write(move |tx| ledger::claim(tx, &name, room, Utc::now()))
+        .write(move |tx| tasks::claim(tx, &name, room, Utc::now()))
         .await?;
     // A slow lookup only costs the shortcut: every task then checks its own key.
     let prefetched = tokio::time::timeout(PREFETCH_TIMEOUT, prefetch(services, tenant, &claimed))
@@ -381,20 +373,22 @@ async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Cl
 }
 
 /// One `ForeignKeys` archive lookup per entity for the fresh creates among `tasks`.
-async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap<i64, Prefetch> {
+async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap<TaskId, Prefetch> {
     let mut out = BTreeMap::new();
     let Ok(client) = services.clients.get(tenant) else {
         return out;
     };
-    let mut by_entity: BTreeMap<String, Vec<&Task>> = BTreeMap::new();
+    let mut by_entity: BTreeMap<EntityKind, Vec<&Task>> = BTreeMap::new();
     for task in tasks {
         let fresh = !task.maybe_sent && task.result_id.is_none();
-        if fresh && task.action().is_ok_and(|a| a.creates()) {
-            by_entity.entry(task.entity.clone()).or_default().push(task);
+        if fresh
+            && task.action().is_ok_and(|a| a.creates())
+            && let Ok(kind) = task.entity()
+        {
+            by_entity.entry(kind).or_default().push(task);
         }
     }
-    for (entity, tasks) in by_entity {
-        let Ok(kind) = entity.parse() else { continue };
+    for (kind, tasks) in by_entity {
         let values: Vec<String> = tasks.iter().map(|t| t.record_key()).collect();
         match services
             .outbox
@@ -426,18 +420,18 @@ async fn record(services: &Arc<Services>, committer: &Committer, task: Task, out
         Outcome::Posted { .. } => return,
         Outcome::Release => {
             committer
-                .write(move |tx| ledger::release(tx, &[id], Utc::now()))
+                .write(move |tx| tasks::release(tx, &[id], Utc::now()))
                 .await
         }
         Outcome::Finish(finish) => {
             let finish = (**finish).clone();
             committer
-                .write(move |tx| ledger::finish(tx, id, &finish, Utc::now()))
+                .write(move |tx| tasks::finish(tx, id, &finish, Utc::now()))
                 .await
         }
     };
     if let Err(error) = recorded {
-        tracing::error!(task = id, %error, "outbox: recording the outcome failed; the task stays in flight until restart");
+        tracing::error!(task = id.0, %error, "outbox: recording the outcome failed; the task stays in flight until restart");
         return;
     }
     let Outcome::Finish(finish) = &outcome else {
@@ -450,19 +444,19 @@ async fn record(services: &Arc<Services>, committer: &Committer, task: Task, out
     services.metrics.inc(
         "syncd_publish_total",
         &[
-            ("entity", &task.entity),
-            ("action", &task.action),
+            ("entity", &task.entity.to_string()),
+            ("action", &task.action.to_string()),
             ("outcome", outcome_label),
         ],
         1,
     );
     match &**finish {
-        Finish::Done { .. } => tracing::debug!(task = id, key = %task.key, "outbox: delivered"),
+        Finish::Done { .. } => tracing::debug!(task = id.0, key = %task.key, "outbox: delivered"),
         Finish::Retry { error, at, .. } => {
-            tracing::info!(task = id, %error, retry_at = %at, "outbox: attempt failed; retrying")
+            tracing::info!(task = id.0, %error, retry_at = %at, "outbox: attempt failed; retrying")
         }
-        Finish::Dead { error, .. } => tracing::error!(task = id, %error, "outbox: task is dead"),
-        Finish::Failed { error } => tracing::error!(task = id, %error, "outbox: task failed"),
-        Finish::Conflict { error, .. } => tracing::warn!(task = id, %error, "outbox: conflict"),
+        Finish::Dead { error, .. } => tracing::error!(task = id.0, %error, "outbox: task is dead"),
+        Finish::Failed { error } => tracing::error!(task = id.0, %error, "outbox: task failed"),
+        Finish::Conflict { error, .. } => tracing::warn!(task = id.0, %error, "outbox: conflict"),
     }
 }

@@ -14,14 +14,18 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
+pub mod commit;
 pub mod feed;
+pub mod ledger;
 pub mod loops;
+pub mod outbox_rows;
 pub mod quarantine;
 pub mod records;
 pub mod retention;
 pub mod runs;
 pub mod sinks;
 pub mod status;
+pub mod tasks;
 pub mod types;
 pub mod webhooks;
 
@@ -195,6 +199,19 @@ pub fn open_read_only(path: &Path) -> Result<Store> {
         .unwrap_or_else(|e| e.into_inner())
         .push(conn);
     Ok(store)
+}
+
+/// The schema version (`user_version`) of the database at `path`, read without migrating or
+/// checking it and without writing anything.
+pub fn schema_version(path: &Path) -> Result<u32> {
+    must_exist(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| db_error(path, e))?;
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| db_error(path, e))
 }
 
 fn must_exist(path: &Path) -> Result<()> {
@@ -463,6 +480,7 @@ mod tests {
         }
         let err = open(&path).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");
+        assert_eq!(schema_version(&path).unwrap(), SCHEMA_VERSION + 1);
         let conn = Connection::open(&path).unwrap();
         let version: u32 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

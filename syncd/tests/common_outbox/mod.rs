@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, SeedCounts};
 use serde_json::Value;
-use syncd::outbox::{self, Intake, PublishRequest, Task, TaskState};
+use superoffice::entity::EntityKind;
+use syncd::outbox::{Intake, PublishRequest, Task, TaskId, TaskState};
+use syncd::store::tasks as ledger;
 use syncd::{Config, Daemon, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +135,7 @@ impl Running {
     }
 
     pub async fn publish(&self, request: &PublishRequest) -> syncd::Result<Intake> {
-        let intake = outbox::publish(&self.store, &self.config, request, "api").await;
+        let intake = syncd::outbox::publish(&self.store, &self.config, request, "api").await;
         if let Some(daemon) = &self.daemon {
             daemon.services().outbox.wake();
         }
@@ -161,15 +163,15 @@ pub fn request(action: &str, entity: &str, payload: Option<Value>) -> PublishReq
 /// Every task, in id order.
 pub fn tasks(store: &Store) -> Vec<Task> {
     let mut tasks = store
-        .read_blocking(|conn| outbox::ledger::list(conn, None, 1_000_000))
+        .read_blocking(|conn| ledger::list(conn, None, 1_000_000))
         .expect("tasks");
     tasks.reverse();
     tasks
 }
 
-pub fn task(store: &Store, id: i64) -> Task {
+pub fn task(store: &Store, id: TaskId) -> Task {
     store
-        .read_blocking(|conn| outbox::ledger::get(conn, id))
+        .read_blocking(|conn| ledger::get(conn, id))
         .expect("read")
         .expect("task exists")
 }
@@ -197,7 +199,7 @@ pub async fn settle(store: &Store, timeout: Duration) -> Vec<Task> {
 }
 
 /// Waits until task `id` reaches `state`.
-pub async fn wait_state(store: &Store, id: i64, state: TaskState, timeout: Duration) -> Task {
+pub async fn wait_state(store: &Store, id: TaskId, state: TaskState, timeout: Duration) -> Task {
     let mut last = None;
     let start = Instant::now();
     loop {
@@ -297,19 +299,15 @@ pub async fn merge_patch(emu: &Emulator, entity: &str, id: i64, patch: Value) ->
 }
 
 /// The `echoes` row of a record: (entity_hash, task_id).
-pub fn echo(store: &Store, table: &str, id: i64) -> Option<(Option<String>, Option<i64>)> {
+pub fn echo(
+    store: &Store,
+    entity: EntityKind,
+    id: i64,
+) -> Option<(Option<String>, Option<TaskId>)> {
     store
-        .read_blocking(|conn| {
-            use rusqlite::OptionalExtension;
-            conn.query_row(
-                "SELECT entity_hash, task_id FROM echoes WHERE entity = ?1 AND id = ?2",
-                rusqlite::params![table, id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(syncd::store::sql)
-        })
+        .read_blocking(|conn| ledger::echo(conn, entity, id))
         .unwrap()
+        .map(|row| (row.hash, row.task_id))
 }
 
 /// The path of the `syncd` binary.

@@ -1,4 +1,4 @@
-//! Group commit for the ledger: the state changes of concurrent deliveries that arrive while a
+//! Group commit (used by the outbox's task ledger): the state changes of concurrent deliveries that arrive while a
 //! transaction is being written are applied together in the next one, each inside its own
 //! savepoint (one failing change does not undo the others). A delivery still waits for its own
 //! change to be committed before it makes its next API call; only the number of transactions
@@ -7,6 +7,7 @@
 use rusqlite::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql;
 use crate::{Error, Result, Store};
 
 /// Changes applied in one transaction at most.
@@ -23,7 +24,7 @@ fn savepoint(tx: &Transaction<'_>, statement: &str) -> Result<()> {
     tx.prepare_cached(statement)
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
-        .map_err(crate::store::sql)
+        .map_err(sql)
 }
 
 /// A handle to the committer task; cheap to clone. The task ends when every handle is gone.
@@ -134,7 +135,7 @@ mod tests {
                             "INSERT INTO subscriptions (name, entity, created_at) VALUES (?1, 'contact', 'now')",
                             [name],
                         )
-                        .map_err(crate::store::sql)?;
+                        .map_err(sql)?;
                         if name == "bad" {
                             return Err(Error::Store("refused".into()));
                         }
@@ -150,12 +151,12 @@ mod tests {
             .read_blocking(|conn| {
                 let mut s = conn
                     .prepare("SELECT name FROM subscriptions ORDER BY name")
-                    .map_err(crate::store::sql)?;
+                    .map_err(sql)?;
                 let rows = s
                     .query_map([], |r| r.get(0))
-                    .map_err(crate::store::sql)?
+                    .map_err(sql)?
                     .collect::<rusqlite::Result<Vec<String>>>()
-                    .map_err(crate::store::sql)?;
+                    .map_err(sql)?;
                 Ok(rows)
             })
             .unwrap();
