@@ -73,9 +73,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// The database could not be opened, migrated, read or written.
+    /// A statement failed (SQLite's error says which and why).
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] store::SqliteError),
     /// The database file cannot be used as it is (missing, another schema, not WAL, …);
     /// nothing in it was changed.
     #[error("store: {}", problem.at(path))]
@@ -91,7 +91,7 @@ pub enum Error {
         /// The database file.
         path: std::path::PathBuf,
         /// SQLite's error.
-        source: rusqlite::Error,
+        source: store::SqliteError,
     },
     /// A stored value does not have the shape its column promises; the row is kept as it is.
     #[error("store: {column} of {row}: {problem}")]
@@ -111,6 +111,13 @@ pub enum Error {
         /// serde_json's error.
         source: serde_json::Error,
     },
+    /// The ledger's group commit failed for the batch this change was in (every change of the
+    /// batch gets the same error; none of them was committed).
+    #[error("the batch this change was committed in failed: {0}")]
+    GroupCommit(#[source] Arc<Error>),
+    /// The ledger's committer task is gone (it only stops with the daemon).
+    #[error("the ledger committer has stopped")]
+    CommitterStopped,
     /// Work handed to another task (the blocking pool, a committer) was lost: it panicked or
     /// was cancelled.
     #[error("{what}: the task failed: {source}")]

@@ -383,7 +383,10 @@ mod tests {
                     let shutdown = shutdown.clone();
                     async move {
                         match n {
-                            0 | 2 | 3 => Err(Error::Store(format!("boom {n}"))),
+                            0 | 2 | 3 => Err(Error::io(
+                                format!("boom {n}"),
+                                std::io::Error::other("test failure"),
+                            )),
                             1 => panic!("kaboom"),
                             4 => Ok(()),
                             _ => {
@@ -415,7 +418,7 @@ mod tests {
             })
             .collect();
         assert_eq!(failed.len(), 5, "{events:?}");
-        assert_eq!(failed[0].2, "store: boom 0");
+        assert_eq!(failed[0].2, "boom 0: test failure");
         assert_eq!(failed[1].2, "panicked: kaboom");
         assert!(
             failed[4]

@@ -4,6 +4,8 @@
 //! change to be committed before it makes its next API call; only the number of transactions
 //! (and writer-lock hand-offs) goes down.
 
+use std::sync::Arc;
+
 use rusqlite::Transaction;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,9 +90,9 @@ impl Committer {
                         }
                     }
                     Err(error) => {
-                        let message = error.to_string();
+                        let error = Arc::new(error);
                         for reply in replies {
-                            let _ = reply.send(Err(Error::Store(message.clone())));
+                            let _ = reply.send(Err(Error::GroupCommit(error.clone())));
                         }
                     }
                 }
@@ -110,10 +112,8 @@ impl Committer {
                 change: Box::new(change),
                 done,
             })
-            .map_err(|_| Error::Store("the ledger committer has stopped".into()))?;
-        committed
-            .await
-            .map_err(|_| Error::Store("the ledger committer has stopped".into()))?
+            .map_err(|_| Error::CommitterStopped)?;
+        committed.await.map_err(|_| Error::CommitterStopped)?
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
                         )
                         .map_err(sql)?;
                         if name == "bad" {
-                            return Err(Error::Store("refused".into()));
+                            return Err(Error::Invalid("refused".into()));
                         }
                         Ok(())
                     })

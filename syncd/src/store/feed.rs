@@ -133,7 +133,11 @@ pub fn counts_by_op(conn: &Connection) -> Result<Vec<(Op, i64)>> {
         .map(|(op, n)| {
             Op::parse(&op)
                 .map(|op| (op, n))
-                .ok_or_else(|| Error::Store(format!("changes: unknown op {op:?}")))
+                .ok_or_else(|| Error::Corrupt {
+                    column: "changes.op",
+                    row: "a change".into(),
+                    problem: format!("unknown op {op:?}"),
+                })
         })
         .collect::<Result<Vec<_>>>()?;
     counts.sort_by_key(|(op, _)| match op {

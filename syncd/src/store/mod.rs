@@ -29,6 +29,9 @@ pub mod tasks;
 pub mod types;
 pub mod webhooks;
 
+/// SQLite's error type, which [`Error::Store`] carries (only `store` names the driver).
+pub use rusqlite::Error as SqliteError;
+
 /// Migrations, in order. Append only: never edit or reorder a released entry.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
@@ -385,7 +388,7 @@ impl Store {
 
 /// Maps a rusqlite error from inside a transaction closure.
 pub fn sql(e: rusqlite::Error) -> Error {
-    Error::Store(e.to_string())
+    Error::Store(e)
 }
 
 #[cfg(test)]
@@ -495,7 +498,7 @@ mod tests {
         let result: Result<()> = store.write_blocking(|tx| {
             tx.execute("INSERT INTO subscriptions (name, entity, created_at) VALUES ('s', 'contact', 'now')", [])
                 .map_err(sql)?;
-            Err(Error::Store("boom".into()))
+            Err(Error::Invalid("boom".into()))
         });
         assert!(result.is_err());
         let count: i64 = store

@@ -458,8 +458,10 @@ fn tombstone_records(
 fn write_cursor(tx: &Transaction<'_>, w: &PageWrite) -> Result<()> {
     match &w.cursor {
         Some(CursorWrite::Progress(resume)) => {
-            let text = serde_json::to_string(resume)
-                .map_err(|e| Error::Store(format!("encoding the resume position: {e}")))?;
+            let text = serde_json::to_string(resume).map_err(|source| Error::Encode {
+                what: "the resume position".into(),
+                source,
+            })?;
             tx.execute(
                 "UPDATE cursors SET resume = ?2 WHERE subscription = ?1",
                 params![w.subscription, text],
@@ -852,8 +854,11 @@ pub fn changes(conn: &Connection, subscription: Option<&str>) -> Result<Vec<Chan
         .map_err(sql)?;
     rows.into_iter()
         .map(|(seq, subscription, id, op, hash)| {
-            let op = Op::parse(&op)
-                .ok_or_else(|| Error::Store(format!("changes row seq {seq}: unknown op {op:?}")))?;
+            let op = Op::parse(&op).ok_or_else(|| Error::Corrupt {
+                column: "changes.op",
+                row: format!("seq {seq}"),
+                problem: format!("unknown op {op:?}"),
+            })?;
             Ok(Change {
                 seq,
                 subscription,

@@ -227,10 +227,10 @@ pub fn state(conn: &Connection, name: &str) -> Result<SubState> {
         .map_err(sql)?;
     let resume = resume
         .map(|text| {
-            serde_json::from_str(&text).map_err(|e| {
-                Error::Store(format!(
-                    "subscription {name:?}: cursors.resume {text:?} does not decode: {e}"
-                ))
+            serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+                column: "cursors.resume",
+                row: format!("subscription {name:?}"),
+                problem: format!("{text:?} does not decode: {e}"),
             })
         })
         .transpose()?;

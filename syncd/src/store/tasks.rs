@@ -138,7 +138,11 @@ pub fn get(conn: &Connection, id: TaskId) -> Result<Option<Task>> {
 }
 
 fn must_get(conn: &Connection, id: TaskId) -> Result<Task> {
-    get(conn, id)?.ok_or_else(|| Error::Store(format!("task {id} vanished")))
+    get(conn, id)?.ok_or_else(|| Error::Corrupt {
+        column: "tasks.id",
+        row: format!("task {id}"),
+        problem: "the task vanished right after it was written".into(),
+    })
 }
 
 /// One task by idempotency key.

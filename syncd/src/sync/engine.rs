@@ -214,9 +214,10 @@ impl Engine<'_> {
         &self,
         handle: tokio::task::JoinHandle<Result<Applied>>,
     ) -> Result<Applied> {
-        let applied = handle
-            .await
-            .map_err(|e| Error::Store(format!("commit task failed: {e}")))??;
+        let applied = handle.await.map_err(|source| Error::Task {
+            what: "a page commit",
+            source,
+        })??;
         self.record_metrics(applied);
         Ok(applied)
     }
