@@ -32,13 +32,13 @@ enum Verdict {
 
 async fn verify(services: &Services, tenant: &str) -> Verdict {
     use superoffice::Error as E;
+    use superoffice::prelude::ClientUserExt;
     let client = match services.clients.get(tenant) {
         Ok(client) => client,
         Err(error) => return Verdict::Rejected(error.to_string()),
     };
-    let request =
-        superoffice::RawRequest::new(reqwest::Method::GET, "/api/v1/User/currentPrincipal");
-    match client.send_raw("user_current_principal", request).await {
+    let principal = client.user_get_current_principal().send().await;
+    match principal.map_err(E::from) {
         Ok(_) => Verdict::Up,
         Err(
             error @ (E::Unauthorized(_)

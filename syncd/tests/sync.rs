@@ -233,8 +233,11 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
         .await
         .unwrap();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
-    assert_eq!(hooks[0]["Name"], "syncd-Cust12345");
-    assert_eq!(hooks[0]["TargetUrl"], format!("{url}/webhooks/superoffice"));
+    assert_eq!(hooks[0].name.as_deref(), Some("syncd-Cust12345"));
+    assert_eq!(
+        hooks[0].target_url.as_deref(),
+        Some(format!("{url}/webhooks/superoffice").as_str())
+    );
 
     let api = client(&emu);
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
@@ -392,7 +395,10 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
     assert_eq!(fixed[0].action, "reactivated");
     let hooks = syncd::sync::ensure::list(&api, None).await.unwrap();
     assert_eq!(hooks.len(), 1);
-    assert_eq!(hooks[0]["State"], "Active");
+    assert_eq!(
+        hooks[0].state,
+        Some(superoffice::types::WebhookState::Active)
+    );
     running.stop().await;
 }
 

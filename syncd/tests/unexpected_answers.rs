@@ -200,3 +200,49 @@ async fn an_upsert_whose_lookup_fails_never_creates() {
     assert_eq!(created(&emu, EntityType::Contact, SEEDED).len(), 1);
     running.stop().await;
 }
+
+/// The ForeignKey lookup by value (the generated `v1ForeignAppEntity_GetKeyByValue`): a 404
+/// or a `null` body is "no record", a stored key is found, and any other shape is an error
+/// naming the lookup, never "absent" (which would let a create go ahead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_lookup_of_unexpected_shape_is_an_error() {
+    use superoffice::entity::EntityKind;
+    use syncd::outbox::foreign::ForeignKeys;
+    let emu = common_outbox::emulator().await;
+    let setup = common_outbox::Setup::new(&emu, "", "");
+    let keys = ForeignKeys::new(&setup.config().outbox);
+    let api = common_sync::client(&emu);
+    keys.ensure(&api).await.unwrap();
+    keys.ensure(&api).await.unwrap();
+    let kind = EntityKind::Contact;
+    assert_eq!(keys.lookup(&api, kind, "EXT-1").await.unwrap(), None, "404");
+    keys.store(&api, kind, "EXT-1", 3).await.unwrap();
+    assert_eq!(keys.lookup(&api, kind, "EXT-1").await.unwrap(), Some(3));
+    keys.ensure_stored(&api, kind, "EXT-1", 3).await.unwrap();
+
+    let lookup = |body: &str| FaultRule {
+        matching: Some("keyValue=EXT-1".into()),
+        ..FaultRule::body(RouteClass::Entity, body)
+    };
+    emu.add_fault(lookup("null")).unwrap();
+    assert_eq!(
+        keys.lookup(&api, kind, "EXT-1").await.unwrap(),
+        None,
+        "null"
+    );
+    for bad in ["{}", r#"{"RecordId":"seven"}"#, "[]", r#""x""#, "<html>"] {
+        emu.clear_faults();
+        emu.add_fault(lookup(bad)).unwrap();
+        let error = keys.lookup(&api, kind, "EXT-1").await.unwrap_err();
+        assert!(
+            matches!(error, syncd::Error::Api(superoffice::Error::Decode { .. })),
+            "{bad}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("ForeignKey lookup"),
+            "{bad}: {error}"
+        );
+    }
+    emu.clear_faults();
+    assert_eq!(keys.lookup(&api, kind, "EXT-1").await.unwrap(), Some(3));
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common_sync::*;
 use emulator::EntityType;
-use serde_json::{Value, json};
+use serde_json::json;
 use syncd::store::runs::{RunEnd, finish_run, start_run};
 use syncd::store::types::UtcTime;
 use syncd::store::webhooks::NewEvent;
@@ -107,7 +107,7 @@ async fn startup_with_public_url_generates_registers_and_reuses_a_secret() {
                 .await
                 .map_err(|e| e.to_string())?;
             match hooks.as_slice() {
-                [hook] if hook["Secret"] == secret.as_str() => Ok(()),
+                [hook] if hook.secret.as_deref() == Some(secret.as_str()) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         },
@@ -131,7 +131,10 @@ async fn startup_with_public_url_generates_registers_and_reuses_a_secret() {
             .await
             .map_err(|e| e.to_string())?;
         match hooks.as_slice() {
-            [hook] if hook["TargetUrl"] == target.as_str() && hook["Secret"] == secret.as_str() => {
+            [hook]
+                if hook.target_url.as_deref() == Some(target.as_str())
+                    && hook.secret.as_deref() == Some(secret.as_str()) =>
+            {
                 Ok(())
             }
             other => Err(format!("{other:?}")),
@@ -210,15 +213,10 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
     );
     let hooks = syncd::sync::ensure::list(&api, None).await.unwrap();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
-    assert_eq!(hooks[0]["Secret"], secret.as_str());
-    assert_eq!(hooks[0]["TargetUrl"], target.as_str());
-    let events: Vec<&str> = hooks[0]["Events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(events.contains(&"contact.deleted"), "{events:?}");
+    assert_eq!(hooks[0].secret.as_deref(), Some(secret.as_str()));
+    assert_eq!(hooks[0].target_url.as_deref(), Some(target.as_str()));
+    let events = hooks[0].events.clone().unwrap_or_default();
+    assert!(events.iter().any(|e| e == "contact.deleted"), "{events:?}");
 
     // The daemon uses the same file; what the emulator sends (signed with it) is accepted and
     // synced.

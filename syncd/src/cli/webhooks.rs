@@ -1,7 +1,5 @@
 //! `syncd webhooks ensure|list`.
 
-use serde_json::Value;
-
 use super::Context;
 use crate::sync::{ensure, secret};
 use crate::{Clients, Error, Result};
@@ -71,28 +69,13 @@ pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()>
                 let hooks = ensure::list(client, None).await?;
                 println!("{tenant}: {} webhooks", hooks.len());
                 for hook in hooks {
-                    let text = |name: &str| {
-                        hook.get(name)
-                            .map(|v| match v {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
-                            .unwrap_or_default()
-                    };
                     println!(
                         "  {:>5}  {:<24} {:<14} {}  events: {}",
-                        text("WebhookId"),
-                        text("Name"),
-                        text("State"),
-                        text("TargetUrl"),
-                        hook.get("Events")
-                            .and_then(Value::as_array)
-                            .map(|a| a
-                                .iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(","))
-                            .unwrap_or_default()
+                        hook.webhook_id.map(|id| id.to_string()).unwrap_or_default(),
+                        hook.name.unwrap_or_default(),
+                        hook.state.map(|s| s.to_string()).unwrap_or_default(),
+                        hook.target_url.unwrap_or_default(),
+                        hook.events.unwrap_or_default().join(",")
                     );
                 }
             }

@@ -4,18 +4,22 @@
 //! identifier) whose keys named `outbox.key_name` map a value (the task's record key: its
 //! external key, else its idempotency key) to a record of a table. Lookups by value use
 //! `GET …/Key/{keyName}/{table}?keyValue=…`, or the `ForeignKeys` archive for a batch
-//! (`keyValue oneOf (…)`); keys are added with `POST …/{device}/{identifier}/Key`. Calls go
-//! through [`superoffice::Client::send_raw`], so auth, tenant resolution and retries apply.
+//! (`keyValue oneOf (…)`); keys are added with `POST …/{device}/{identifier}/Key`. Every call is
+//! the SDK's generated operation (`ClientForeignAppExt`: `v1ForeignAppEntity_GetKeyByValue`,
+//! `…_AddForeignKey`, `…_GetAppByName`, `…_PostForeignApp`, `…_GetDeviceByIdentifier`,
+//! `…_AddDeviceByIdentifier`), so paths, auth, tenant resolution, retries and decoding are the
+//! SDK's; its typed errors flow through.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
+use superoffice::Client;
 use superoffice::entity::EntityKind;
 use superoffice::odata::{Filter, Query, col};
 use superoffice::paginate::{self, Source, Strategy};
-use superoffice::{Client, RawRequest};
+use superoffice::prelude::ClientForeignAppExt;
+use superoffice::types::ForeignKey;
 
 use crate::config::Outbox;
 use crate::{Error, Result};
@@ -76,38 +80,73 @@ impl ForeignKeys {
         api_path(&[&self.app, &self.device, &self.device, "Key"])
     }
 
-    /// The body that stores `value` on a record.
+    /// The key that stores `value` on `record` (the body of `AddForeignKey`).
+    fn key(&self, kind: EntityKind, value: &str, record: Option<i32>) -> ForeignKey {
+        ForeignKey {
+            key: Some(self.key_name.clone()),
+            value: Some(value.to_string()),
+            table_name: Some(kind.table().to_string()),
+            record_id: record,
+            created_by: None,
+            created_date: None,
+            field_properties: None,
+            table_right: None,
+            updated_by: None,
+            updated_date: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// The body that stores `value` on a record, as [`ForeignKeys::store`] sends it; `record`
+    /// is shown as given (`--dry-run` prints a placeholder there).
     pub fn store_body(&self, kind: EntityKind, value: &str, record: Value) -> Value {
-        json!({ "Key": self.key_name, "Value": value, "TableName": kind.table(), "RecordId": record })
+        let mut body = serde_json::to_value(self.key(kind, value, None))
+            .expect("a ForeignKey serializes to JSON");
+        if let Value::Object(map) = &mut body {
+            map.insert("RecordId".into(), record);
+        }
+        body
     }
 
     /// Creates the app and the device unless they exist.
     pub async fn ensure(&self, client: &Client) -> Result<()> {
-        let device = api_path(&[&self.app, &self.device, &self.device]);
-        match client
-            .send_raw("foreign_device_get", RawRequest::new(Method::GET, &device))
-            .await
-        {
+        let device = client
+            .foreign_app_get_device_by_identifier()
+            .application_name(self.app.as_str())
+            .device_name(self.device.as_str())
+            .device_identifier(self.device.as_str())
+            .send()
+            .await;
+        match device.map_err(superoffice::Error::from) {
             Ok(_) => return Ok(()),
             Err(superoffice::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        let app = api_path(&[&self.app]);
-        match client
-            .send_raw("foreign_app_get", RawRequest::new(Method::GET, &app))
-            .await
-        {
+        let app = client
+            .foreign_app_get_app_by_name()
+            .application_name(self.app.as_str())
+            .send()
+            .await;
+        match app.map_err(superoffice::Error::from) {
             Ok(_) => {}
             Err(superoffice::Error::NotFound(_)) => {
                 client
-                    .send_raw("foreign_app_create", RawRequest::new(Method::POST, &app))
-                    .await?;
+                    .foreign_app_entity_post_foreign_app()
+                    .app_name(self.app.as_str())
+                    .send()
+                    .await
+                    .map_err(superoffice::Error::from)?;
             }
             Err(e) => return Err(e.into()),
         }
         client
-            .send_raw("foreign_device_add", RawRequest::new(Method::POST, &device))
-            .await?;
+            .foreign_app_add_device_by_identifier()
+            .application_name(self.app.as_str())
+            .device_name(self.device.as_str())
+            .device_identifier(self.device.as_str())
+            .send()
+            .await
+            .map_err(superoffice::Error::from)?;
         Ok(())
     }
 
@@ -120,18 +159,18 @@ impl ForeignKeys {
         kind: EntityKind,
         value: &str,
     ) -> Result<Option<i64>> {
-        let path = self.lookup_path(kind, value);
-        let request = RawRequest::new(Method::GET, path.clone());
-        let response = match client.send_raw("foreign_key_lookup", request).await {
-            Ok(response) => response,
-            Err(superoffice::Error::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let bytes = response
-            .bytes()
+        let answer = client
+            .foreign_app_get_key_by_value()
+            .application_name(self.app.as_str())
+            .device_name(self.device.as_str())
+            .key_name(self.key_name.as_str())
+            .table_name(kind.table())
+            .key_value(value)
+            .send()
             .await
-            .map_err(|e| Error::Api(superoffice::Error::Transport(e)))?;
-        lookup_answer(&path, kind, &bytes)
+            .map(superoffice::ResponseValue::into_inner)
+            .map_err(superoffice::Error::from);
+        lookup_answer(&self.lookup_path(kind, value), kind, answer)
     }
 
     fn archive_filter(&self, kind: EntityKind) -> Filter {
@@ -215,11 +254,21 @@ impl ForeignKeys {
         value: &str,
         record: i64,
     ) -> Result<()> {
-        let request = RawRequest::new(Method::POST, self.store_path()).json(
-            "application/json",
-            &self.store_body(kind, value, json!(record)),
-        )?;
-        client.send_raw("foreign_key_add", request).await?;
+        let record = i32::try_from(record).map_err(|_| {
+            superoffice::Error::InvalidRequest(format!(
+                "{} id {record} does not fit a ForeignKey's RecordId (int32)",
+                kind.name()
+            ))
+        })?;
+        client
+            .foreign_app_add_foreign_key()
+            .application_name(self.app.as_str())
+            .device_name(self.device.as_str())
+            .device_identifier(self.device.as_str())
+            .body(self.key(kind, value, Some(record)))
+            .send()
+            .await
+            .map_err(superoffice::Error::from)?;
         Ok(())
     }
 
@@ -249,33 +298,45 @@ fn unexpected(source: &str, what: &str, body: &Value) -> Error {
     })
 }
 
-/// Reads the answer of a lookup by value (see [`ForeignKeys::lookup`]).
-fn lookup_answer(path: &str, kind: EntityKind, bytes: &[u8]) -> Result<Option<i64>> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
-        Error::Api(superoffice::Error::Decode {
-            message: format!("ForeignKey lookup {path}: {e}"),
-            excerpt: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-        })
-    })?;
+/// Reads the answer of a lookup by value (see [`ForeignKeys::lookup`]): a 404 or a `null`
+/// body is "no record"; the SDK's decode error for anything else that is not a `ForeignKey`
+/// (not an object, not JSON, a `RecordId` that is no integer) stays an error, as does a
+/// `ForeignKey` without `RecordId`.
+fn lookup_answer(
+    path: &str,
+    kind: EntityKind,
+    answer: std::result::Result<ForeignKey, superoffice::Error>,
+) -> Result<Option<i64>> {
     let source = format!("ForeignKey lookup {path}");
-    let map = match &body {
-        Value::Null => return Ok(None),
-        Value::Object(map) => map,
-        other => return Err(unexpected(&source, "the answer is not an object", other)),
+    let key = match answer {
+        Ok(key) => key,
+        Err(superoffice::Error::NotFound(_)) => return Ok(None),
+        // The generated operation decodes a `ForeignKey`, which `null` is not; the SDK keeps
+        // the body in the excerpt, and a body of exactly `null` is the documented "none".
+        Err(superoffice::Error::Decode { excerpt, .. }) if excerpt.trim() == "null" => {
+            return Ok(None);
+        }
+        Err(superoffice::Error::Decode { message, excerpt }) => {
+            return Err(Error::Api(superoffice::Error::Decode {
+                message: format!("{source}: {message}"),
+                excerpt,
+            }));
+        }
+        Err(e) => return Err(e.into()),
     };
-    let Some(record) = map.get("RecordId").and_then(Value::as_i64) else {
+    let Some(record) = key.record_id else {
         return Err(unexpected(
             &source,
             "the answer has no integer RecordId",
-            &body,
+            &serde_json::to_value(&key).unwrap_or(Value::Null),
         ));
     };
     // RecordId 0: a key bound to no record (FACTS §6); a key of another table is not ours.
-    let table_matches = map
-        .get("TableName")
-        .and_then(Value::as_str)
+    let table_matches = key
+        .table_name
+        .as_deref()
         .is_none_or(|t| t.eq_ignore_ascii_case(kind.table()));
-    Ok(Some(record).filter(|id| *id > 0 && table_matches))
+    Ok(Some(i64::from(record)).filter(|id| *id > 0 && table_matches))
 }
 
 /// Every row of the `ForeignKeys` archive that `query` selects, keyset-paged on the key id.
@@ -314,15 +375,25 @@ mod tests {
         );
     }
 
+    /// What the generated operation hands back for `body` (a 200 answer): the `ForeignKey`,
+    /// or the SDK's decode error, which keeps the body as its excerpt.
+    fn answer(body: &str) -> std::result::Result<ForeignKey, superoffice::Error> {
+        serde_json::from_str(body).map_err(|e| superoffice::Error::Decode {
+            message: e.to_string(),
+            excerpt: body.to_string(),
+        })
+    }
+
     #[test]
-    fn only_a_well_formed_answer_or_null_is_read_as_found_or_absent() {
-        let read = |body: &str| lookup_answer("/p", EntityKind::Contact, body.as_bytes());
+    fn only_a_well_formed_answer_404_or_null_is_read_as_found_or_absent() {
+        let read = |body: &str| lookup_answer("/p", EntityKind::Contact, answer(body));
         assert_eq!(
             read(r#"{"RecordId":7,"TableName":"contact"}"#).unwrap(),
             Some(7)
         );
         assert_eq!(read(r#"{"RecordId":7}"#).unwrap(), Some(7));
         assert_eq!(read("null").unwrap(), None);
+        assert_eq!(read(" null\n").unwrap(), None);
         assert_eq!(
             read(r#"{"RecordId":0,"TableName":""}"#).unwrap(),
             None,
@@ -332,9 +403,36 @@ mod tests {
             read(r#"{"RecordId":7,"TableName":"person"}"#).unwrap(),
             None
         );
-        for bad in [r#"{}"#, r#"{"RecordId":"7"}"#, "[]", r#""x""#, "<html>"] {
+        let api = |status: u16| {
+            Box::new(superoffice::ApiError {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                error_type: None,
+                message: None,
+                source: None,
+                json_body: false,
+                operation: Some("foreign_app_get_key_by_value".into()),
+            })
+        };
+        let not_found = superoffice::Error::NotFound(api(404));
+        assert_eq!(
+            lookup_answer("/p", EntityKind::Contact, Err(not_found)).unwrap(),
+            None
+        );
+        for bad in [
+            r#"{}"#,
+            r#"{"RecordId":null}"#,
+            r#"{"RecordId":"seven"}"#,
+            r#"{"RecordId":true}"#,
+            "[]",
+            r#""x""#,
+            "<html>",
+            "",
+        ] {
             let error = read(bad).unwrap_err().to_string();
             assert!(error.contains("ForeignKey lookup /p"), "{bad}: {error}");
         }
+        // Any other failure stays what it is (a retry decides), never "absent".
+        let failed = superoffice::Error::Api(api(500));
+        assert!(lookup_answer("/p", EntityKind::Contact, Err(failed)).is_err());
     }
 }

@@ -152,16 +152,15 @@ impl OutboxShared {
         *self
             .principal
             .get_or_init(|| async {
-                let request = superoffice::RawRequest::new(
-                    reqwest::Method::GET,
-                    "/api/v1/User/currentPrincipal",
-                );
-                let response = client
-                    .send_raw("user_current_principal", request)
-                    .await
-                    .ok()?;
-                let body: serde_json::Value = response.json().await.ok()?;
-                body.get("AssociateId").and_then(serde_json::Value::as_i64)
+                use superoffice::prelude::ClientUserExt;
+                match client.user_get_current_principal().send().await {
+                    Ok(principal) => principal.into_inner().associate_id.map(i64::from),
+                    Err(error) => {
+                        let error = superoffice::Error::from(error);
+                        tracing::warn!(%error, "GET /api/v1/User/currentPrincipal failed; the orphan search runs without our associate id");
+                        None
+                    }
+                }
             })
             .await
     }

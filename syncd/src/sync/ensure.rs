@@ -20,10 +20,11 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use reqwest::Method;
 use serde_json::{Value, json};
+use superoffice::Client;
 use superoffice::auth::Secret;
-use superoffice::{Client, RawRequest};
+use superoffice::prelude::ClientWebhookExt;
+use superoffice::types::{JsonPatch, JsonPatchOp, Webhook, WebhookState};
 
 use crate::config::Config;
 use crate::{Clients, Error, Result};
@@ -98,48 +99,31 @@ pub fn wanted_events(config: &Config) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-async fn json_of(response: reqwest::Response) -> Result<Value> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Error::Api(superoffice::Error::Transport(e)))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Api(superoffice::Error::Decode {
-            message: e.to_string(),
-            excerpt: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-        })
-    })
-}
-
-/// The tenant's webhooks, optionally those whose name contains `name`.
-pub async fn list(client: &Client, name: Option<&str>) -> Result<Vec<Value>> {
-    let path = match name {
-        Some(name) => format!(
-            "/api/v1/Webhook?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("nameFilter", name)
-                .finish()
-        ),
-        None => "/api/v1/Webhook".to_string(),
-    };
-    let response = client
-        .send_raw("webhook_get_all", RawRequest::new(Method::GET, path))
-        .await?;
-    match json_of(response).await? {
-        Value::Array(items) => Ok(items),
-        other => Err(Error::Invalid(format!(
-            "GET /api/v1/Webhook answered {} instead of a list",
-            other
-        ))),
+/// The tenant's webhooks (`GET /api/v1/Webhook`, `v1Webhook_GetAllWebhooks`), optionally
+/// those whose name contains `name`. An answer that is not a list of webhooks is the SDK's
+/// `Decode` error, never "no webhooks".
+pub async fn list(client: &Client, name: Option<&str>) -> Result<Vec<Webhook>> {
+    let mut request = client.webhook_get_alls();
+    if let Some(name) = name {
+        request = request.name_filter(name);
     }
+    let hooks = request.send().await.map_err(superoffice::Error::from)?;
+    Ok(hooks.into_inner())
 }
 
-fn text<'a>(hook: &'a Value, name: &str) -> Option<&'a str> {
-    hook.get(name).and_then(Value::as_str)
+/// Whether SuperOffice delivers to the webhook: `Active` (any case), or its number `1`.
+fn is_active(state: Option<&WebhookState>) -> bool {
+    state.is_some_and(|s| s.as_str().eq_ignore_ascii_case("Active") || s.as_str() == "1")
 }
 
-fn webhook_id(hook: &Value) -> Option<i64> {
-    hook.get("WebhookId").and_then(Value::as_i64)
+/// One `replace` operation of a JSON Patch (RFC 6902) document.
+fn replace(path: &str, value: Value) -> JsonPatch {
+    JsonPatch {
+        op: Some(JsonPatchOp::Replace),
+        path: Some(path.to_string()),
+        value: Some(value),
+        extra: Default::default(),
+    }
 }
 
 /// Creates, updates or re-activates syncd's webhook on every tenant that has webhook
@@ -163,13 +147,17 @@ pub async fn ensure(
             .ok_or_else(|| Error::config(format!("no tenant {tenant_name:?}")))?;
         let client = clients.get(&tenant_name)?;
         let name = webhook_name(&tenant.customer_id);
-        let mut found: Vec<Value> = list(client, Some(&name))
+        let mut found: Vec<Webhook> = list(client, Some(&name))
             .await?
             .into_iter()
-            .filter(|h| text(h, "Name") == Some(name.as_str()))
+            .filter(|h| h.name.as_deref() == Some(name.as_str()))
             .collect();
-        found.sort_by_key(|h| webhook_id(h).unwrap_or(i64::MAX));
-        let duplicates: Vec<i64> = found.iter().skip(1).filter_map(webhook_id).collect();
+        found.sort_by_key(|h| h.webhook_id.unwrap_or(i32::MAX));
+        let duplicates: Vec<i64> = found
+            .iter()
+            .skip(1)
+            .filter_map(|h| h.webhook_id.map(i64::from))
+            .collect();
         if !duplicates.is_empty() {
             tracing::warn!(tenant = %tenant_name, webhook = %name, ?duplicates, "several webhooks carry syncd's name; only the first is managed");
         }
@@ -184,60 +172,61 @@ pub async fn ensure(
         };
         match found.first() {
             None => {
-                let body = json!({
-                    "Name": name,
-                    "Events": events,
-                    "TargetUrl": target,
-                    "Secret": secret,
-                    "State": "Active",
-                    "Type": "webhook",
-                });
-                let request = RawRequest::new(Method::POST, "/api/v1/Webhook")
-                    .json("application/json", &body)?;
-                let created = json_of(client.send_raw("webhook_post", request).await?).await?;
-                ensured.id = webhook_id(&created);
+                let body = Webhook::builder()
+                    .name(name.clone())
+                    .events(events.clone())
+                    .target_url(target.to_string())
+                    .secret(secret.to_string())
+                    .state(WebhookState::Active)
+                    .type_("webhook".to_string());
+                let created = client
+                    .webhook_post()
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(superoffice::Error::from)?;
+                ensured.id = created.webhook_id.map(i64::from);
                 ensured.action = "created";
             }
             Some(hook) => {
-                ensured.id = webhook_id(hook);
-                let id = ensured
-                    .id
-                    .ok_or_else(|| Error::Invalid(format!("webhook {name:?} has no WebhookId")))?;
-                let current_events: BTreeSet<String> = hook
-                    .get("Events")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
+                // Not the hook itself in the error: it carries the secret.
+                let id = hook.webhook_id.ok_or_else(|| {
+                    Error::Api(superoffice::Error::Decode {
+                        message: format!(
+                            "GET /api/v1/Webhook?nameFilter={name}: webhook {name:?} has no WebhookId"
+                        ),
+                        excerpt: String::new(),
                     })
-                    .unwrap_or_default();
-                let wanted: BTreeSet<String> = events.iter().cloned().collect();
-                let state = text(hook, "State").unwrap_or("");
-                let mut patch = serde_json::Map::new();
+                })?;
+                ensured.id = Some(i64::from(id));
+                let current_events: BTreeSet<&str> =
+                    hook.events.iter().flatten().map(String::as_str).collect();
+                let wanted: BTreeSet<&str> = events.iter().map(String::as_str).collect();
+                let mut patch = Vec::new();
                 if current_events != wanted {
-                    patch.insert("Events".into(), json!(events));
+                    patch.push(replace("/Events", json!(events)));
                 }
-                if text(hook, "TargetUrl") != Some(target) {
-                    patch.insert("TargetUrl".into(), json!(target));
+                if hook.target_url.as_deref() != Some(target) {
+                    patch.push(replace("/TargetUrl", json!(target)));
                 }
                 // Empty, missing or different: it gets ours.
-                if text(hook, "Secret") != Some(secret) {
-                    patch.insert("Secret".into(), json!(secret));
+                if hook.secret.as_deref() != Some(secret) {
+                    patch.push(replace("/Secret", json!(secret)));
                 }
-                let inactive = !state.eq_ignore_ascii_case("Active") && state != "1";
+                let inactive = !is_active(hook.state.as_ref());
                 if inactive {
-                    patch.insert("State".into(), json!("Active"));
+                    patch.push(replace("/State", json!(WebhookState::Active.as_str())));
                 }
                 if !patch.is_empty() {
-                    let request = RawRequest::new(Method::PATCH, format!("/api/v1/Webhook/{id}"))
-                        .json(
-                        "application/merge-patch+json",
-                        &Value::Object(patch.clone()),
-                    )?;
-                    client.send_raw("webhook_patch", request).await?;
-                    ensured.action = if inactive && patch.len() == 1 {
+                    let changes = patch.len();
+                    client
+                        .webhook_patch()
+                        .id(id)
+                        .body(patch)
+                        .send()
+                        .await
+                        .map_err(superoffice::Error::from)?;
+                    ensured.action = if inactive && changes == 1 {
                         "reactivated"
                     } else {
                         "updated"
