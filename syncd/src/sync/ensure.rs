@@ -127,10 +127,10 @@ pub async fn list(client: &Client, name: Option<&str>) -> Result<Vec<Value>> {
         .await?;
     match json_of(response).await? {
         Value::Array(items) => Ok(items),
-        other => Err(Error::Invalid(format!(
-            "GET /api/v1/Webhook answered {} instead of a list",
-            other
-        ))),
+        other => Err(Error::invalid(
+            "GET /api/v1/Webhook",
+            format!("answered {other} instead of a list"),
+        )),
     }
 }
 
@@ -202,7 +202,7 @@ pub async fn ensure(
                 ensured.id = webhook_id(hook);
                 let id = ensured
                     .id
-                    .ok_or_else(|| Error::Invalid(format!("webhook {name:?} has no WebhookId")))?;
+                    .ok_or_else(|| Error::invalid(format!("webhook {name:?}"), "no WebhookId"))?;
                 let current_events: BTreeSet<String> = hook
                     .get("Events")
                     .and_then(Value::as_array)
