@@ -108,11 +108,7 @@ pub fn auth_for(tenant: &Tenant) -> Result<Arc<dyn Auth>> {
         } => {
             let key_text = private_key.resolve()?;
             let key = SystemUserKey::parse(key_text.expose()).map_err(|e| {
-                Error::config(format!(
-                    "tenant {:?}: {}: {e}",
-                    tenant.name,
-                    private_key.key()
-                ))
+                Error::config_key(private_key.key(), format!("tenant {:?}: {e}", tenant.name))
             })?;
             let app_token = tenant
                 .client_secret

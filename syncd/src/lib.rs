@@ -134,9 +134,66 @@ pub enum Error {
     /// A SuperOffice call failed.
     #[error("SuperOffice: {0}")]
     Api(#[from] superoffice::Error),
-    /// Input (a payload, a webhook body, a command argument) is invalid; names the field.
-    #[error("invalid input: {0}")]
-    Invalid(String),
+    /// Input (a payload, a webhook body, a command argument) is invalid: which field and what
+    /// is wrong with it. Reads `invalid input: FIELD: MESSAGE`; the intakes (`POST /publish`,
+    /// a NATS source, an `outbox` row) answer or record [`Error::input_text`], `FIELD: MESSAGE`.
+    /// [`Error::invalid`] builds it.
+    #[error("invalid input: {field}: {message}")]
+    Invalid {
+        /// The field, flag or parameter (`payload.Name`, `payload[0].op`, `--older-than`).
+        field: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+    /// A task named by a command does not exist.
+    #[error("invalid input: no task {0}")]
+    NoTask(store::ledger::TaskId),
+    /// A command asked for a change of a task that its state does not allow (`tasks retry`
+    /// on a pending task, `tasks skip` on a done one).
+    #[error("invalid input: task {id} is {state}{}: {change}", rejected_note(*.rejected))]
+    TaskState {
+        /// The task.
+        id: store::ledger::TaskId,
+        /// Its state.
+        state: store::ledger::TaskState,
+        /// Whether it records a request rejected at intake (never retried).
+        rejected: bool,
+        /// The change that was refused.
+        change: store::ledger::TaskChange,
+    },
+    /// A command named a subscription the configuration does not have.
+    #[error("invalid input: no subscription named {name:?} in {}", .config.display())]
+    NoSubscription {
+        /// The name given.
+        name: String,
+        /// The configuration file searched.
+        config: std::path::PathBuf,
+    },
+    /// A command needs a subscription's state, and it has never run.
+    #[error("invalid input: subscription {0:?} has not run yet")]
+    NeverRun(String),
+    /// `quarantine retry` selected no quarantined record.
+    #[error("invalid input: no quarantined record matches (see `syncd quarantine list`)")]
+    NoneQuarantined,
+    /// A command needs `--tenant` to pick one of several configured tenants.
+    #[error("invalid input: --tenant is required when several tenants are configured")]
+    TenantRequired,
+    /// A command needs a tenant whose `auth` is another mode.
+    #[error("invalid input: tenant {tenant:?} does not use auth = {wanted:?}")]
+    AuthMode {
+        /// The tenant.
+        tenant: String,
+        /// The mode the command needs (`oauth`, `system-user`).
+        wanted: &'static str,
+    },
+    /// A record id does not fit the API's 32-bit ids.
+    #[error("invalid input: {kind} id {id} does not fit the API")]
+    IdRange {
+        /// The entity.
+        kind: superoffice::entity::EntityKind,
+        /// The id.
+        id: i64,
+    },
     /// A subscription stopped itself (mass-delete breaker).
     #[error("subscription {subscription} is degraded: {reason}")]
     Degraded {
@@ -188,12 +245,38 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::Invalid`]: `field` (`payload.Name`, `--since`) and what is wrong with it.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The text an intake answers or records for invalid input, `FIELD: MESSAGE` (without the
+    /// `invalid input: ` of the Display); `None` for any other error.
+    pub fn input_text(&self) -> Option<String> {
+        match self {
+            Error::Invalid { field, message } => Some(format!("{field}: {message}")),
+            _ => None,
+        }
+    }
+
     /// An [`Error::Io`] for `what`.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             what: what.into(),
             source,
         }
+    }
+}
+
+/// What [`Error::TaskState`] adds after the state of a task rejected at intake.
+fn rejected_note(rejected: bool) -> &'static str {
+    if rejected {
+        " (rejected at intake; publish it again, corrected)"
+    } else {
+        ""
     }
 }
 
@@ -443,4 +526,96 @@ pub async fn run(
         .await?
         .wait()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::ledger::{TaskChange, TaskId, TaskState};
+
+    /// The typed variants read exactly as the formatted strings they replace (users and the
+    /// CLI tests see them).
+    #[test]
+    fn typed_errors_read_as_before() {
+        let cases = [
+            (
+                Error::invalid("payload[0].op", "required (add, replace, remove, test)"),
+                "invalid input: payload[0].op: required (add, replace, remove, test)",
+            ),
+            (Error::NoTask(TaskId(7)), "invalid input: no task 7"),
+            (
+                Error::TaskState {
+                    id: TaskId(7),
+                    state: TaskState::Dead,
+                    rejected: true,
+                    change: TaskChange::Retry,
+                },
+                "invalid input: task 7 is dead (rejected at intake; publish it again, corrected): nothing to retry",
+            ),
+            (
+                Error::TaskState {
+                    id: TaskId(8),
+                    state: TaskState::Done,
+                    rejected: false,
+                    change: TaskChange::Retry,
+                },
+                "invalid input: task 8 is done: nothing to retry",
+            ),
+            (
+                Error::TaskState {
+                    id: TaskId(9),
+                    state: TaskState::InFlight,
+                    rejected: false,
+                    change: TaskChange::Skip,
+                },
+                "invalid input: task 9 is in_flight: it cannot be skipped",
+            ),
+            (
+                Error::NoSubscription {
+                    name: "people".into(),
+                    config: "/etc/syncd/syncd.toml".into(),
+                },
+                r#"invalid input: no subscription named "people" in /etc/syncd/syncd.toml"#,
+            ),
+            (
+                Error::NeverRun("people".into()),
+                r#"invalid input: subscription "people" has not run yet"#,
+            ),
+            (
+                Error::NoneQuarantined,
+                "invalid input: no quarantined record matches (see `syncd quarantine list`)",
+            ),
+            (
+                Error::TenantRequired,
+                "invalid input: --tenant is required when several tenants are configured",
+            ),
+            (
+                Error::AuthMode {
+                    tenant: "main".into(),
+                    wanted: "system-user",
+                },
+                r#"invalid input: tenant "main" does not use auth = "system-user""#,
+            ),
+            (
+                Error::IdRange {
+                    kind: superoffice::entity::EntityKind::Contact,
+                    id: 1 << 40,
+                },
+                "invalid input: contact id 1099511627776 does not fit the API",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn only_invalid_input_has_an_input_text() {
+        assert_eq!(
+            Error::invalid("key", "must not be empty").input_text(),
+            Some("key: must not be empty".to_string())
+        );
+        assert_eq!(Error::NoTask(TaskId(1)).input_text(), None);
+        assert_eq!(Error::Shutdown.input_text(), None);
+    }
 }

@@ -226,11 +226,13 @@ async fn take(
                     "key: {:?} is already used by task {} with a different request",
                     task.key, task.id
                 ),
-                Err(Error::Invalid(message)) => message,
-                Err(other) => return Err(other),
+                Err(error) => match error.input_text() {
+                    Some(text) => text,
+                    None => return Err(error),
+                },
             }
         }
-        Err(reason) => reason,
+        Err(error) => error.input_text().unwrap_or_else(|| error.to_string()),
     };
     let tenant = config
         .outbox
@@ -251,22 +253,24 @@ async fn take(
 }
 
 /// The publish request of a message body, with `Nats-Msg-Id` as its key.
-fn parse(body: &[u8], msg_id: Option<&str>) -> std::result::Result<PublishRequest, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("body: not JSON: {e}"))?;
-    let mut request = PublishRequest::from_json(&value).map_err(|e| match e {
-        Error::Invalid(message) => message,
-        other => other.to_string(),
-    })?;
+fn parse(body: &[u8], msg_id: Option<&str>) -> Result<PublishRequest> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid("body", format!("not JSON: {e}")))?;
+    let mut request = PublishRequest::from_json(&value)?;
     match (&request.key, msg_id) {
         (Some(key), Some(id)) if key != id => {
-            return Err(format!(
-                "key: {key:?} differs from the Nats-Msg-Id header {id:?}"
+            return Err(Error::invalid(
+                "key",
+                format!("{key:?} differs from the Nats-Msg-Id header {id:?}"),
             ));
         }
         (_, Some(id)) => request.key = Some(id.to_string()),
         (Some(_), None) => {}
         (None, None) => {
-            return Err("key: give a Nats-Msg-Id header (or key in the body)".into());
+            return Err(Error::invalid(
+                "key",
+                "give a Nats-Msg-Id header (or key in the body)",
+            ));
         }
     }
     Ok(request)
@@ -285,12 +289,20 @@ mod tests {
         );
         let keyed = br#"{"action":"create","entity":"contact","payload":{"Name":"A"},"key":"k"}"#;
         assert_eq!(parse(keyed, None).unwrap().key.as_deref(), Some("k"));
-        assert!(parse(keyed, Some("other")).unwrap_err().starts_with("key:"));
-        assert!(parse(body, None).unwrap_err().starts_with("key:"));
-        assert!(
-            parse(b"not json", Some("x"))
-                .unwrap_err()
-                .starts_with("body:")
+        let field = |body: &[u8], msg_id| match parse(body, msg_id) {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("not invalid input: {other:?}"),
+        };
+        assert_eq!(field(keyed, Some("other")), "key");
+        assert_eq!(field(body, None), "key");
+        assert_eq!(field(b"not json", Some("x")), "body");
+        let text = parse(keyed, Some("other"))
+            .unwrap_err()
+            .input_text()
+            .unwrap();
+        assert_eq!(
+            text,
+            r#"key: "k" differs from the Nats-Msg-Id header "other""#
         );
     }
 }

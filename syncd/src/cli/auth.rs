@@ -53,11 +53,9 @@ fn pick_tenant<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a crate::
     match name {
         Some(name) => config
             .tenant(name)
-            .ok_or_else(|| Error::Invalid(format!("--tenant: no tenant named {name:?}"))),
+            .ok_or_else(|| Error::invalid("--tenant", format!("no tenant named {name:?}"))),
         None if config.tenants.len() == 1 => Ok(&config.tenants[0]),
-        None => Err(Error::Invalid(
-            "--tenant is required when several tenants are configured".into(),
-        )),
+        None => Err(Error::TenantRequired),
     }
 }
 
@@ -69,10 +67,10 @@ async fn auth_login(context: &Context, tenant: Option<String>, timeout: u64) -> 
         redirect_uri,
     } = &tenant.auth
     else {
-        return Err(Error::Invalid(format!(
-            "tenant {:?} does not use auth = \"oauth\"",
-            tenant.name
-        )));
+        return Err(Error::AuthMode {
+            tenant: tenant.name.clone(),
+            wanted: "oauth",
+        });
     };
     let oauth = superoffice::auth::OAuth::new(crate::clients::oauth_config(
         tenant,
@@ -111,10 +109,10 @@ async fn auth_system_user(
         .find(|t| t.name == name)
         .expect("picked above");
     let AuthMode::SystemUser { private_key, .. } = &mut tenant.auth else {
-        return Err(Error::Invalid(format!(
-            "tenant {:?} does not use auth = \"system-user\"",
-            tenant.name
-        )));
+        return Err(Error::AuthMode {
+            tenant: tenant.name.clone(),
+            wanted: "system-user",
+        });
     };
     if let Some(key) = key {
         *private_key = crate::config::SecretRef::file("--key", &key);

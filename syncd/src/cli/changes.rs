@@ -68,8 +68,11 @@ fn changes_after(
         .read_blocking(|conn| store::feed::page_after(conn, since, subscription, limit, tenants))?
     {
         store::feed::FeedPage::Changes(events) => Ok(events),
-        store::feed::FeedPage::Gone { since, oldest } => Err(Error::Invalid(format!(
-            "--since {since}: changes after it were deleted by retention (the oldest kept is {oldest})"
-        ))),
+        store::feed::FeedPage::Gone { since, oldest } => Err(Error::invalid(
+            "--since",
+            format!(
+                "{since}: changes after it were deleted by retention (the oldest kept is {oldest})"
+            ),
+        )),
     }
 }

@@ -49,11 +49,11 @@ fn read_payload(source: &str) -> Result<String> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| Error::Invalid(format!("payload: reading stdin: {e}")))?;
+            .map_err(|e| Error::invalid("payload", format!("reading stdin: {e}")))?;
         return Ok(text);
     }
     std::fs::read_to_string(Path::new(source))
-        .map_err(|e| Error::Invalid(format!("payload: reading {source}: {e}")))
+        .map_err(|e| Error::invalid("payload", format!("reading {source}: {e}")))
 }
 
 /// Builds the request from the flags (reads the payload file).
@@ -94,10 +94,13 @@ pub async fn publish(context: &Context, args: PublishArgs) -> Result<()> {
             println!("{}", task.id);
         }
         Intake::Mismatch(task) => {
-            return Err(Error::Invalid(format!(
-                "key: {:?} is already used by task {} with a different request",
-                task.key, task.id
-            )));
+            return Err(Error::invalid(
+                "key",
+                format!(
+                    "{:?} is already used by task {} with a different request",
+                    task.key, task.id
+                ),
+            ));
         }
     }
     Ok(())

@@ -42,10 +42,13 @@ pub async fn quarantine(context: &Context, command: QuarantineCommand) -> Result
     let known = |name: &Option<String>| -> Result<()> {
         match name {
             Some(name) if !config.subscriptions.iter().any(|s| &s.name == name) => {
-                Err(Error::Invalid(format!(
-                    "--subscription: no subscription named {name:?} in {}",
-                    context.config_path.display()
-                )))
+                Err(Error::invalid(
+                    "--subscription",
+                    format!(
+                        "no subscription named {name:?} in {}",
+                        context.config_path.display()
+                    ),
+                ))
             }
             _ => Ok(()),
         }
@@ -83,9 +86,7 @@ pub async fn quarantine(context: &Context, command: QuarantineCommand) -> Result
                 missing,
             } = quarantine::retry(&store, subscription, ids).await?;
             if selected.is_empty() {
-                return Err(Error::Invalid(
-                    "no quarantined record matches (see `syncd quarantine list`)".into(),
-                ));
+                return Err(Error::NoneQuarantined);
             }
             for (subscription, id) in &selected {
                 println!("{subscription} {id}: refetch queued");

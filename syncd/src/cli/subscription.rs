@@ -11,10 +11,10 @@ pub async fn request(
 ) -> Result<()> {
     let config = context.config()?;
     if !config.subscriptions.iter().any(|s| s.name == subscription) {
-        return Err(Error::Invalid(format!(
-            "no subscription named {subscription:?} in {}",
-            context.config_path.display()
-        )));
+        return Err(Error::NoSubscription {
+            name: subscription.to_string(),
+            config: context.config_path.clone(),
+        });
     }
     let store = store::open_existing(&config.store)?;
     let name = subscription.to_string();
@@ -22,9 +22,7 @@ pub async fn request(
         .write(move |tx| store::status::request(tx, &name, what))
         .await?;
     if !updated {
-        return Err(Error::Invalid(format!(
-            "subscription {subscription:?} has not run yet"
-        )));
+        return Err(Error::NeverRun(subscription.to_string()));
     }
     println!(
         "{subscription}: {} requested; the running daemon picks it up on its next pass.",

@@ -120,7 +120,7 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
             let task = store
                 .read(move |conn| ledger::get(conn, TaskId(id)))
                 .await?
-                .ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
+                .ok_or_else(|| Error::NoTask(TaskId(id)))?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&task).map_err(|source| Error::Encode {
@@ -143,10 +143,10 @@ pub async fn tasks(context: &Context, command: TasksCommand) -> Result<()> {
         }
         TasksCommand::Purge { older_than } => {
             let age = parse_duration(&older_than)
-                .map_err(|e| Error::Invalid(format!("--older-than: {e}")))?;
+                .map_err(|e| Error::invalid("--older-than", e.to_string()))?;
             let before = Utc::now()
                 - chrono::Duration::from_std(age)
-                    .map_err(|e| Error::Invalid(format!("--older-than: {e}")))?;
+                    .map_err(|e| Error::invalid("--older-than", e.to_string()))?;
             let purged = store.write(move |tx| ledger::purge(tx, before)).await?;
             println!(
                 "purged {purged} done/skipped tasks last changed before {}; failed, conflict and dead tasks are kept until retried or skipped",

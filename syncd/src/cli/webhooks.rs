@@ -21,8 +21,9 @@ pub async fn webhooks(context: &Context, command: WebhooksCommand) -> Result<()>
     match command {
         WebhooksCommand::Ensure => {
             let target = ensure::target_url(&config, None)?.ok_or_else(|| {
-                Error::config(
-                    "control.public_url is not set: it is the HTTPS URL SuperOffice posts webhooks to (this daemon's /webhooks/superoffice behind your proxy)".into(),
+                Error::config_key(
+                    "control.public_url",
+                    "not set: it is the HTTPS URL SuperOffice posts webhooks to (this daemon's /webhooks/superoffice behind your proxy)",
                 )
             })?;
             if ensure::wanted_events(&config).is_empty() {

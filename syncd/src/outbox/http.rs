@@ -38,16 +38,31 @@ pub fn routes() -> Router<Arc<Services>> {
     Router::new().route("/publish", post(publish))
 }
 
-fn bad_request(message: String) -> Response {
-    let field = message
-        .split_once(':')
-        .map(|(f, _)| f.trim().to_string())
-        .unwrap_or_default();
+/// 400 `{error, field}` for invalid input (`error` reads `FIELD: MESSAGE`).
+fn bad_request(field: &str, message: &str) -> Response {
+    answer_400(format!("{field}: {message}"), field)
+}
+
+fn answer_400(error: String, field: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        axum::Json(json!({ "error": message, "field": field })),
+        axum::Json(json!({ "error": error, "field": field })),
     )
         .into_response()
+}
+
+/// 400 for an error of validation: invalid input names its field; any other error (no tenant
+/// to publish to) is answered with its text, whose field is what precedes the first `:`.
+fn rejected(error: &Error) -> Response {
+    if let Error::Invalid { field, message } = error {
+        return bad_request(field, message);
+    }
+    let text = error.to_string();
+    let field = text
+        .split_once(':')
+        .map(|(field, _)| field.trim().to_string())
+        .unwrap_or_default();
+    answer_400(text, &field)
 }
 
 /// The stored task as a replay answers it.
@@ -72,22 +87,22 @@ async fn publish(
 ) -> Response {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(e) => return bad_request(format!("body: not JSON: {e}")),
+        Err(e) => return bad_request("body", &format!("not JSON: {e}")),
     };
     let mut request = match PublishRequest::from_json(&value) {
         Ok(request) => request,
-        Err(Error::Invalid(message)) => return bad_request(message),
-        Err(other) => return bad_request(other.to_string()),
+        Err(error) => return rejected(&error),
     };
     if let Some(header) = headers.get("idempotency-key") {
         let Ok(header) = header.to_str() else {
-            return bad_request("Idempotency-Key: not valid text".into());
+            return bad_request("Idempotency-Key", "not valid text");
         };
         match &request.key {
             Some(key) if key != header => {
-                return bad_request(format!(
-                    "key: {key:?} differs from the Idempotency-Key header {header:?}"
-                ));
+                return bad_request(
+                    "key",
+                    &format!("{key:?} differs from the Idempotency-Key header {header:?}"),
+                );
             }
             _ => request.key = Some(header.to_string()),
         }
@@ -105,8 +120,7 @@ async fn publish(
                 })),
             )
                 .into_response(),
-            Err(Error::Invalid(message)) => bad_request(message),
-            Err(other) => bad_request(other.to_string()),
+            Err(error) => rejected(&error),
         };
     }
     match super::publish(&services.store, &services.config, &request, "http").await {
@@ -130,7 +144,7 @@ async fn publish(
             })),
         )
             .into_response(),
-        Err(Error::Invalid(message)) => bad_request(message),
+        Err(error @ Error::Invalid { .. }) => rejected(&error),
         Err(other) => {
             tracing::error!(error = %other, "publish intake failed");
             (

@@ -58,7 +58,7 @@ fn text_map(field: &str, text: Option<String>) -> Result<BTreeMap<String, String
         None | Some("") => Ok(BTreeMap::new()),
         Some(text) => {
             let value: Value = serde_json::from_str(text)
-                .map_err(|e| Error::Invalid(format!("{field}: not JSON: {e}")))?;
+                .map_err(|e| Error::invalid(field, format!("not JSON: {e}")))?;
             let request = PublishRequest::from_json(&json!({ field: value }))?;
             Ok(if field == "path" {
                 request.path
@@ -84,9 +84,9 @@ fn validate_row(config: &Config, converted: Converted) -> Result<NewTask> {
 /// A row converted and validated, or the `last_error` of its dead task.
 fn decide(config: &Config, row: &OutboxRow) -> std::result::Result<NewTask, String> {
     match row.convert() {
-        Ok(converted) => validate_row(config, converted).map_err(|error| match error {
-            Error::Invalid(message) => row::rejection(row, &message),
-            other => row::rejection(row, &other.to_string()),
+        Ok(converted) => validate_row(config, converted).map_err(|error| {
+            let text = error.input_text().unwrap_or_else(|| error.to_string());
+            row::rejection(row, &text)
         }),
         Err(errors) => Err(row::column_rejection(row, &errors)),
     }

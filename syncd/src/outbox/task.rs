@@ -52,8 +52,9 @@ impl PublishRequest {
     /// naming the field. `payload` may be any JSON value.
     pub fn from_json(body: &Value) -> Result<PublishRequest> {
         let Value::Object(map) = body else {
-            return Err(Error::Invalid(
-                "body: expected a JSON object with action, entity, payload, …".into(),
+            return Err(Error::invalid(
+                "body",
+                "expected a JSON object with action, entity, payload, …",
             ));
         };
         let mut request = PublishRequest::default();
@@ -62,19 +63,18 @@ impl PublishRequest {
                 "action" => request.action = string_field(field, value)?,
                 "entity" => request.entity = string_field(field, value)?,
                 "id" => {
-                    request.id =
-                        match value {
-                            Value::Null => None,
-                            Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
-                                Error::Invalid(format!("id: {n} is not an integer"))
-                            })?),
-                            other => {
-                                return Err(Error::Invalid(format!(
-                                    "id: expected an integer, got {}",
-                                    kind_of(other)
-                                )));
-                            }
+                    request.id = match value {
+                        Value::Null => None,
+                        Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
+                            Error::invalid("id", format!("{n} is not an integer"))
+                        })?),
+                        other => {
+                            return Err(Error::invalid(
+                                "id",
+                                format!("expected an integer, got {}", kind_of(other)),
+                            ));
                         }
+                    }
                 }
                 "external_key" => request.external_key = optional_string(field, value)?,
                 "key" => request.key = optional_string(field, value)?,
@@ -90,9 +90,10 @@ impl PublishRequest {
                     }
                 }
                 other => {
-                    return Err(Error::Invalid(format!(
-                        "{other}: unknown field (expected action, entity, id, external_key, path, query, payload, if_unmodified_since, key)"
-                    )));
+                    return Err(Error::invalid(
+                        other,
+                        "unknown field (expected action, entity, id, external_key, path, query, payload, if_unmodified_since, key)",
+                    ));
                 }
             }
         }
@@ -112,12 +113,10 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 fn string_field(field: &str, value: &Value) -> Result<String> {
-    value.as_str().map(str::to_string).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{field}: expected a string, got {}",
-            kind_of(value)
-        ))
-    })
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(field, format!("expected a string, got {}", kind_of(value))))
 }
 
 fn optional_string(field: &str, value: &Value) -> Result<Option<String>> {
@@ -138,19 +137,19 @@ fn string_map(field: &str, value: &Value) -> Result<BTreeMap<String, String>> {
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
                     other => {
-                        return Err(Error::Invalid(format!(
-                            "{field}.{k}: expected a string, got {}",
-                            kind_of(other)
-                        )));
+                        return Err(Error::invalid(
+                            format!("{field}.{k}"),
+                            format!("expected a string, got {}", kind_of(other)),
+                        ));
                     }
                 };
                 Ok((k.clone(), text))
             })
             .collect(),
-        other => Err(Error::Invalid(format!(
-            "{field}: expected an object of strings, got {}",
-            kind_of(other)
-        ))),
+        other => Err(Error::invalid(
+            field,
+            format!("expected an object of strings, got {}", kind_of(other)),
+        )),
     }
 }
 
@@ -160,11 +159,9 @@ pub fn parse_pairs(field: &str, pairs: &[String]) -> Result<BTreeMap<String, Str
     for pair in pairs {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| Error::Invalid(format!("{field}: {pair:?} is not key=value")))?;
+            .ok_or_else(|| Error::invalid(field, format!("{pair:?} is not key=value")))?;
         if k.trim().is_empty() {
-            return Err(Error::Invalid(format!(
-                "{field}: {pair:?} has an empty key"
-            )));
+            return Err(Error::invalid(field, format!("{pair:?} has an empty key")));
         }
         map.insert(k.trim().to_string(), v.to_string());
     }
@@ -201,9 +198,10 @@ pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>> {
     text.parse::<superoffice::SoDateTime>()
         .map(|t| t.to_utc())
         .map_err(|_| {
-            Error::Invalid(format!(
-                "{field}: {text:?} is not a timestamp (use RFC 3339, e.g. 2026-03-05T14:22:10Z)"
-            ))
+            Error::invalid(
+                field,
+                format!("{text:?} is not a timestamp (use RFC 3339, e.g. 2026-03-05T14:22:10Z)"),
+            )
         })
 }
 
@@ -215,143 +213,48 @@ fn httpdate_parse(text: &str) -> std::result::Result<DateTime<Utc>, ()> {
 
 fn check_key(field: &str, key: &str) -> Result<()> {
     if key.trim().is_empty() {
-        return Err(Error::Invalid(format!("{field}: must not be empty")));
+        return Err(Error::invalid(field, "must not be empty"));
     }
     if key.chars().count() > MAX_KEY_LEN {
-        return Err(Error::Invalid(format!(
-            "{field}: longer than {MAX_KEY_LEN} characters (a ForeignKey value holds {MAX_KEY_LEN})"
-        )));
+        return Err(Error::invalid(
+            field,
+            format!(
+                "longer than {MAX_KEY_LEN} characters (a ForeignKey value holds {MAX_KEY_LEN})"
+            ),
+        ));
     }
     if key.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!(
-            "{field}: contains control characters"
-        )));
+        return Err(Error::invalid(field, "contains control characters"));
     }
     if field == "key"
         && key
             .get(..REJECTED_PREFIX.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(REJECTED_PREFIX))
     {
-        return Err(Error::Invalid(format!(
-            "{field}: keys starting with {REJECTED_PREFIX:?} are reserved for rejected outbox rows"
-        )));
+        return Err(Error::invalid(
+            field,
+            format!("keys starting with {REJECTED_PREFIX:?} are reserved for rejected outbox rows"),
+        ));
     }
     Ok(())
 }
 
-/// Validates a request against the configuration and the entity.
+/// Validates a request against the configuration and the entity: each part by its own check
+/// below, in this order (the first error is answered).
 pub fn validate(config: &Config, request: &PublishRequest) -> Result<NewTask> {
     let action: Action = request.action.parse()?;
-    let entity: EntityKind = request
-        .entity
-        .parse()
-        .map_err(|e: superoffice::Error| Error::Invalid(format!("entity: {}", strip_prefix(&e))))?;
-    let tenant = match &config.outbox.tenant {
-        Some(t) => t.clone(),
-        None => config
-            .tenants
-            .first()
-            .map(|t| t.name.clone())
-            .ok_or_else(|| Error::config("no [[tenant]] is configured to publish to".into()))?,
-    };
-
-    let mut record_id = match request.id {
-        None => None,
-        Some(id) if id > 0 && id <= i64::from(i32::MAX) => Some(id as i32),
-        Some(id) => {
-            return Err(Error::Invalid(format!(
-                "id: {id} is not a SuperOffice record id (1..{})",
-                i32::MAX
-            )));
-        }
-    };
-    let mut path = request.path.clone();
-    if let Some(text) = path.remove("id") {
-        let id: i32 = text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| Error::Invalid(format!("path.id: {text:?} is not a record id")))?;
-        if record_id.is_some_and(|r| r != id) {
-            return Err(Error::Invalid(format!(
-                "path.id: {id} differs from id {}",
-                record_id.unwrap_or_default()
-            )));
-        }
-        record_id = Some(id);
-    }
-    if let Some(unknown) = path.keys().next() {
-        return Err(Error::Invalid(format!(
-            "path.{unknown}: unknown path parameter (the {entity} routes take only id)"
-        )));
-    }
-    for (k, v) in &request.query {
-        if k.trim().is_empty() || k.contains(['&', '=', '#']) || v.contains(['#']) {
-            return Err(Error::Invalid(format!(
-                "query.{k}: not a valid query parameter"
-            )));
-        }
-    }
+    let entity = parse_entity(&request.entity)?;
+    let tenant = publish_tenant(config)?;
+    let (record_id, path) = check_target(entity, request.id, &request.path)?;
+    check_query(&request.query)?;
     if let Some(key) = &request.external_key {
         check_key("external_key", key)?;
     }
     if let Some(key) = &request.key {
         check_key("key", key)?;
     }
-
-    match action {
-        Action::Create if record_id.is_some() => {
-            return Err(Error::Invalid(
-                "id: not allowed for create (use update, patch or upsert for an existing record)"
-                    .into(),
-            ));
-        }
-        Action::Update | Action::Patch | Action::Delete
-            if record_id.is_none() && request.external_key.is_none() =>
-        {
-            return Err(Error::Invalid(format!(
-                "id: required for {action} (or give external_key)"
-            )));
-        }
-        Action::Delete if entity.deletes() == superoffice::entity::DeleteKind::Unsupported => {
-            return Err(Error::Invalid(format!(
-                "action: {entity} cannot be deleted through the REST API"
-            )));
-        }
-        Action::Upsert if !entity.supports_get() => {
-            return Err(Error::Invalid(format!(
-                "action: upsert needs GET by id, which {entity} does not have"
-            )));
-        }
-        _ => {}
-    }
-
-    let payload = match (&request.payload, action) {
-        (None, Action::Delete) => None,
-        (None, _) => {
-            return Err(Error::Invalid(format!("payload: required for {action}")));
-        }
-        (Some(text), _) => {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| Error::Invalid(format!("payload: not JSON: {e}")))?;
-            Some(value)
-        }
-    };
-    if let Some(value) = &payload {
-        check_payload(action, entity, value)?;
-    }
-    let payload = match (action, payload) {
-        (Action::Delete, Some(Value::Null)) => None,
-        (Action::Delete, Some(Value::Object(m))) if m.is_empty() => None,
-        (Action::Delete, Some(_)) => {
-            return Err(Error::Invalid(
-                "payload: delete takes no payload (omit it)".into(),
-            ));
-        }
-        (_, payload) => payload,
-    };
-
+    check_action(action, entity, record_id, request.external_key.is_some())?;
+    let payload = parse_payload(action, entity, request.payload.as_deref())?;
     let if_unmodified_since = request
         .if_unmodified_since
         .as_deref()
@@ -385,6 +288,137 @@ pub fn validate(config: &Config, request: &PublishRequest) -> Result<NewTask> {
     })
 }
 
+/// The entity a request names (any case).
+fn parse_entity(name: &str) -> Result<EntityKind> {
+    name.parse()
+        .map_err(|e: superoffice::Error| Error::invalid("entity", strip_prefix(&e)))
+}
+
+/// The tenant tasks are published to: `[outbox] tenant`, else the first configured one.
+fn publish_tenant(config: &Config) -> Result<String> {
+    match &config.outbox.tenant {
+        Some(t) => Ok(t.clone()),
+        None => config
+            .tenants
+            .first()
+            .map(|t| t.name.clone())
+            .ok_or_else(|| Error::config("no [[tenant]] is configured to publish to".into())),
+    }
+}
+
+/// The record id (from `id` and/or `path.id`, which must agree) and the remaining path
+/// parameters (none: the entity routes take only `id`).
+fn check_target(
+    entity: EntityKind,
+    id: Option<i64>,
+    path: &BTreeMap<String, String>,
+) -> Result<(Option<i32>, BTreeMap<String, String>)> {
+    let mut record_id = match id {
+        None => None,
+        Some(id) if id > 0 && id <= i64::from(i32::MAX) => Some(id as i32),
+        Some(id) => {
+            return Err(Error::invalid(
+                "id",
+                format!("{id} is not a SuperOffice record id (1..{})", i32::MAX),
+            ));
+        }
+    };
+    let mut path = path.clone();
+    if let Some(text) = path.remove("id") {
+        let id: i32 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Error::invalid("path.id", format!("{text:?} is not a record id")))?;
+        if let Some(given) = record_id.filter(|given| *given != id) {
+            return Err(Error::invalid(
+                "path.id",
+                format!("{id} differs from id {given}"),
+            ));
+        }
+        record_id = Some(id);
+    }
+    if let Some(unknown) = path.keys().next() {
+        return Err(Error::invalid(
+            format!("path.{unknown}"),
+            format!("unknown path parameter (the {entity} routes take only id)"),
+        ));
+    }
+    Ok((record_id, path))
+}
+
+/// Query parameters: a non-empty name without `&`, `=` or `#`, a value without `#`.
+fn check_query(query: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in query {
+        if k.trim().is_empty() || k.contains(['&', '=', '#']) || v.contains(['#']) {
+            return Err(Error::invalid(
+                format!("query.{k}"),
+                "not a valid query parameter",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the action fits the record (an id or external key where one is needed, none for a
+/// create) and the entity (deletable, readable for upserts).
+fn check_action(
+    action: Action,
+    entity: EntityKind,
+    record_id: Option<i32>,
+    has_external_key: bool,
+) -> Result<()> {
+    match action {
+        Action::Create if record_id.is_some() => Err(Error::invalid(
+            "id",
+            "not allowed for create (use update, patch or upsert for an existing record)",
+        )),
+        Action::Update | Action::Patch | Action::Delete
+            if record_id.is_none() && !has_external_key =>
+        {
+            Err(Error::invalid(
+                "id",
+                format!("required for {action} (or give external_key)"),
+            ))
+        }
+        Action::Delete if entity.deletes() == superoffice::entity::DeleteKind::Unsupported => {
+            Err(Error::invalid(
+                "action",
+                format!("{entity} cannot be deleted through the REST API"),
+            ))
+        }
+        Action::Upsert if !entity.supports_get() => Err(Error::invalid(
+            "action",
+            format!("upsert needs GET by id, which {entity} does not have"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The payload as JSON, checked for the action and the entity: required except for a delete,
+/// which takes none (`null` and `{}` count as none).
+fn parse_payload(action: Action, entity: EntityKind, text: Option<&str>) -> Result<Option<Value>> {
+    let value: Value = match (text, action) {
+        (None, Action::Delete) => return Ok(None),
+        (None, _) => {
+            return Err(Error::invalid("payload", format!("required for {action}")));
+        }
+        (Some(text), _) => serde_json::from_str(text)
+            .map_err(|e| Error::invalid("payload", format!("not JSON: {e}")))?,
+    };
+    check_payload(action, entity, &value)?;
+    match (action, value) {
+        (Action::Delete, Value::Null) => Ok(None),
+        (Action::Delete, Value::Object(m)) if m.is_empty() => Ok(None),
+        (Action::Delete, _) => Err(Error::invalid(
+            "payload",
+            "delete takes no payload (omit it)",
+        )),
+        (_, payload) => Ok(Some(payload)),
+    }
+}
+
 fn strip_prefix(error: &superoffice::Error) -> String {
     let text = error.to_string();
     text.strip_prefix("invalid configuration: ")
@@ -400,60 +434,74 @@ fn check_payload(action: Action, entity: EntityKind, payload: &Value) -> Result<
         (Action::Patch | Action::Create | Action::Update | Action::Upsert, Value::Object(map)) => {
             check_fields(entity, map)
         }
-        (Action::Patch, other) => Err(Error::Invalid(format!(
-            "payload: a patch is a JSON Patch array or a merge-patch object, got {}",
-            kind_of(other)
-        ))),
-        (_, other) => Err(Error::Invalid(format!(
-            "payload: {action} needs a JSON object, got {}",
-            kind_of(other)
-        ))),
+        (Action::Patch, other) => Err(Error::invalid(
+            "payload",
+            format!(
+                "a patch is a JSON Patch array or a merge-patch object, got {}",
+                kind_of(other)
+            ),
+        )),
+        (_, other) => Err(Error::invalid(
+            "payload",
+            format!("{action} needs a JSON object, got {}", kind_of(other)),
+        )),
     }
 }
 
 fn check_json_patch(ops: &[Value]) -> Result<()> {
     if ops.is_empty() {
-        return Err(Error::Invalid(
-            "payload: the JSON Patch has no operations".into(),
+        return Err(Error::invalid(
+            "payload",
+            "the JSON Patch has no operations",
         ));
     }
     for (i, op) in ops.iter().enumerate() {
         let Value::Object(map) = op else {
-            return Err(Error::Invalid(format!(
-                "payload[{i}]: expected an object {{op, path, value?}}, got {}",
-                kind_of(op)
-            )));
+            return Err(Error::invalid(
+                format!("payload[{i}]"),
+                format!(
+                    "expected an object {{op, path, value?}}, got {}",
+                    kind_of(op)
+                ),
+            ));
         };
         let name = map.get("op").and_then(Value::as_str).ok_or_else(|| {
-            Error::Invalid(format!(
-                "payload[{i}].op: required (add, replace, remove, test)"
-            ))
+            Error::invalid(
+                format!("payload[{i}].op"),
+                "required (add, replace, remove, test)",
+            )
         })?;
         if !["add", "replace", "remove", "test"].contains(&name) {
-            return Err(Error::Invalid(format!(
-                "payload[{i}].op: {name:?} is not supported (add, replace, remove, test; SuperOffice has no move/copy)"
-            )));
+            return Err(Error::invalid(
+                format!("payload[{i}].op"),
+                format!(
+                    "{name:?} is not supported (add, replace, remove, test; SuperOffice has no move/copy)"
+                ),
+            ));
         }
         match map.get("path") {
             Some(Value::String(_)) => {}
             _ => {
-                return Err(Error::Invalid(format!(
-                    "payload[{i}].path: required, a string such as /Name"
-                )));
+                return Err(Error::invalid(
+                    format!("payload[{i}].path"),
+                    "required, a string such as /Name",
+                ));
             }
         }
         if name != "remove" && !map.contains_key("value") {
-            return Err(Error::Invalid(format!(
-                "payload[{i}].value: required for {name}"
-            )));
+            return Err(Error::invalid(
+                format!("payload[{i}].value"),
+                format!("required for {name}"),
+            ));
         }
         if let Some(unknown) = map
             .keys()
             .find(|k| !["op", "path", "value"].contains(&k.as_str()))
         {
-            return Err(Error::Invalid(format!(
-                "payload[{i}].{unknown}: unknown member of a patch operation"
-            )));
+            return Err(Error::invalid(
+                format!("payload[{i}].{unknown}"),
+                "unknown member of a patch operation",
+            ));
         }
     }
     Ok(())
@@ -469,10 +517,10 @@ fn check_fields(entity: EntityKind, map: &Map<String, Value>) -> Result<()> {
         let mut single = Map::new();
         single.insert(field.clone(), value.clone());
         if let Err(e) = decode_write(entity, Value::Object(single)) {
-            return Err(Error::Invalid(format!(
-                "payload.{field}: {}",
-                e.to_string().split(" at line").next().unwrap_or_default()
-            )));
+            return Err(Error::invalid(
+                format!("payload.{field}"),
+                e.to_string().split(" at line").next().unwrap_or_default(),
+            ));
         }
     }
     Ok(())

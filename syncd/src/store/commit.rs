@@ -137,7 +137,7 @@ mod tests {
                         )
                         .map_err(sql)?;
                         if name == "bad" {
-                            return Err(Error::Invalid("refused".into()));
+                            return Err(Error::invalid("name", "refused"));
                         }
                         Ok(())
                     })

@@ -78,9 +78,10 @@ impl FromStr for Action {
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "action: {s:?} is not one of create, update, patch, delete, upsert"
-                ))
+                Error::invalid(
+                    "action",
+                    format!("{s:?} is not one of create, update, patch, delete, upsert"),
+                )
             })
     }
 }
@@ -144,6 +145,25 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// A change a command asks of a task ([`Error::TaskState`] when its state refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskChange {
+    /// `tasks retry`: back to `pending`.
+    Retry,
+    /// `tasks skip`: to `skipped`.
+    Skip,
+}
+
+/// Why the change is refused, as [`Error::TaskState`] ends.
+impl fmt::Display for TaskChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskChange::Retry => "nothing to retry",
+            TaskChange::Skip => "it cannot be skipped",
+        })
+    }
+}
+
 impl FromStr for TaskState {
     type Err = Error;
 
@@ -153,7 +173,7 @@ impl FromStr for TaskState {
             .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 let names: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
-                Error::Invalid(format!("state: {s:?} is not one of {}", names.join(", ")))
+                Error::invalid("state", format!("{s:?} is not one of {}", names.join(", ")))
             })
     }
 }
@@ -176,7 +196,7 @@ impl FromStr for TaskId {
         s.trim()
             .parse()
             .map(TaskId)
-            .map_err(|_| Error::Invalid(format!("task id: {s:?} is not an integer")))
+            .map_err(|_| Error::invalid("task id", format!("{s:?} is not an integer")))
     }
 }
 
@@ -217,9 +237,10 @@ impl<T: fmt::Display> Named<T> {
     pub fn known(&self, field: &str) -> Result<&T> {
         match self {
             Named::Known(value) => Ok(value),
-            Named::Other(text) => Err(Error::Invalid(format!(
-                "{field}: {text:?} is not a known {field}"
-            ))),
+            Named::Other(text) => Err(Error::invalid(
+                field,
+                format!("{text:?} is not a known {field}"),
+            )),
         }
     }
 }
@@ -382,16 +403,12 @@ impl Task {
             TaskState::Pending | TaskState::InFlight | TaskState::Done
         ) || rejected
         {
-            return Err(Error::Invalid(format!(
-                "task {} is {}{}: nothing to retry",
-                self.id,
-                self.state,
-                if rejected {
-                    " (rejected at intake; publish it again, corrected)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(Error::TaskState {
+                id: self.id,
+                state: self.state,
+                rejected,
+                change: TaskChange::Retry,
+            });
         }
         Ok(())
     }
@@ -402,10 +419,12 @@ impl Task {
             self.state,
             TaskState::InFlight | TaskState::Done | TaskState::Skipped
         ) {
-            return Err(Error::Invalid(format!(
-                "task {} is {}: it cannot be skipped",
-                self.id, self.state
-            )));
+            return Err(Error::TaskState {
+                id: self.id,
+                state: self.state,
+                rejected: false,
+                change: TaskChange::Skip,
+            });
         }
         Ok(())
     }

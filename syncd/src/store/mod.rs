@@ -498,7 +498,7 @@ mod tests {
         let result: Result<()> = store.write_blocking(|tx| {
             tx.execute("INSERT INTO subscriptions (name, entity, created_at) VALUES ('s', 'contact', 'now')", [])
                 .map_err(sql)?;
-            Err(Error::Invalid("boom".into()))
+            Err(Error::invalid("test", "boom"))
         });
         assert!(result.is_err());
         let count: i64 = store

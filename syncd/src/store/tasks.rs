@@ -688,7 +688,7 @@ pub fn retry(
     overwrite: bool,
     now: DateTime<Utc>,
 ) -> Result<Task> {
-    let task = get(tx, id)?.ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
+    let task = get(tx, id)?.ok_or_else(|| Error::NoTask(id))?;
     task.check_retry()?;
     tx.execute(
         "UPDATE tasks SET state = 'pending', attempts = 0, next_attempt_at = ?2, updated_at = ?2,
@@ -704,7 +704,7 @@ pub fn retry(
 /// `tasks skip`: the task will not be delivered ([`Task::check_skip`]); later tasks of its
 /// record may go ahead.
 pub fn skip(tx: &Transaction<'_>, id: TaskId, now: DateTime<Utc>) -> Result<Task> {
-    let task = get(tx, id)?.ok_or_else(|| Error::Invalid(format!("no task {id}")))?;
+    let task = get(tx, id)?.ok_or_else(|| Error::NoTask(id))?;
     task.check_skip()?;
     tx.execute(
         "UPDATE tasks SET state = 'skipped', updated_at = ?2 WHERE id = ?1",

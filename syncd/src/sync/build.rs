@@ -93,8 +93,9 @@ impl Engine<'_> {
 
     /// GETs an entity: `Ok(None)` when it is gone (404).
     pub(super) async fn get_entity(&self, id: i64) -> Result<Option<Value>> {
-        let id32 = i32::try_from(id).map_err(|_| {
-            Error::Invalid(format!("{} id {id} does not fit the API", self.plan.kind))
+        let id32 = i32::try_from(id).map_err(|_| Error::IdRange {
+            kind: self.plan.kind,
+            id,
         })?;
         match self.client.entities(self.plan.kind).get(id32).await {
             Ok(value) => Ok(Some(value)),

@@ -41,18 +41,22 @@ pub struct Pruned {
     pub changes: usize,
 }
 
-fn cutoff(keep: Duration) -> Result<chrono::DateTime<Utc>> {
+/// The instant `keep` (the value of `[retention]` `key`) before now.
+fn cutoff(key: &str, keep: Duration) -> Result<chrono::DateTime<Utc>> {
     let keep = chrono::TimeDelta::from_std(keep)
-        .map_err(|e| Error::config(format!("retention {keep:?}: {e}")))?;
+        .map_err(|e| Error::config_key(key, format!("{keep:?}: {e}")))?;
     Utc::now()
         .checked_sub_signed(keep)
-        .ok_or_else(|| Error::config(format!("retention {keep}: before the earliest date")))
+        .ok_or_else(|| Error::config_key(key, format!("{keep}: before the earliest date")))
 }
 
 /// Deletes what `[retention]` no longer keeps, [`BATCH`] rows per transaction.
 pub async fn prune_once(services: &Services) -> Result<Pruned> {
-    let events_before = cutoff(services.config.retention.webhook_events)?;
-    let runs_before = cutoff(services.config.retention.runs)?;
+    let events_before = cutoff(
+        "retention.webhook_events",
+        services.config.retention.webhook_events,
+    )?;
+    let runs_before = cutoff("retention.runs", services.config.retention.runs)?;
     let mut pruned = Pruned::default();
     loop {
         let n = services
@@ -75,7 +79,7 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
         }
     }
     if let Some(keep) = services.config.retention.changes {
-        let before = cutoff(keep)?;
+        let before = cutoff("retention.changes", keep)?;
         let sinks: Vec<String> = services
             .config
             .sinks

@@ -92,8 +92,9 @@ pub fn resolve(config: &Config, generate: Generate) -> Result<Option<WebhookSecr
     if let Some(configured) = &config.control.webhook_secret {
         let secret = configured.resolve()?;
         if secret.expose().trim().is_empty() {
-            return Err(Error::config(
-                "control.webhook_secret is empty; give a secret, or remove the key to use a generated one".into(),
+            return Err(Error::config_key(
+                configured.key(),
+                "empty; give a secret, or remove the key to use a generated one",
             ));
         }
         return Ok(Some(WebhookSecret {

@@ -31,6 +31,7 @@
 //! Stored events are deleted after `[retention] webhook_events` (default 7 days), once their
 //! refetch is done ([`crate::store::retention`]).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -80,9 +81,63 @@ pub fn verify(secret: &[u8], body: &[u8], header: &[u8]) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(&expected))
 }
 
-fn answer(status: StatusCode, message: &str) -> Response {
-    (status, format!("{message}\n")).into_response()
+/// What became of a delivery: the `outcome` label of `syncd_webhook_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Over [`MAX_BODY`] (413).
+    TooLarge,
+    /// No secret in force (401).
+    NoSecret,
+    /// A missing or wrong signature, or a body that is no event (401, 400).
+    Rejected,
+    /// A test event (200, not stored).
+    Test,
+    /// No subscription follows the event (200, not stored).
+    Unfollowed,
+    /// The event has no `PrimaryKey` (200, not stored).
+    Ignored,
+    /// A redelivered `EventId` (200).
+    Duplicate,
+    /// Stored and its refetches queued (200).
+    Queued,
 }
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::TooLarge => "too_large",
+            Outcome::NoSecret => "no_secret",
+            Outcome::Rejected => "rejected",
+            Outcome::Test => "test",
+            Outcome::Unfollowed => "unfollowed",
+            Outcome::Ignored => "ignored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Queued => "queued",
+        }
+    }
+}
+
+/// The answer to a delivery: its status and text, and the outcome it is counted as (`None`:
+/// the store failed, which is logged as an error and answered 503 so SuperOffice retries).
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    outcome: Option<Outcome>,
+    message: String,
+}
+
+impl Answer {
+    fn new(status: StatusCode, outcome: Outcome, message: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            outcome: Some(outcome),
+            message: message.into(),
+        }
+    }
+}
+
+/// A step of [`receive`]: go on with `T`, or stop with the answer.
+type Step<T> = ControlFlow<Answer, T>;
 
 fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
     payload
@@ -92,67 +147,102 @@ fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
-/// `POST /webhooks/superoffice`.
+/// `POST /webhooks/superoffice`: [`authenticate`], [`parse`], [`route`], [`store`] (see
+/// the module docs for each answer).
 pub async fn receive(
     State(services): State<Arc<Services>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let count = |outcome: &str| {
-        services
-            .metrics
-            .inc("syncd_webhook_events_total", &[("outcome", outcome)], 1);
+    let answer = match accept(&services, &headers, &body) {
+        ControlFlow::Break(answer) => answer,
+        ControlFlow::Continue(event) => store(&services, event).await,
     };
+    if let Some(outcome) = answer.outcome {
+        services.metrics.inc(
+            "syncd_webhook_events_total",
+            &[("outcome", outcome.label())],
+            1,
+        );
+    }
+    (answer.status, format!("{}\n", answer.message)).into_response()
+}
+
+/// Everything before the store: the event to store, or the answer without storing.
+fn accept(services: &Services, headers: &HeaderMap, body: &[u8]) -> Step<NewEvent> {
+    authenticate(services, headers, body)?;
+    let delivery = parse(headers, body)?;
+    route(services, delivery, body)
+}
+
+/// Steps 1 to 3: the size, a secret in force, and the body's signature under it.
+fn authenticate(services: &Services, headers: &HeaderMap, body: &[u8]) -> Step<()> {
     if body.len() > MAX_BODY {
-        count("too_large");
         tracing::warn!(
             bytes = body.len(),
             limit = MAX_BODY,
             "webhook rejected: body too large"
         );
-        return answer(
+        return ControlFlow::Break(Answer::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("webhook body is larger than {MAX_BODY} bytes"),
-        );
+            Outcome::TooLarge,
+            format!("webhook body is larger than {MAX_BODY} bytes"),
+        ));
     }
     let Some(secret) = services.sync.webhook_secret() else {
-        count("no_secret");
         services.sync.log_no_secret_once();
-        return answer(
+        return ControlFlow::Break(Answer::new(
             StatusCode::UNAUTHORIZED,
+            Outcome::NoSecret,
             "webhooks are refused: syncd has no webhook secret",
-        );
+        ));
     };
     let valid = headers
         .get(SIGNATURE_HEADER)
-        .is_some_and(|sig| verify(secret.secret.expose().as_bytes(), &body, sig.as_bytes()));
+        .is_some_and(|sig| verify(secret.secret.expose().as_bytes(), body, sig.as_bytes()));
     if !valid {
-        count("rejected");
         tracing::warn!(
             signed = headers.contains_key(SIGNATURE_HEADER),
             "webhook rejected: missing or wrong X-SuperOffice-Signature"
         );
-        return answer(
+        return ControlFlow::Break(Answer::new(
             StatusCode::UNAUTHORIZED,
+            Outcome::Rejected,
             "missing or invalid X-SuperOffice-Signature",
-        );
+        ));
     }
-    let payload: Value = match serde_json::from_slice(&body) {
+    ControlFlow::Continue(())
+}
+
+/// What a signed delivery announces.
+#[derive(Debug)]
+struct Delivery {
+    /// `Event` (else the `X-SuperOffice-Event` header; `contact.changed`).
+    event: String,
+    /// `EventId`.
+    event_id: String,
+    /// `Entity` (else the part of `event` before the dot).
+    entity: String,
+    /// `PrimaryKey`, when it is an integer.
+    primary_key: Option<i64>,
+    /// `ContextIdentifier` (the tenant).
+    context: Option<String>,
+}
+
+/// Step 4: the body as an event; a test event, or a body that is no JSON object or has no
+/// `EventId`, stops here.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Step<Delivery> {
+    let rejected = |message: String| {
+        ControlFlow::Break(Answer::new(
+            StatusCode::BAD_REQUEST,
+            Outcome::Rejected,
+            message,
+        ))
+    };
+    let payload: Value = match serde_json::from_slice(body) {
         Ok(value @ Value::Object(_)) => value,
-        Ok(_) => {
-            count("rejected");
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "webhook body must be a JSON object",
-            );
-        }
-        Err(error) => {
-            count("rejected");
-            return answer(
-                StatusCode::BAD_REQUEST,
-                &format!("webhook body is not JSON: {error}"),
-            );
-        }
+        Ok(_) => return rejected("webhook body must be a JSON object".into()),
+        Err(error) => return rejected(format!("webhook body is not JSON: {error}")),
     };
     let event = field(&payload, "Event")
         .and_then(Value::as_str)
@@ -169,16 +259,18 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     if test_header || event.eq_ignore_ascii_case("test") {
-        count("test");
-        return answer(StatusCode::OK, "test event received");
+        return ControlFlow::Break(Answer::new(
+            StatusCode::OK,
+            Outcome::Test,
+            "test event received",
+        ));
     }
     let Some(event_id) = field(&payload, "EventId")
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .map(str::to_string)
     else {
-        count("rejected");
-        return answer(StatusCode::BAD_REQUEST, "webhook body has no EventId");
+        return rejected("webhook body has no EventId".into());
     };
     let entity = field(&payload, "Entity")
         .and_then(Value::as_str)
@@ -193,6 +285,25 @@ pub async fn receive(
     let context = field(&payload, "ContextIdentifier")
         .and_then(Value::as_str)
         .map(str::to_string);
+    ControlFlow::Continue(Delivery {
+        event,
+        event_id,
+        entity,
+        primary_key,
+        context,
+    })
+}
+
+/// Step 5: the subscriptions the event is for; an event none follows, or one without a
+/// `PrimaryKey`, stops here (not stored).
+fn route(services: &Services, delivery: Delivery, body: &[u8]) -> Step<NewEvent> {
+    let Delivery {
+        event,
+        event_id,
+        entity,
+        primary_key,
+        context,
+    } = delivery;
     if event.to_ascii_lowercase().starts_with("webhook") {
         tracing::warn!(%event, "webhook state event (delivery problems?); `syncd webhooks ensure` re-activates it");
     }
@@ -200,46 +311,58 @@ pub async fn receive(
         .sync
         .targets(&services.config, context.as_deref(), &entity);
     if targets.is_empty() {
-        count("unfollowed");
         tracing::debug!(%event, %entity, event_id = %event_id, "webhook event no subscription follows; not stored");
-        return answer(StatusCode::OK, "no subscription follows this event");
+        return ControlFlow::Break(Answer::new(
+            StatusCode::OK,
+            Outcome::Unfollowed,
+            "no subscription follows this event",
+        ));
     }
     let Some(id) = primary_key else {
-        count("ignored");
         tracing::warn!(%event, event_id = %event_id, "webhook event without a PrimaryKey; not stored (polling finds the change)");
-        return answer(StatusCode::OK, "event has no PrimaryKey; ignored");
+        return ControlFlow::Break(Answer::new(
+            StatusCode::OK,
+            Outcome::Ignored,
+            "event has no PrimaryKey; ignored",
+        ));
     };
-    let new = NewEvent {
+    ControlFlow::Continue(NewEvent {
         event_id,
         event,
         entity,
         primary_key: id,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: String::from_utf8_lossy(body).into_owned(),
         targets,
-    };
-    let (targets, stored_id) = (new.targets.clone(), new.event_id.clone());
+    })
+}
+
+/// Steps 6 and 7: stores the event and queues its refetches in one transaction, then wakes
+/// the targets; 503 when the store fails.
+async fn store(services: &Services, event: NewEvent) -> Answer {
+    let (targets, stored_id) = (event.targets.clone(), event.event_id.clone());
     let stored = services
         .store
-        .write(move |tx| webhooks::record_event(tx, &new, UtcTime::now()))
+        .write(move |tx| webhooks::record_event(tx, &event, UtcTime::now()))
         .await;
     match stored {
-        Ok(Recorded::Duplicate) => {
-            count("duplicate");
-            answer(StatusCode::OK, "duplicate event ignored")
-        }
+        Ok(Recorded::Duplicate) => Answer::new(
+            StatusCode::OK,
+            Outcome::Duplicate,
+            "duplicate event ignored",
+        ),
         Ok(Recorded::Queued) => {
-            count("queued");
             for subscription in &targets {
                 services.sync.wake(subscription);
             }
-            answer(StatusCode::OK, "queued")
+            Answer::new(StatusCode::OK, Outcome::Queued, "queued")
         }
         Err(error) => {
             tracing::error!(%error, event_id = %stored_id, "could not store a webhook event");
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "could not store the event; retry",
-            )
+            Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                outcome: None,
+                message: "could not store the event; retry".into(),
+            }
         }
     }
 }
