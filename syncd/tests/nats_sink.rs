@@ -1,19 +1,16 @@
-//! The NATS JetStream sink against a real `nats-server` (see `common_nats`): the stream holds
+//! The NATS JetStream sink against a real `nats-server` (see `syncd_testkit::nats`): the stream holds
 //! exactly the change feed (count, order per subscription, content, msg ids, subjects); with
 //! the server stopped mid-run the sync goes on, the sink reports its lag and the error, and
 //! after a restart on the same store it catches up without losing or repeating a change.
 
-mod common_nats;
-mod common_sync;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common_nats::*;
-use common_sync::*;
 use serde_json::json;
 use superoffice::entity::EntityKind;
 use syncd::feed::{ChangeEvent, Tenants};
+use syncd_testkit::nats::*;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(60);
 

@@ -2,14 +2,12 @@
 //! patches, deletes, upserts, echo rows, FIFO per record under concurrency, backoff to `dead`,
 //! the transactional `outbox` table, and validation at intake.
 
-mod common_outbox;
-
 use std::time::Duration;
 
-use common_outbox::*;
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
 use syncd::outbox::{Intake, TaskState};
+use syncd_testkit::outbox::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 

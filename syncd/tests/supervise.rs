@@ -2,12 +2,10 @@
 //! fails is restarted (metric, readiness, `syncd status`) and recovers; transforms that fail
 //! or never end quarantine only their record, and `quarantine retry` refetches it.
 
-mod common_sync;
-
 use std::time::{Duration, Instant};
 
-use common_sync::*;
 use emulator::EntityType;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -2,13 +2,11 @@
 //! deletes (webhooks, reconcile, tickets, restores), the breaker, webhooks, child
 //! subscriptions, echoes, faults and configuration errors.
 
-mod common_sync;
-
 use std::time::Duration;
 
-use common_sync::*;
 use emulator::EntityType;
 use serde_json::json;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 

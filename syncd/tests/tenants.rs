@@ -2,12 +2,10 @@
 //! read, is degraded (`/readyz`, `syncd_tenant_up`) while the other tenants sync; the daemon
 //! refuses to start only when no tenant can work.
 
-mod common_sync;
-
 use std::time::Duration;
 
-use common_sync::*;
 use emulator::EntityType;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 

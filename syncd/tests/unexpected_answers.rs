@@ -4,19 +4,16 @@
 //! and an upsert whose lookup fails in any way never falls through to a create. The emulator's
 //! body faults serve the odd answers.
 
-mod common_outbox;
-mod common_sync;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common_sync::{
-    base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
-    workdir,
-};
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
 use syncd::outbox::TaskState;
+use syncd_testkit::sync::{
+    base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
+    workdir,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -48,7 +45,7 @@ async fn failed_run(db: &Path, kind: &str, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
-    let emu = common_sync::emulator(counts(40, 0, 0), |_| {}).await;
+    let emu = syncd_testkit::sync::emulator(counts(40, 0, 0), |_| {}).await;
     let dir = workdir();
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
@@ -156,7 +153,7 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_whose_lookup_fails_never_creates() {
-    use common_outbox::*;
+    use syncd_testkit::outbox::*;
     let emu = emulator().await;
     let setup = Setup::new(
         &emu,

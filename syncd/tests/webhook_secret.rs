@@ -4,15 +4,13 @@
 //! checks deliveries with it. Unfollowed events are not stored; oversized bodies are 413.
 //! `[retention]`: the daemon deletes old webhook events and runs at start-up.
 
-mod common_sync;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common_sync::*;
 use emulator::EntityType;
 use serde_json::{Value, json};
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 

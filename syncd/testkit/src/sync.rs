@@ -74,6 +74,7 @@ pub fn webhook_control() -> String {
 }
 
 /// A running in-process daemon.
+#[derive(Debug)]
 pub struct Running {
     pub daemon: Option<Daemon>,
     pub shutdown: CancellationToken,
@@ -368,5 +369,4 @@ pub fn db_path(dir: &Path) -> PathBuf {
 }
 
 pub mod kill;
-#[path = "../common_process/mod.rs"]
-pub mod process;
+pub use crate::process;

@@ -33,6 +33,7 @@ pub async fn emulator() -> Emulator {
 pub const CONTROL_TOKEN: &str = "test-control-token-0123456789";
 
 /// A test directory plus the config text against an emulator.
+#[derive(Debug)]
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub text: String,
@@ -117,6 +118,7 @@ max_backoff = "200ms"
 }
 
 /// A running in-process daemon.
+#[derive(Debug)]
 pub struct Running {
     pub daemon: Option<Daemon>,
     pub shutdown: CancellationToken,
@@ -312,7 +314,23 @@ pub fn echo(store: &Store, table: &str, id: i64) -> Option<(Option<String>, Opti
         .unwrap()
 }
 
-/// The path of the `syncd` binary.
+/// The path of the `syncd` binary: the one cargo built beside the running test or bench
+/// (tests and benches run from `target/<profile>/deps/`, the binary is `target/<profile>/syncd`;
+/// `CARGO_BIN_EXE_syncd` is only known when compiling syncd's own tests, not this crate).
 pub fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_syncd"))
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the path of the running test");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let binary = profile.join("syncd");
+        assert!(
+            binary.is_file(),
+            "{} does not exist: the syncd binary is built for syncd's own tests and benches",
+            binary.display()
+        );
+        binary
+    })
 }
