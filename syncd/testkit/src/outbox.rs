@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, SeedCounts};
 use serde_json::Value;
+use syncd::clock::ManualClock;
 use syncd::outbox::{self, Intake, PublishRequest, Task, TaskState};
 use syncd::{Config, Daemon, Store};
 use tokio_util::sync::CancellationToken;
@@ -105,14 +106,20 @@ max_backoff = "200ms"
     pub async fn daemon(&self) -> Running {
         let config = self.config();
         let shutdown = CancellationToken::new();
-        let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone())
-            .await
-            .expect("daemon starts");
+        let clock = ManualClock::new();
+        let (daemon, store) = Daemon::start_embedded_with_clock(
+            config.clone(),
+            shutdown.clone(),
+            clock.clone().into(),
+        )
+        .await
+        .expect("daemon starts");
         Running {
             daemon: Some(daemon),
             shutdown,
             store,
             config,
+            clock,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     pub store: Store,
     pub config: Config,
+    /// The clock the daemon's loops wait on: real time unless the test advances it.
+    pub clock: ManualClock,
 }
 
 impl Running {
