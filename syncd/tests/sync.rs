@@ -23,6 +23,14 @@ async fn count_reaches(db: &std::path::Path, what: &str, sql: &str, at_least: i6
     .await;
 }
 
+/// Waits until two more polls have completed (instead of sleeping for a guess of two poll
+/// intervals): at least one of them started after whatever the test just did.
+async fn two_more_polls(db: &std::path::Path) {
+    const POLLS: &str = "SELECT count(*) FROM runs WHERE kind = 'poll' AND status = 'ok'";
+    let polls = query_i64(db, POLLS);
+    count_reaches(db, "two more polls", POLLS, polls + 2).await;
+}
+
 fn subscription(name: &str, entity: &str, extra: &str) -> String {
     format!(
         "\n[[subscription]]\nname = {name:?}\nentity = {entity:?}\npoll_interval = \"200ms\"\n{}{extra}\n",
@@ -418,8 +426,9 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
     for id in [7, 8, 9] {
         contacts.delete(id, None).await.unwrap();
     }
-    // Polling cannot see soft deletes; nothing happens until a reconcile.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Polling cannot see soft deletes; nothing happens until a reconcile (two polls that
+    // started after the deletes, at least one, find nothing).
+    two_more_polls(&db).await;
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
         0
@@ -497,8 +506,9 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
         }
     })
     .await;
-    // The operator confirms: `syncd reconcile` applies the deletes and lifts the breaker.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The polls meanwhile delete nothing. The operator confirms: `syncd reconcile` applies the
+    // deletes and lifts the breaker.
+    two_more_polls(&db).await;
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM changes WHERE op = 'delete'"),
         3
@@ -908,6 +918,6 @@ async fn bad_configuration_is_a_clear_error() {
     // And a subscription that synced contacts cannot silently become persons.
     running.stop().await;
     let text = format!("{base}{}", subscription("c", "person", "webhooks = false"));
-    let error = try_start(&text).await.err().expect("refused").to_string();
+    let error = try_start(&text).await.expect_err("refused").to_string();
     assert!(error.contains("synced contact before"), "{error}");
 }

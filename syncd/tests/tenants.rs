@@ -89,8 +89,7 @@ async fn start_up_fails_only_when_no_tenant_can_work() {
     );
     let error = try_start(&text)
         .await
-        .err()
-        .expect("no tenant can work")
+        .expect_err("no tenant can work")
         .to_string();
     assert!(
         error.contains("tenant \"rejected\"") && error.contains("credentials rejected"),
