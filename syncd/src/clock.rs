@@ -148,17 +148,19 @@ impl ManualClock {
         let _ = sleeping.wait_for(|list| list.len() >= count).await;
     }
 
-    /// Returns once a wait on this clock is pending with between `left.start` and `left.end`
-    /// to go: how a test knows that the loop it is after (the one that waits about that long)
-    /// has gone to sleep, so that an [`ManualClock::advance`] now skips that wait.
-    pub async fn until_waiting(&self, left: std::ops::Range<Duration>) {
+    /// Returns once `count` waits on this clock are pending with between `left.start` and
+    /// `left.end` to go: how a test knows that the loops it is after (the ones that wait about
+    /// that long) have gone to sleep, so that an [`ManualClock::advance`] now skips their wait.
+    pub async fn until_waiting(&self, count: usize, left: std::ops::Range<Duration>) {
         let mut sleeping = self.inner.sleeping.subscribe();
         // The sender lives as long as `self`, so this cannot fail.
         let _ = sleeping
             .wait_for(|list| {
                 let now = self.now();
                 list.iter()
-                    .any(|deadline| left.contains(&deadline.saturating_duration_since(now)))
+                    .filter(|deadline| left.contains(&deadline.saturating_duration_since(now)))
+                    .count()
+                    >= count
             })
             .await;
     }
@@ -249,7 +251,7 @@ mod tests {
         });
         tokio::time::timeout(
             Duration::from_secs(5),
-            manual.until_waiting(Duration::from_secs(4)..Duration::from_secs(6)),
+            manual.until_waiting(1, Duration::from_secs(4)..Duration::from_secs(6)),
         )
         .await
         .expect("the 5 s sleeper is found");

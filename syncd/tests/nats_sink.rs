@@ -393,10 +393,11 @@ async fn a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones() {
         text.push('\n');
         let running = start(&text).await;
         let contacts = truth_live(&emu, emulator::EntityType::Contact);
-        eventually(T, "the copy matches the emulator", || async {
-            matches(&db, "contacts", &contacts)
-        })
-        .await;
+        running
+            .when_fed(T, "the copy matches the emulator", || async {
+                matches(&db, "contacts", &contacts)
+            })
+            .await;
         eventually(T, "the sink reports the refusal", || async {
             let errors = running
                 .services()
@@ -420,10 +421,11 @@ async fn a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones() {
         text.push_str(good);
         text.push('\n');
         let running = start(&text).await;
-        eventually(T, "the copy matches the emulator", || async {
-            matches(&db, "contacts", &contacts)
-        })
-        .await;
+        running
+            .when_fed(T, "the copy matches the emulator", || async {
+                matches(&db, "contacts", &contacts)
+            })
+            .await;
         caught_up(&running).await;
         let feed = store_feed(&running);
         let client = async_nats::ConnectOptions::new();

@@ -42,10 +42,11 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     );
     text.push_str(SUPERVISOR);
     let running = start(&text).await;
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     assert_eq!(restarts(&running, "sync:contacts"), 0.0);
     assert!(running.services().health.problems().is_empty());
     let metrics = running.services().metrics.render();

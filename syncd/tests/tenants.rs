@@ -46,10 +46,11 @@ async fn a_broken_tenant_is_degraded_while_the_good_one_syncs() {
     let running = start(&text).await;
 
     let expected = truth_live(&emu, EntityType::Contact);
-    eventually(T, "the good tenant's subscription", || async {
-        matches(&db, "good", &expected)
-    })
-    .await;
+    running
+        .when_fed(T, "the good tenant's subscription", || async {
+            matches(&db, "good", &expected)
+        })
+        .await;
 
     let services = running.services();
     let problems = services.health.problems().join("\n");
@@ -134,7 +135,10 @@ async fn an_unreachable_tenant_is_verified_again_after_the_backoff_on_the_daemon
     // skip it instead of sleeping.
     running
         .clock
-        .until_waiting(REVERIFY_BACKOFF - Duration::from_secs(1)..REVERIFY_BACKOFF)
+        .until_waiting(
+            1,
+            REVERIFY_BACKOFF - Duration::from_secs(1)..REVERIFY_BACKOFF,
+        )
         .await;
     let skipped = std::time::Instant::now();
     running.clock.advance(REVERIFY_BACKOFF);
@@ -162,9 +166,10 @@ async fn an_unreachable_tenant_is_verified_again_after_the_backoff_on_the_daemon
     );
     // And its subscription syncs.
     let expected = truth_live(&emu, EntityType::Contact);
-    eventually(T, "the subscription", || async {
-        matches(&db, "good", &expected)
-    })
-    .await;
+    running
+        .when_fed(T, "the subscription", || async {
+            matches(&db, "good", &expected)
+        })
+        .await;
     running.stop().await;
 }

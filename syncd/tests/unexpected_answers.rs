@@ -82,10 +82,11 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
 
     // The real answers load everything.
     emu.clear_faults();
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     let changes = query_i64(&db, "SELECT count(*) FROM change_feed");
     assert_eq!(changes, 40);
 

@@ -224,10 +224,11 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
     let running = start(&text).await;
     let url = running.control_url();
     assert_eq!(url, format!("http://127.0.0.1:{port}"));
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     contacts
         .merge_patch(7, &json!({ "Department": "via webhook" }), None)

@@ -105,8 +105,8 @@ impl Running {
     }
 
     /// Like [`eventually`], but re-checks whenever change rows commit (the daemon's feed
-    /// notifier) instead of on a timer; a slow fallback tick (1 s) covers checks whose state
-    /// changes without a change row (a run's status, a metric).
+    /// notifier); a fallback tick (200 ms) covers state that changes without a change row (a
+    /// stored record whose hash did not change, a run's status, a metric).
     pub async fn when_fed<F, Fut>(&self, timeout: Duration, what: &str, check: F)
     where
         F: FnMut() -> Fut,
@@ -118,7 +118,7 @@ impl Running {
 }
 
 /// Checks `check` now and again after every change of `signal` (or at the latest every
-/// second) until it returns `Ok`; fails with its last message after `timeout`.
+/// 200 ms) until it returns `Ok`; fails with its last message after `timeout`.
 pub async fn until_signalled<T, F, Fut>(
     mut signal: tokio::sync::watch::Receiver<T>,
     timeout: Duration,
@@ -138,7 +138,7 @@ pub async fn until_signalled<T, F, Fut>(
         if tokio::time::Instant::now() >= deadline {
             panic!("{what}: not reached within {timeout:?}: {message}");
         }
-        let tick = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let tick = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));
         tokio::select! {
             changed = signal.changed() => {
                 if changed.is_err() {
