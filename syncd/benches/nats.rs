@@ -16,20 +16,15 @@
 //! `cargo bench -p syncd --bench nats` (release), or `cargo test -p syncd --bench nats` for a
 //! debug build. Needs `nats-server` on the PATH.
 
-#[path = "../tests/common_nats/mod.rs"]
-mod common_nats;
-#[path = "../tests/common_sync/mod.rs"]
-mod common_sync;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common_nats::*;
-use common_sync::*;
 use futures::StreamExt;
 use serde_json::json;
 use superoffice::entity::EntityKind;
+use syncd_testkit::nats::*;
+use syncd_testkit::sync::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

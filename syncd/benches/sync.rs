@@ -23,18 +23,15 @@
 //!
 //! Set `SYNC_BENCH_SKIP` to a comma list of `throughput,changes,entity,rss,kill` to skip parts.
 
-#[path = "../tests/common_sync/mod.rs"]
-mod common_sync;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common_sync::*;
 use emulator::{Emulator, RouteClass, SeedCounts};
 use futures::TryStreamExt;
 use superoffice::odata::Query;
 use superoffice::paginate::{self, Source, Strategy};
+use syncd_testkit::sync::*;
 
 const COLUMNS: [&str; 4] = ["name", "department", "orgnr", "category"];
 const PAGE: u32 = 1000;

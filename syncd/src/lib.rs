@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod feed;
@@ -308,6 +309,8 @@ pub struct Services {
     pub control_addr: SocketAddr,
     /// Wakes change-feed readers when change rows commit.
     pub feed: feed::FeedNotifier,
+    /// What the long-running loops wait on (real; a test's [`clock::ManualClock`]).
+    pub clock: clock::Clock,
 }
 
 /// A running daemon.
@@ -339,8 +342,23 @@ impl Daemon {
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<(Daemon, Store)> {
+        Daemon::start_embedded_with_clock(config, shutdown, clock::Clock::Real).await
+    }
+
+    /// [`Daemon::start_embedded`] whose loops wait on `clock` (tests: a
+    /// [`clock::ManualClock`] they advance instead of sleeping).
+    pub async fn start_embedded_with_clock(
+        config: Config,
+        shutdown: CancellationToken,
+        clock: clock::Clock,
+    ) -> Result<(Daemon, Store)> {
         let notifier = Arc::new(systemd::Notifier::disabled());
-        Daemon::open_and_start(config, notifier, shutdown).await
+        let store = store::open(&config.store)?;
+        let clients = Clients::build(&config)?;
+        let daemon =
+            Daemon::start_with_clock(config, store.clone(), clients, notifier, shutdown, clock)
+                .await?;
+        Ok((daemon, store))
     }
 
     /// Starts everything: registers the subscriptions, verifies each tenant's credentials,
@@ -352,6 +370,26 @@ impl Daemon {
         clients: Clients,
         notifier: Arc<systemd::Notifier>,
         shutdown: CancellationToken,
+    ) -> Result<Daemon> {
+        Daemon::start_with_clock(
+            config,
+            store,
+            clients,
+            notifier,
+            shutdown,
+            clock::Clock::Real,
+        )
+        .await
+    }
+
+    /// [`Daemon::start`] whose loops wait on `clock` ([`clock`]).
+    pub async fn start_with_clock(
+        config: Config,
+        store: Store,
+        clients: Clients,
+        notifier: Arc<systemd::Notifier>,
+        shutdown: CancellationToken,
+        clock: clock::Clock,
     ) -> Result<Daemon> {
         let metrics = clients.metrics().clone();
         let listeners = control::serve::Listeners::bind(&config.control).await?;
@@ -370,6 +408,7 @@ impl Daemon {
             clients,
             metrics,
             notifier,
+            clock,
         });
 
         notifier_status(&services, "verifying credentials");

@@ -35,10 +35,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::Clock;
 use crate::store::loops::{self, LoopRow, LoopState};
 use crate::{Error, Result, Services};
 
@@ -108,6 +108,13 @@ pub enum Event {
 pub trait Observer: Send + Sync + 'static {
     /// One event of loop `name`.
     fn report(&self, name: &str, event: Event) -> impl Future<Output = ()> + Send;
+
+    /// The clock the backoff and `healthy_after` are waited on (the real one unless the
+    /// observer knows better: the daemon's is [`crate::Services::clock`]).
+    fn clock(&self) -> &Clock {
+        static REAL: Clock = Clock::REAL;
+        &REAL
+    }
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -144,11 +151,12 @@ pub async fn supervise<O, F, Fut>(
             .report(name, Event::Started { restarts, failing })
             .await;
         let mut task = tokio::spawn(start());
-        let healthy_at = Instant::now() + policy.healthy_after;
+        let clock = observer.clock();
+        let healthy_at = clock.now() + policy.healthy_after;
         let joined = loop {
             tokio::select! {
                 joined = &mut task => break joined,
-                _ = sleep_until(healthy_at), if failing > 0 => {
+                _ = clock.sleep_until(healthy_at), if failing > 0 => {
                     failing = 0;
                     tracing::info!(r#loop = name, restarts, "loop is healthy again");
                     observer.report(name, Event::Healthy { restarts }).await;
@@ -193,7 +201,7 @@ pub async fn supervise<O, F, Fut>(
             )
             .await;
         tokio::select! {
-            _ = sleep(backoff) => {}
+            _ = observer.clock().sleep(backoff) => {}
             _ = shutdown.cancelled() => {
                 observer.report(name, Event::Stopped { restarts }).await;
                 return;
@@ -328,11 +336,17 @@ impl Observer for DaemonObserver {
             tracing::error!(r#loop = name, %error, "could not record the loop's state");
         }
     }
+
+    fn clock(&self) -> &Clock {
+        &self.services.clock
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::time::{Instant, sleep};
 
     use super::*;
     use crate::Error;

@@ -120,10 +120,11 @@ pub(crate) async fn run(services: Arc<Services>, shutdown: CancellationToken) ->
             MAX_BACKOFF
         };
         let beat = services.notifier.heartbeat_interval().unwrap_or(wait);
-        let until = tokio::time::Instant::now() + wait;
-        while tokio::time::Instant::now() < until {
+        let clock = &services.clock;
+        let until = clock.now() + wait;
+        while clock.now() < until {
             tokio::select! {
-                _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + beat)) => {}
+                _ = clock.sleep_until(until.min(clock.now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
             services.notifier.alive(LOOP);

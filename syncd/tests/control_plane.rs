@@ -4,13 +4,11 @@
 //! oversized bodies, times out slow requests and caps connections; the Unix socket serves the
 //! same routes with the same tokens.
 
-mod common_outbox;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common_outbox::*;
 use serde_json::json;
+use syncd_testkit::outbox::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 

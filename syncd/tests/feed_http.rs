@@ -5,16 +5,14 @@
 //! `Last-Event-ID` without gaps or repeats. Every emitted event is checked against
 //! `syncd/docs/change-event.schema.json`.
 
-mod common_sync;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common_sync::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use superoffice::entity::EntityKind;
 use syncd::feed::{ChangeEvent, Op, Tenants};
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 const TOKEN: &str = "test-feed-token-0123456789abcdef";

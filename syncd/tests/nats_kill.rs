@@ -1,5 +1,5 @@
 //! Crash safety of the NATS sink: the `syncd` binary publishes into a real `nats-server`
-//! (see `common_nats`) while "other users" keep changing the emulator, and is SIGKILLed 20
+//! (see `syncd_testkit::nats`) while "other users" keep changing the emulator, and is SIGKILLed 20
 //! times at random moments while the sink is behind (changes committed, not all acknowledged),
 //! then restarted. A kill between a publish and the cursor write makes the next process send
 //! those changes again with the same `Nats-Msg-Id`; the stream's de-duplication window drops
@@ -8,9 +8,6 @@
 //!
 //! `SYNCD_KILL_RUNS` (default 20) sets the number of kills, `SYNCD_KILL_SEED` the seed.
 
-mod common_nats;
-mod common_sync;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common_nats::*;
-use common_sync::process::KillOnDrop;
-use common_sync::*;
 use emulator::{EntityType, SeedCounts};
 use rand::{Rng, SeedableRng};
 use syncd::feed::Tenants;
+use syncd_testkit::nats::*;
+use syncd_testkit::sync::process::KillOnDrop;
+use syncd_testkit::sync::*;
 
 fn spawn(config: &Path, log: &Path) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()

@@ -1,19 +1,16 @@
-//! The NATS JetStream sink against a real `nats-server` (see `common_nats`): the stream holds
+//! The NATS JetStream sink against a real `nats-server` (see `syncd_testkit::nats`): the stream holds
 //! exactly the change feed (count, order per subscription, content, msg ids, subjects); with
 //! the server stopped mid-run the sync goes on, the sink reports its lag and the error, and
 //! after a restart on the same store it catches up without losing or repeating a change.
 
-mod common_nats;
-mod common_sync;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common_nats::*;
-use common_sync::*;
 use serde_json::json;
 use superoffice::entity::EntityKind;
 use syncd::feed::{ChangeEvent, Tenants};
+use syncd_testkit::nats::*;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -396,10 +393,11 @@ async fn a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones() {
         text.push('\n');
         let running = start(&text).await;
         let contacts = truth_live(&emu, emulator::EntityType::Contact);
-        eventually(T, "the copy matches the emulator", || async {
-            matches(&db, "contacts", &contacts)
-        })
-        .await;
+        running
+            .when_fed(T, "the copy matches the emulator", || async {
+                matches(&db, "contacts", &contacts)
+            })
+            .await;
         eventually(T, "the sink reports the refusal", || async {
             let errors = running
                 .services()
@@ -423,10 +421,11 @@ async fn a_server_that_requires_credentials_gets_them_and_refuses_wrong_ones() {
         text.push_str(good);
         text.push('\n');
         let running = start(&text).await;
-        eventually(T, "the copy matches the emulator", || async {
-            matches(&db, "contacts", &contacts)
-        })
-        .await;
+        running
+            .when_fed(T, "the copy matches the emulator", || async {
+                matches(&db, "contacts", &contacts)
+            })
+            .await;
         caught_up(&running).await;
         let feed = store_feed(&running);
         let client = async_nats::ConnectOptions::new();

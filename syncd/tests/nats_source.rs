@@ -5,20 +5,16 @@
 //! killed after committing a task but before acknowledging its message; the server delivers
 //! the message again after `ack_wait`, and the restarted daemon creates no second record.
 
-mod common_nats;
-mod common_outbox;
-mod common_process;
-
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream;
-use common_nats::*;
-use common_outbox::*;
-use common_process::{KillOnDrop, run_syncd};
 use emulator::EntityType;
 use syncd::outbox::TaskState;
+use syncd_testkit::nats::*;
+use syncd_testkit::outbox::*;
+use syncd_testkit::process::{KillOnDrop, run_syncd};
 
 async fn publish(js: &async_nats::jetstream::Context, msg_id: &str, body: &str) {
     let mut headers = HeaderMap::new();

@@ -3,15 +3,13 @@
 //! (patches only); a failed JSON Patch `test` (409) is always a conflict; the synced record's
 //! last-modified is the default condition and our own later writes do not count against it.
 
-mod common_outbox;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common_outbox::*;
 use emulator::Emulator;
 use serde_json::{Value, json};
 use syncd::outbox::TaskState;
+use syncd_testkit::outbox::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -4,21 +4,18 @@
 //! ForeignApp keys), and no record exists that no task owns. SIGTERM leaves no task half
 //! recorded.
 
-mod common_outbox;
-mod common_process;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common_outbox::*;
-use common_process::{KillOnDrop, run_syncd};
 use emulator::{Emulator, EntityType, FaultRule, RouteClass};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use syncd::outbox::TaskState;
+use syncd_testkit::outbox::*;
+use syncd_testkit::process::{KillOnDrop, run_syncd};
 
 const RUNS: usize = 20;
 const PER_RUN: usize = 6;

@@ -2,16 +2,14 @@
 //! patches, deletes, upserts, echo rows, FIFO per record under concurrency, backoff to `dead`,
 //! the transactional `outbox` table, and validation at intake.
 
-mod common_outbox;
-
 use std::time::Duration;
 
-use common_outbox::*;
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
 use superoffice::entity::EntityKind;
 use syncd::outbox::{Intake, TaskId, TaskState};
 use syncd::store::outbox_rows;
+use syncd_testkit::outbox::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,15 +1,13 @@
 //! A task's query parameters and `If-Unmodified-Since` reach the server with its write (the
 //! SDK's entity write), against the in-process emulator.
 
-mod common_outbox;
-
 use std::time::Duration;
 
 use chrono::Utc;
-use common_outbox::*;
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
 use syncd::outbox::TaskState;
+use syncd_testkit::outbox::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 

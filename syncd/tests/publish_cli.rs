@@ -1,14 +1,12 @@
 //! `syncd publish` and `syncd tasks …` as the binary: the task id on stdout, replays, errors
 //! naming the field, `--dry-run` sending and queueing nothing, and the task view commands.
 
-mod common_outbox;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common_outbox::*;
 use emulator::EntityType;
 use syncd::outbox::{TaskId, TaskState};
+use syncd_testkit::outbox::*;
 
 struct Out {
     ok: bool,

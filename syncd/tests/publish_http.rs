@@ -2,14 +2,12 @@
 //! key with another request is 409, bad input is 400 naming the field, `?dry_run=true` queues
 //! and sends nothing. (Authentication and limits: `control_plane.rs`.)
 
-mod common_outbox;
-
 use std::time::Duration;
 
-use common_outbox::*;
 use emulator::EntityType;
 use serde_json::{Value, json};
 use syncd::outbox::{TaskId, TaskState};
+use syncd_testkit::outbox::*;
 
 async fn post(url: &str, key: Option<&str>, body: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new()

@@ -4,15 +4,13 @@
 //! reconcile costs one request per page of the cap (requests ÷ minimum = 1.000). A server that
 //! ignores the keyset filter fails the run instead of paging forever.
 
-mod common_sync;
-
 use std::time::Duration;
 
-use common_sync::{
+use emulator::{EntityType, FaultRule, RouteClass};
+use syncd_testkit::sync::{
     base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
     workdir,
 };
-use emulator::{EntityType, FaultRule, RouteClass};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -37,7 +35,7 @@ async fn requests_of_ok_run(db: &std::path::Path, kind: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_top_cap_below_page_size_is_probed_learned_and_costs_no_extra_requests() {
     // 450 contacts; the server answers at most 120 rows a page; syncd asks for 200.
-    let emu = common_sync::emulator(counts(450, 0, 0), |c| c.odata.max_top = 120).await;
+    let emu = syncd_testkit::sync::emulator(counts(450, 0, 0), |c| c.odata.max_top = 120).await;
     let dir = workdir();
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
@@ -74,7 +72,7 @@ async fn a_top_cap_below_page_size_is_probed_learned_and_costs_no_extra_requests
 async fn a_short_page_is_the_end_only_after_an_empty_probe() {
     // 150 contacts, no cap: the one short page (150 of 200 asked) is probed once; the empty
     // answer confirms the end, so the load costs two requests and learns no cap.
-    let emu = common_sync::emulator(counts(150, 0, 0), |_| {}).await;
+    let emu = syncd_testkit::sync::emulator(counts(150, 0, 0), |_| {}).await;
     let dir = workdir();
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
@@ -104,7 +102,7 @@ fn failed_runs(db: &std::path::Path, sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_ignores_the_keyset_filter_fails_the_run() {
-    let emu = common_sync::emulator(counts(10, 0, 0), |_| {}).await;
+    let emu = syncd_testkit::sync::emulator(counts(10, 0, 0), |_| {}).await;
     let dir = workdir();
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");

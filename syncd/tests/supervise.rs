@@ -2,17 +2,17 @@
 //! fails is restarted (metric, readiness, `syncd status`) and recovers; transforms that fail
 //! or never end quarantine only their record, and `quarantine retry` refetches it.
 
-mod common_sync;
-
 use std::time::{Duration, Instant};
 
-use common_sync::*;
 use emulator::EntityType;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Restarts come quickly and a restarted loop counts as healthy after 1.5 s.
-const SUPERVISOR: &str = "\n[supervisor]\nrestart_backoff = \"100ms\"\nrestart_max_backoff = \"400ms\"\nhealthy_after = \"1500ms\"\n";
+/// Restarts come quickly; a restarted loop counts as healthy only after an hour on the daemon's
+/// clock, which the test skips ([`Running::clock`]) once it wants the loop healthy.
+const SUPERVISOR: &str = "\n[supervisor]\nrestart_backoff = \"100ms\"\nrestart_max_backoff = \"400ms\"\nhealthy_after = \"1h\"\n";
+const HEALTHY_AFTER: Duration = Duration::from_secs(3600);
 
 fn restarts(running: &Running, name: &str) -> f64 {
     running
@@ -42,10 +42,11 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     );
     text.push_str(SUPERVISOR);
     let running = start(&text).await;
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     assert_eq!(restarts(&running, "sync:contacts"), 0.0);
     assert!(running.services().health.problems().is_empty());
     let metrics = running.services().metrics.render();
@@ -100,8 +101,25 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
         .expect("outbox row");
     assert_eq!((outbox.restarts, outbox.failing), (0, 0), "{outbox:?}");
 
-    // Repair: the loop comes back, is healthy after `healthy_after`, and syncs again.
+    // Repair: the loop comes back and polls again, but it is not ready before it has run
+    // `healthy_after` without failing.
     execute(&db, "ALTER TABLE cursors_away RENAME TO cursors");
+    let polls = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+    eventually(T, "a poll succeeds again", || async {
+        let n = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+        if n > polls {
+            Ok(())
+        } else {
+            Err(format!("{n} ok runs"))
+        }
+    })
+    .await;
+    assert!(
+        loop_problem(&running, "sync:contacts").is_some(),
+        "ready before healthy_after"
+    );
+    // An hour later (skipped, not slept) it is healthy and ready again.
+    running.clock.advance(HEALTHY_AFTER);
     eventually(T, "ready again", || async {
         match loop_problem(&running, "sync:contacts") {
             None => Ok(()),

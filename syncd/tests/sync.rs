@@ -2,13 +2,11 @@
 //! deletes (webhooks, reconcile, tickets, restores), the breaker, webhooks, child
 //! subscriptions, echoes, faults and configuration errors.
 
-mod common_sync;
-
 use std::time::Duration;
 
-use common_sync::*;
 use emulator::EntityType;
 use serde_json::json;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -25,12 +23,37 @@ async fn count_reaches(what: &str, count: impl Fn() -> i64, at_least: i64) {
     .await;
 }
 
-/// Runs of `kind` that ended (any status).
-fn ended_runs(db: &std::path::Path, kind: PassKind) -> i64 {
-    runs(db)
-        .iter()
-        .filter(|r| r.kind == kind && r.ended_at.is_some())
-        .count() as i64
+/// Waits until two more polls have completed (instead of sleeping for a guess of two poll
+/// intervals): at least one of them started after whatever the test just did.
+async fn two_more_polls(db: &std::path::Path) {
+    let ok_polls = || count_runs(db, Some(PassKind::Poll), Some(RunStatus::Ok));
+    let polls = ok_polls();
+    count_reaches("two more polls", ok_polls, polls + 2).await;
+}
+
+/// For subscriptions polling an hour apart: waits until both subscription loops sleep
+/// between polls (in steps of at most 2 s, their flag check; nothing else of the daemon sleeps
+/// that long), checks `check`, and if it does not hold yet skips to the next poll.
+async fn next_polls_until(running: &Running, what: &str, check: impl Fn() -> Result<(), String>) {
+    const POLL: Duration = Duration::from_secs(3600);
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::timeout(
+            T,
+            running
+                .clock
+                .until_waiting(2, Duration::from_millis(300)..Duration::from_millis(2001)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the subscription loops did not go to sleep"));
+        match check() {
+            Ok(()) => return,
+            Err(message) if started.elapsed() > T => {
+                panic!("{what}: not reached within {T:?}: {message}")
+            }
+            Err(_) => running.clock.advance(POLL),
+        }
+    }
 }
 
 fn subscription(name: &str, entity: &str, extra: &str) -> String {
@@ -140,10 +163,11 @@ async fn edits_on_the_watermark_day_and_in_the_same_second_are_all_caught() {
     let api = client(&emu);
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     for sub in ["rows", "entities"] {
-        eventually(T, sub, || async {
-            matches(&db, sub, &truth_live(&emu, EntityType::Contact))
-        })
-        .await;
+        running
+            .when_fed(T, sub, || async {
+                matches(&db, sub, &truth_live(&emu, EntityType::Contact))
+            })
+            .await;
     }
     for round in 0..4 {
         // Several edits of one record within one second, and of its neighbours, all on the
@@ -171,16 +195,17 @@ async fn edits_on_the_watermark_day_and_in_the_same_second_are_all_caught() {
         for sub in ["rows", "entities"] {
             // Timestamps are whole seconds: a row read between e1 and e2 carries the same
             // `updated` as the truth; the next pass's overlap brings e2.
-            eventually(T, sub, || async {
-                matches(&db, sub, &expected)?;
-                let json = records(&db, sub)[&5].json.clone();
-                if json.contains(&last_edit) {
-                    Ok(())
-                } else {
-                    Err(format!("record 5 without {last_edit}: {json}"))
-                }
-            })
-            .await;
+            running
+                .when_fed(T, sub, || async {
+                    matches(&db, sub, &expected)?;
+                    let json = records(&db, sub)[&5].json.clone();
+                    if json.contains(&last_edit) {
+                        Ok(())
+                    } else {
+                        Err(format!("record 5 without {last_edit}: {json}"))
+                    }
+                })
+                .await;
         }
         if round == 1 {
             // Edits within the same second as the previous pass read: make them land right
@@ -224,10 +249,11 @@ async fn webhook_deletes_are_confirmed_restores_come_back_and_forgeries_are_reje
     );
     let running = start(&text).await;
     let url = running.control_url();
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     // The daemon registered its webhook (public_url = "auto").
     let hooks = syncd::sync::ensure::list(&client(&emu), None)
         .await
@@ -414,23 +440,26 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
         "columns = [\"name\"]\nwebhooks = false\nreconcile_interval = \"1h\"",
     ));
     let running = start(&text).await;
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     let api = client(&emu);
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     for id in [7, 8, 9] {
         contacts.delete(id, None).await.unwrap();
     }
-    // Polling cannot see soft deletes; nothing happens until a reconcile.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Polling cannot see soft deletes; nothing happens until a reconcile (two polls that
+    // started after the deletes, at least one, find nothing).
+    two_more_polls(&db).await;
     assert_eq!(count_changes(&db, Some(Op::Delete)), 0);
     request(&db, "contacts", Request::Reconcile);
-    eventually(T, "reconcile", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "reconcile", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     assert_eq!(count_changes(&db, Some(Op::Delete)), 3);
     let cursor = state(&db, "contacts");
     assert!(!cursor.reconcile_requested && cursor.last_reconcile.is_some());
@@ -483,14 +512,16 @@ async fn reconcile_confirms_deletes_and_the_breaker_trips_on_a_mass_delete() {
         }
     })
     .await;
-    // The operator confirms: `syncd reconcile` applies the deletes and lifts the breaker.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The polls meanwhile delete nothing. The operator confirms: `syncd reconcile` applies the
+    // deletes and lifts the breaker.
+    two_more_polls(&db).await;
     assert_eq!(count_changes(&db, Some(Op::Delete)), 3);
     request(&db, "contacts", Request::Reconcile);
-    eventually(T, "operator reconcile", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "operator reconcile", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     assert_eq!(count_changes(&db, Some(Op::Delete)), 18);
     assert_eq!(state(&db, "contacts").degraded, None);
     feed_is_consistent(&db, "contacts").unwrap();
@@ -509,10 +540,11 @@ async fn ticket_status_deleted_is_a_delete_and_resync_emits_nothing_new() {
         "columns = [\"title\"]\nwebhooks = false",
     ));
     let running = start(&text).await;
-    eventually(T, "initial load", || async {
-        matches(&db, "tickets", &truth_live(&emu, EntityType::Ticket))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "tickets", &truth_live(&emu, EntityType::Ticket))
+        })
+        .await;
     let api = client(&emu);
     let tickets = api.entities(superoffice::entity::EntityKind::Ticket);
     tickets.delete(12, None).await.unwrap();
@@ -520,10 +552,11 @@ async fn ticket_status_deleted_is_a_delete_and_resync_emits_nothing_new() {
         .merge_patch(13, &json!({"Title": "renamed"}), None)
         .await
         .unwrap();
-    eventually(T, "ticket delete", || async {
-        matches(&db, "tickets", &truth_live(&emu, EntityType::Ticket))
-    })
-    .await;
+    running
+        .when_fed(T, "ticket delete", || async {
+            matches(&db, "tickets", &truth_live(&emu, EntityType::Ticket))
+        })
+        .await;
     let mut ops: Vec<(i64, String)> = changes(&db, "tickets")
         .into_iter()
         .filter(|c| c.op != "insert")
@@ -621,10 +654,11 @@ async fn child_subscriptions_follow_the_parent_rows() {
         "the new person belongs to contact 5"
     );
     let want = expected(truth_live(&emu, EntityType::Person), owners);
-    eventually(T, "child changes", || async {
-        matches(&db, "persons", &want)
-    })
-    .await;
+    running
+        .when_fed(T, "child changes", || async {
+            matches(&db, "persons", &want)
+        })
+        .await;
     assert!(records(&db, "persons")[&edit].json.contains("Edited"));
     // A child deleted on the server is confirmed and removed by reconcile.
     persons.delete(edit as i32, None).await.unwrap();
@@ -655,21 +689,25 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
         ("rows", "columns = [\"name\", \"department\"]"),
     ] {
         text.push_str(&format!(
-            "\n[[subscription]]\nname = {name:?}\nentity = \"contact\"\npoll_interval = \"1500ms\"\nwebhooks = false\n{extra}\n"
+            "\n[[subscription]]\nname = {name:?}\nentity = \"contact\"\npoll_interval = \"1h\"\nreconcile_interval = \"24h\"\nwebhooks = false\n{extra}\n"
         ));
     }
+    // Polls are an hour apart on the daemon's clock: after the initial load, a poll happens
+    // only when the test skips the hour (`next_polls_until`), so the write and its echo row
+    // are both in place before a poll reads.
     let running = start(&text).await;
     for sub in ["entities", "rows"] {
-        eventually(T, sub, || async {
-            matches(&db, sub, &truth_live(&emu, EntityType::Contact))
-        })
-        .await;
+        running
+            .when_fed(T, sub, || async {
+                matches(&db, sub, &truth_live(&emu, EntityType::Contact))
+            })
+            .await;
     }
     let api = client(&emu);
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
-    // Right after a poll, write like the outbox does and record the echo.
-    let polls = count_runs(&db, Some(PassKind::Poll), None);
-    count_reaches("a poll", || ended_runs(&db, PassKind::Poll), polls + 2).await;
+    // Between polls, write like the outbox does and record the echo; then the next polls.
+    let closed = || runs(&db).iter().filter(|r| r.ended_at.is_some()).count() as i64;
+    count_reaches("the initial passes closed", closed, 2).await;
     let answer = contacts
         .merge_patch(7, &json!({"Department": "echo"}), None)
         .await
@@ -684,16 +722,15 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
             "INSERT INTO echoes (entity, id, entity_hash, published_at, task_id) VALUES ('contact', 7, '{hash}', '{now}', 1)"
         ),
     );
-    for sub in ["entities", "rows"] {
-        eventually(T, sub, || async {
-            if records(&db, sub)[&7].json.contains("echo") {
-                Ok(())
-            } else {
-                Err("not yet".into())
+    next_polls_until(&running, "the echo stored", || {
+        for sub in ["entities", "rows"] {
+            if !records(&db, sub)[&7].json.contains("echo") {
+                return Err(format!("{sub}: not yet"));
             }
-        })
-        .await;
-    }
+        }
+        Ok(())
+    })
+    .await;
     for sub in ["entities", "rows"] {
         assert!(
             changes(&db, sub)
@@ -709,20 +746,19 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
         .merge_patch(7, &json!({"Department": "external"}), None)
         .await
         .unwrap();
-    for sub in ["entities", "rows"] {
-        eventually(T, sub, || async {
+    next_polls_until(&running, "the external change reported", || {
+        for sub in ["entities", "rows"] {
             let n = changes(&db, sub)
                 .iter()
                 .filter(|c| c.id == 7 && c.op == "update")
                 .count();
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(format!("{n} updates"))
+            if n != 1 {
+                return Err(format!("{sub}: {n} updates"));
             }
-        })
-        .await;
-    }
+        }
+        Ok(())
+    })
+    .await;
     let echoes = store(&db)
         .read_blocking(syncd::store::records::echo_count)
         .unwrap();
@@ -776,10 +812,11 @@ async fn a_storm_of_429_and_503_token_expiry_and_a_tenant_move_all_complete() {
         ("contacts", EntityType::Contact),
         ("persons", EntityType::Person),
     ] {
-        eventually(Duration::from_secs(60), sub, || async {
-            matches(&db, sub, &truth_live(&emu, entity))
-        })
-        .await;
+        running
+            .when_fed(Duration::from_secs(60), sub, || async {
+                matches(&db, sub, &truth_live(&emu, entity))
+            })
+            .await;
         feed_is_consistent(&db, sub).unwrap();
     }
     let stats = emu.stats();
@@ -853,10 +890,11 @@ async fn bad_configuration_is_a_clear_error() {
         subscription("c", "contact", "columns = [\"name\"]\nwebhooks = false")
     );
     let running = start(&text).await;
-    eventually(T, "load", || async {
-        matches(&db, "c", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "load", || async {
+            matches(&db, "c", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     running.stop().await;
     let text = format!(
         "{base}{}",
@@ -877,6 +915,6 @@ async fn bad_configuration_is_a_clear_error() {
     // And a subscription that synced contacts cannot silently become persons.
     running.stop().await;
     let text = format!("{base}{}", subscription("c", "person", "webhooks = false"));
-    let error = try_start(&text).await.err().expect("refused").to_string();
+    let error = try_start(&text).await.expect_err("refused").to_string();
     assert!(error.contains("synced contact before"), "{error}");
 }

@@ -2,17 +2,15 @@
 //! an emulator in this process while "other users" keep creating, editing and deleting, is
 //! killed with SIGKILL at random moments and restarted, again and again. In the end the local
 //! copy equals the emulator's ground truth and the change feed has no gap and no duplicate
-//! (see `common_sync/kill.rs`).
+//! (see `syncd_testkit::sync::kill`).
 //!
 //! `SYNCD_KILL_RUNS` (default 20) sets the number of kills, `SYNCD_KILL_SEED` the seed;
 //! `cargo bench -p syncd --bench sync` runs more.
 
-mod common_sync;
-
 use std::path::Path;
 use std::process::Command;
 
-use common_sync::*;
+use syncd_testkit::sync::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {

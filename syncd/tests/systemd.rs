@@ -2,15 +2,12 @@
 //! verified, `STATUS=` updates, `WATCHDOG=1` while the loops run, and on SIGTERM `STOPPING=1`
 //! and exit status 0 within 10 s. SIGHUP reloads the configuration.
 
-mod common_notify;
-mod common_process;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common_notify::FakeSystemd;
-use common_process::KillOnDrop;
+use syncd_testkit::notify::FakeSystemd;
+use syncd_testkit::process::KillOnDrop;
 
 fn write_config(dir: &Path, emu: &emulator::Emulator, poll: &str, token: &str) {
     let text = format!(

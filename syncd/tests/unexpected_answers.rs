@@ -4,19 +4,16 @@
 //! and an upsert whose lookup fails in any way never falls through to a create. The emulator's
 //! body faults serve the odd answers.
 
-mod common_outbox;
-mod common_sync;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common_sync::{
-    Op, PassKind, Request, RunStatus, base_config, count_changes, count_runs, counts, db_path,
-    eventually, matches, records, request, start, state, truth_live, try_runs_after, workdir,
-};
 use emulator::{EntityType, FaultRule, RouteClass};
 use serde_json::json;
 use syncd::outbox::TaskState;
+use syncd_testkit::sync::{
+    Op, PassKind, Request, RunStatus, base_config, count_changes, count_runs, counts, db_path,
+    eventually, matches, records, request, start, state, truth_live, try_runs_after, workdir,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -47,7 +44,7 @@ async fn failed_run(db: &Path, kind: PassKind, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
-    let emu = common_sync::emulator(counts(40, 0, 0), |_| {}).await;
+    let emu = syncd_testkit::sync::emulator(counts(40, 0, 0), |_| {}).await;
     let dir = workdir();
     let db = db_path(dir.path());
     let mut text = base_config(&emu, dir.path(), "");
@@ -84,10 +81,11 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
 
     // The real answers load everything.
     emu.clear_faults();
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     let changes = count_changes(&db, None);
     assert_eq!(changes, 40);
 
@@ -146,7 +144,7 @@ async fn list_answers_without_value_or_keys_fail_the_run_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_whose_lookup_fails_never_creates() {
-    use common_outbox::*;
+    use syncd_testkit::outbox::*;
     let emu = emulator().await;
     let setup = Setup::new(
         &emu,
@@ -208,10 +206,10 @@ async fn an_upsert_whose_lookup_fails_never_creates() {
 async fn a_foreign_key_lookup_of_unexpected_shape_is_an_error() {
     use superoffice::entity::EntityKind;
     use syncd::outbox::foreign::ForeignKeys;
-    let emu = common_outbox::emulator().await;
-    let setup = common_outbox::Setup::new(&emu, "", "");
+    let emu = syncd_testkit::outbox::emulator().await;
+    let setup = syncd_testkit::outbox::Setup::new(&emu, "", "");
     let keys = ForeignKeys::new(&setup.config().outbox);
-    let api = common_sync::client(&emu);
+    let api = syncd_testkit::sync::client(&emu);
     keys.ensure(&api).await.unwrap();
     keys.ensure(&api).await.unwrap();
     let kind = EntityKind::Contact;

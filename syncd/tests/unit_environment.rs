@@ -20,17 +20,14 @@
 //! or when not run as root, the test fails under `CI=true` and says why; elsewhere it says why
 //! and skips.
 
-mod common_notify;
-mod common_process;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common_notify::FakeSystemd;
-use common_process::KillOnDrop;
+use syncd_testkit::notify::FakeSystemd;
+use syncd_testkit::process::KillOnDrop;
 
 /// Says why the test cannot run: a failure in CI, a loud skip elsewhere. `None` = go on.
 fn unavailable(reason: &str) -> Option<()> {

@@ -4,18 +4,16 @@
 //! checks deliveries with it. Unfollowed events are not stored; oversized bodies are 413.
 //! `[retention]`: the daemon deletes old webhook events and runs at start-up.
 
-mod common_sync;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common_sync::*;
 use emulator::EntityType;
 use serde_json::json;
 use syncd::store::runs::{RunEnd, finish_run, start_run};
 use syncd::store::types::UtcTime;
 use syncd::store::webhooks::NewEvent;
+use syncd_testkit::sync::*;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -223,10 +221,11 @@ async fn webhooks_ensure_generates_a_secret_gives_it_to_an_existing_webhook_and_
     let running = start(&text).await;
     let url = running.control_url();
     assert_eq!(url, format!("http://127.0.0.1:{port}"));
-    eventually(T, "initial load", || async {
-        matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
-    })
-    .await;
+    running
+        .when_fed(T, "initial load", || async {
+            matches(&db, "contacts", &truth_live(&emu, EntityType::Contact))
+        })
+        .await;
     let contacts = api.entities(superoffice::entity::EntityKind::Contact);
     contacts
         .merge_patch(7, &json!({ "Department": "via webhook" }), None)

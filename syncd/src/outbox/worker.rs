@@ -136,7 +136,7 @@ impl Worker {
                     self.refilled(refilled);
                 }
                 _ = self.services.outbox.notify.notified() => self.quiet_until.clear(),
-                _ = tokio::time::sleep(IDLE) => {}
+                _ = self.services.clock.sleep(IDLE) => {}
                 _ = self.shutdown.cancelled() => {}
             }
         }

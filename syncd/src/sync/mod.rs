@@ -503,9 +503,11 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 .store(cap, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    let started = Instant::now();
-    let mut next_poll = Instant::now();
-    let mut next_queue = Instant::now();
+    // Every wait of this loop is on the daemon's clock (a test can skip it).
+    let clock = &services.clock;
+    let started = clock.now();
+    let mut next_poll = clock.now();
+    let mut next_queue = clock.now();
     let mut failures: u32 = 0;
     loop {
         if shutdown.is_cancelled() {
@@ -529,13 +531,13 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 0.0,
             );
             tracing::info!(subscription = %plan.name, "resync requested: reloading");
-            next_poll = Instant::now();
+            next_poll = clock.now();
             continue;
         }
 
         // Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also
         // for subscriptions without webhooks).
-        if Instant::now() >= next_queue {
+        if clock.now() >= next_queue {
             let name = plan.name.clone();
             let pending = services
                 .store
@@ -550,16 +552,16 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 {
                     Some(unknown) => {
                         if unknown {
-                            next_poll = Instant::now();
+                            next_poll = clock.now();
                         }
                     }
-                    None => next_queue = Instant::now() + backoff(1, plan.poll_interval),
+                    None => next_queue = clock.now() + backoff(1, plan.poll_interval),
                 }
             }
         }
 
         // A pass: when due, or to finish one a previous process started.
-        if Instant::now() >= next_poll || state.resume.is_some() {
+        if clock.now() >= next_poll || state.resume.is_some() {
             let kind = match (&state.resume, state.incremental) {
                 (Some(resume), _) => resume.kind,
                 (None, true) => PassKind::Poll,
@@ -576,12 +578,12 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             match ran {
                 Some(_) => {
                     failures = 0;
-                    next_poll = Instant::now() + plan.poll_interval;
+                    next_poll = clock.now() + plan.poll_interval;
                     after_pass(engine).await?;
                 }
                 None => {
                     failures += 1;
-                    next_poll = Instant::now() + backoff(failures, plan.poll_interval);
+                    next_poll = clock.now() + backoff(failures, plan.poll_interval);
                     continue_after_failure(engine, kind, failures).await;
                 }
             }
@@ -596,7 +598,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         let last_reconcile = state
             .last_reconcile
             .and_then(|at| (chrono::Utc::now() - at.at()).to_std().ok())
-            .unwrap_or_else(|| started.elapsed());
+            .unwrap_or_else(|| clock.now().saturating_duration_since(started));
         let due = last_reconcile >= plan.reconcile_interval && state.degraded.is_none();
         if state.incremental
             && state.resume.is_none()
@@ -611,7 +613,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             .await;
             if ran.is_none() {
                 failures += 1;
-                next_poll = Instant::now() + backoff(failures, plan.poll_interval);
+                next_poll = clock.now() + backoff(failures, plan.poll_interval);
             } else if plan.webhooks {
                 services.sync.ensure_webhooks(services).await;
             }
@@ -624,23 +626,23 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             .saturating_sub(last_reconcile)
             .max(Duration::from_millis(10));
         let deadline = next_poll
-            .min(Instant::now() + until_reconcile)
-            .min(Instant::now() + FLAG_CHECK);
+            .min(clock.now() + until_reconcile)
+            .min(clock.now() + FLAG_CHECK);
         let heartbeat = services.notifier.heartbeat_interval();
         loop {
-            let now = Instant::now();
+            let now = clock.now();
             if now >= deadline {
                 break;
             }
             let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
             tokio::select! {
-                _ = tokio::time::sleep_until(step_until.into()) => {
+                _ = clock.sleep_until(step_until) => {
                     services.notifier.alive(engine.loop_name);
                 }
                 _ = wake.notified() => {
                     // Let a burst of events gather into one batch.
                     tokio::select! {
-                        _ = tokio::time::sleep(WEBHOOK_GATHER) => {}
+                        _ = clock.sleep(WEBHOOK_GATHER) => {}
                         _ = shutdown.cancelled() => return Ok(()),
                     }
                     break;

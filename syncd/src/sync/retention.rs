@@ -135,11 +135,12 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
             }
         };
         services.notifier.alive(LOOP);
-        let until = tokio::time::Instant::now() + wait;
+        let clock = &services.clock;
+        let until = clock.now() + wait;
         let beat = services.notifier.heartbeat_interval().unwrap_or(wait);
-        while tokio::time::Instant::now() < until {
+        while clock.now() < until {
             tokio::select! {
-                _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + beat)) => {}
+                _ = clock.sleep_until(until.min(clock.now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
             services.notifier.alive(LOOP);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The service manager's end of `NOTIFY_SOCKET`: a datagram socket the test binds.
+#[derive(Debug)]
 pub struct FakeSystemd {
     socket: UnixDatagram,
     /// Every message received so far, in order.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use emulator::{Emulator, EntityType, SeedCounts};
 use serde_json::Value;
 use superoffice::entity::EntityKind;
+use syncd::clock::ManualClock;
 use syncd::outbox::{Intake, PublishRequest, Task, TaskId, TaskState};
 use syncd::store::tasks as ledger;
 use syncd::{Config, Daemon, Store};
@@ -35,6 +36,7 @@ pub async fn emulator() -> Emulator {
 pub const CONTROL_TOKEN: &str = "test-control-token-0123456789";
 
 /// A test directory plus the config text against an emulator.
+#[derive(Debug)]
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub text: String,
@@ -106,24 +108,33 @@ max_backoff = "200ms"
     pub async fn daemon(&self) -> Running {
         let config = self.config();
         let shutdown = CancellationToken::new();
-        let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone())
-            .await
-            .expect("daemon starts");
+        let clock = ManualClock::new();
+        let (daemon, store) = Daemon::start_embedded_with_clock(
+            config.clone(),
+            shutdown.clone(),
+            clock.clone().into(),
+        )
+        .await
+        .expect("daemon starts");
         Running {
             daemon: Some(daemon),
             shutdown,
             store,
             config,
+            clock,
         }
     }
 }
 
 /// A running in-process daemon.
+#[derive(Debug)]
 pub struct Running {
     pub daemon: Option<Daemon>,
     pub shutdown: CancellationToken,
     pub store: Store,
     pub config: Config,
+    /// The clock the daemon's loops wait on: real time unless the test advances it.
+    pub clock: ManualClock,
 }
 
 impl Running {
@@ -310,7 +321,23 @@ pub fn echo(
         .map(|row| (row.hash, row.task_id))
 }
 
-/// The path of the `syncd` binary.
+/// The path of the `syncd` binary: the one cargo built beside the running test or bench
+/// (tests and benches run from `target/<profile>/deps/`, the binary is `target/<profile>/syncd`;
+/// `CARGO_BIN_EXE_syncd` is only known when compiling syncd's own tests, not this crate).
 pub fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_syncd"))
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the path of the running test");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let binary = profile.join("syncd");
+        assert!(
+            binary.is_file(),
+            "{} does not exist: the syncd binary is built for syncd's own tests and benches",
+            binary.display()
+        );
+        binary
+    })
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 
 /// A running `nats-server -js`.
+#[derive(Debug)]
 pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,

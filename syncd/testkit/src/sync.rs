@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, SeedCounts};
 use superoffice::auth::StaticAuth;
+use syncd::clock::ManualClock;
 pub use syncd::feed::Op;
 pub use syncd::store::runs::{Run, RunStatus, SubState};
 pub use syncd::store::status::Request;
@@ -77,11 +78,14 @@ pub fn webhook_control() -> String {
 }
 
 /// A running in-process daemon.
+#[derive(Debug)]
 pub struct Running {
     pub daemon: Option<Daemon>,
     pub shutdown: CancellationToken,
     pub store: syncd::Store,
     pub config: Config,
+    /// The clock the daemon's loops wait on: real time unless the test advances it.
+    pub clock: ManualClock,
 }
 
 impl Running {
@@ -102,6 +106,51 @@ impl Running {
             daemon.wait().await.unwrap();
         }
     }
+
+    /// Like [`eventually`], but re-checks whenever change rows commit (the daemon's feed
+    /// notifier); a fallback tick (200 ms) covers state that changes without a change row (a
+    /// stored record whose hash did not change, a run's status, a metric).
+    pub async fn when_fed<F, Fut>(&self, timeout: Duration, what: &str, check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let fed = self.services().feed.subscribe();
+        until_signalled(fed, timeout, what, check).await
+    }
+}
+
+/// Checks `check` now and again after every change of `signal` (or at the latest every
+/// 200 ms) until it returns `Ok`; fails with its last message after `timeout`.
+pub async fn until_signalled<T, F, Fut>(
+    mut signal: tokio::sync::watch::Receiver<T>,
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        signal.borrow_and_update();
+        let message = match check().await {
+            Ok(()) => return,
+            Err(message) => message,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not reached within {timeout:?}: {message}");
+        }
+        let tick = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));
+        tokio::select! {
+            changed = signal.changed() => {
+                if changed.is_err() {
+                    panic!("{what}: the signal closed (the daemon stopped): {message}");
+                }
+            }
+            _ = tokio::time::sleep_until(tick) => {}
+        }
+    }
 }
 
 /// Parses `text` and starts the daemon in this process.
@@ -113,12 +162,16 @@ pub async fn start(text: &str) -> Running {
 pub async fn try_start(text: &str) -> syncd::Result<Running> {
     let config = Config::parse(text, "test.toml", &BTreeMap::new())?;
     let shutdown = CancellationToken::new();
-    let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone()).await?;
+    let clock = ManualClock::new();
+    let (daemon, store) =
+        Daemon::start_embedded_with_clock(config.clone(), shutdown.clone(), clock.clone().into())
+            .await?;
     Ok(Running {
         daemon: Some(daemon),
         shutdown,
         store,
         config,
+        clock,
     })
 }
 
@@ -446,5 +499,4 @@ pub fn db_path(dir: &Path) -> PathBuf {
 }
 
 pub mod kill;
-#[path = "../common_process/mod.rs"]
-pub mod process;
+pub use crate::process;

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 /// Owns a child process and kills it on drop unless it has already exited.
+#[derive(Debug)]
 pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
