@@ -2,7 +2,9 @@
 //! `prettyplease`.
 //!
 //! The post-pass adds what progenitor/typify cannot express: the open enums that replace
-//! hoisted property enums (`x-open-enum`), and lenient deserializers on integer fields.
+//! hoisted property enums (`x-open-enum`), lenient deserializers on integer fields, and an
+//! empty default for the builders' `extra` (the unknown fields every object keeps), which typify
+//! leaves unset so that `build()` would fail unless a caller supplied a map of unknown fields.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use progenitor::{GenerationSettings, Generator, HooksMode, InterfaceStyle, TagStyle, TypeImpl};
@@ -66,6 +68,7 @@ pub fn generate(doc: &Value, config: &Config) -> Result<String> {
     if config.normalize.lenient_integers {
         lenient_integers(types, &gen_cfg.lenient_int_module)?;
     }
+    default_extra(types);
     Ok(prettyplease::unparse(&file))
 }
 
@@ -333,6 +336,55 @@ fn lenient_integers(types: &mut [syn::Item], module: &str) -> Result<()> {
     Ok(())
 }
 
+/// In `types::builder`, every `impl Default` whose struct literal sets `extra` to typify's
+/// "no value supplied" error sets it to an empty map instead: unknown fields are optional, so a
+/// builder that names only known fields builds. Returns how many builders changed.
+fn default_extra(types: &mut [syn::Item]) -> usize {
+    let mut changed = 0;
+    for item in types {
+        let syn::Item::Mod(module) = item else {
+            continue;
+        };
+        if module.ident != "builder" {
+            continue;
+        }
+        let Some((_, items)) = module.content.as_mut() else {
+            continue;
+        };
+        for item in items {
+            let syn::Item::Impl(imp) = item else { continue };
+            let is_default = imp
+                .trait_
+                .as_ref()
+                .and_then(|(path, _)| path.segments.last())
+                .is_some_and(|segment| segment.ident == "Default");
+            if !is_default {
+                continue;
+            }
+            for item in &mut imp.items {
+                let syn::ImplItem::Fn(function) = item else {
+                    continue;
+                };
+                for stmt in &mut function.block.stmts {
+                    let syn::Stmt::Expr(syn::Expr::Struct(literal), _) = stmt else {
+                        continue;
+                    };
+                    for field in &mut literal.fields {
+                        let syn::Member::Named(name) = &field.member else {
+                            continue;
+                        };
+                        if name == "extra" && quote!(#field).to_string().contains("Err") {
+                            field.expr = syn::parse_quote!(Ok(Default::default()));
+                            changed += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    changed
+}
+
 fn normalized_type(ty: &syn::Type) -> String {
     quote!(#ty)
         .to_string()
@@ -358,5 +410,35 @@ mod tests {
         assert!(open_enum("X", &["Unknown".into(), "unknown".into()]).is_err());
         assert!(open_enum("X", &["Unrecognized".into()]).is_err());
         assert!(open_enum("X", &["A".into(), "B".into()]).is_ok());
+    }
+
+    #[test]
+    fn builders_default_extra_to_an_empty_map() {
+        let mut file: syn::File = syn::parse_quote! {
+            pub mod builder {
+                impl ::std::default::Default for Webhook {
+                    fn default() -> Self {
+                        Self {
+                            name: Ok(Default::default()),
+                            extra: Err("no value supplied for extra".to_string()),
+                        }
+                    }
+                }
+                impl ::std::default::Default for Other {
+                    fn default() -> Self {
+                        Self { id: Err("no value supplied for id".to_string()) }
+                    }
+                }
+            }
+        };
+        assert_eq!(default_extra(&mut file.items), 1);
+        let text = prettyplease::unparse(&file);
+        assert!(text.contains("extra: Ok(Default::default())"), "{text}");
+        // A required field stays required.
+        assert!(
+            text.contains(r#"id: Err("no value supplied for id".to_string())"#),
+            "{text}"
+        );
+        assert_eq!(default_extra(&mut file.items), 0);
     }
 }

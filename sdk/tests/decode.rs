@@ -281,3 +281,19 @@ fn without_nulls(value: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// A builder that names only known fields builds: the unknown-fields map (`extra`) defaults to
+/// empty, and serializing adds nothing for it.
+#[test]
+fn a_builder_with_known_fields_only_builds() {
+    let hook = Webhook::try_from(
+        Webhook::builder()
+            .name(Some("syncd-Cust1".to_string()))
+            .state(Some(WebhookState::Active)),
+    )
+    .expect("a Webhook without unknown fields");
+    assert!(hook.extra.is_empty());
+    let json = serde_json::to_value(&hook).unwrap();
+    assert_eq!(json["Name"], "syncd-Cust1");
+    assert_eq!(json["State"], "Active");
+}

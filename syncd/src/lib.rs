@@ -640,7 +640,7 @@ mod tests {
                     kind: superoffice::entity::EntityKind::Contact,
                     id: 1 << 40,
                 },
-                "invalid input: contact id 1099511627776 does not fit the API",
+                "invalid input: Contact id 1099511627776 does not fit the API",
             ),
         ];
         for (error, text) in cases {
