@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emulator::{Emulator, EntityType, SeedCounts};
@@ -38,7 +39,9 @@ pub const CONTROL_TOKEN: &str = "test-control-token-0123456789";
 /// A test directory plus the config text against an emulator.
 #[derive(Debug)]
 pub struct Setup {
-    pub dir: tempfile::TempDir,
+    /// The directory of the database and the token file; every [`Running`] started from this
+    /// setup keeps it too, so it outlives the daemon even when the setup is a temporary.
+    pub dir: Arc<tempfile::TempDir>,
     pub text: String,
 }
 
@@ -71,7 +74,10 @@ max_backoff = "200ms"
             ctx = emu.context_identifier(),
             token = emu.issue_access_token(),
         );
-        Setup { dir, text }
+        Setup {
+            dir: Arc::new(dir),
+            text,
+        }
     }
 
     /// Adds `lines` to `[control]`.
@@ -122,6 +128,7 @@ max_backoff = "200ms"
             store,
             config,
             clock,
+            _dir: Arc::clone(&self.dir),
         }
     }
 }
@@ -135,6 +142,10 @@ pub struct Running {
     pub config: Config,
     /// The clock the daemon's loops wait on: real time unless the test advances it.
     pub clock: ManualClock,
+    /// The setup's directory: a daemon whose database directory was deleted under it (a
+    /// `Setup` dropped at the end of the statement that started it) fails to open new
+    /// connections, "unable to open database file".
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Running {
