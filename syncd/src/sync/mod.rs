@@ -144,6 +144,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,7 @@ use axum::routing::post;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::records;
 use crate::store::runs::{self, Registration, RunEnd, RunStatus};
@@ -478,66 +480,129 @@ fn since_text(text: &str) -> Option<Duration> {
     (chrono::Utc::now() - at).to_std().ok()
 }
 
+/// The subscription loop: resumes or starts passes, drains the refetch queue, reconciles when
+/// due or requested and sleeps in between, until `shutdown`.
 async fn run_loop(engine: &Engine<'_>) -> Result<()> {
     let services = engine.services;
-    let plan = engine.plan;
-    let shutdown = engine.shutdown;
     let wake = services
         .sync
         .wakes
-        .get(&plan.name)
+        .get(&engine.plan.name)
         .cloned()
         .unwrap_or_default();
-    if plan.webhooks {
+    if engine.plan.webhooks {
         services.sync.ensure_webhooks(services).await;
     }
-    {
-        let name = plan.name.clone();
-        let state = services
-            .store
-            .read(move |conn| runs::state(conn, &name))
-            .await?;
-        if let Some(cap) = state.page_cap {
-            engine
-                .page_cap
-                .store(cap, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    // Every wait of this loop is on the daemon's clock (a test can skip it).
-    let clock = &services.clock;
-    let started = clock.now();
-    let mut next_poll = clock.now();
-    let mut next_queue = clock.now();
-    let mut failures: u32 = 0;
+    load_page_cap(engine).await?;
+    let mut schedule = Schedule::new(&services.clock);
     loop {
-        if shutdown.is_cancelled() {
+        if engine.shutdown.is_cancelled() {
             return Ok(());
         }
         services.notifier.alive(engine.loop_name);
-        let name = plan.name.clone();
-        let state = services
-            .store
-            .read(move |conn| runs::state(conn, &name))
-            .await?;
+        let state = read_state(engine).await?;
         if state.resync_requested {
-            let name = plan.name.clone();
-            services
-                .store
-                .write(move |tx| runs::reset_for_resync(tx, &name))
-                .await?;
-            services.metrics.set(
-                "syncd_subscription_degraded",
-                &[("subscription", plan.name.as_str())],
-                0.0,
-            );
-            tracing::info!(subscription = %plan.name, "resync requested: reloading");
-            next_poll = clock.now();
+            start_resync(engine).await?;
+            schedule.next_poll = services.clock.now();
             continue;
         }
+        schedule.drain_queue(engine, &state).await?;
+        if schedule.pass_due(&state) && schedule.pass(engine, &state).await?.is_break() {
+            return Ok(());
+        }
+        let since_reconcile = schedule.reconcile_if_due(engine).await?;
+        let deadline = schedule.wake_at(engine, since_reconcile);
+        if sleep_until(engine, &wake, deadline).await.is_break() {
+            return Ok(());
+        }
+    }
+}
 
-        // Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also
-        // for subscriptions without webhooks).
-        if clock.now() >= next_queue {
+/// The subscription's cursor state.
+async fn read_state(engine: &Engine<'_>) -> Result<runs::SubState> {
+    let name = engine.plan.name.clone();
+    engine
+        .services
+        .store
+        .read(move |conn| runs::state(conn, &name))
+        .await
+}
+
+/// Starts from the server's `$top` cap a previous process remembered.
+async fn load_page_cap(engine: &Engine<'_>) -> Result<()> {
+    let state = read_state(engine).await?;
+    if let Some(cap) = state.page_cap {
+        engine
+            .page_cap
+            .store(cap, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// `syncd resync`: resets the cursor for a full reload and clears the degraded gauge.
+async fn start_resync(engine: &Engine<'_>) -> Result<()> {
+    let services = engine.services;
+    let plan = engine.plan;
+    let name = plan.name.clone();
+    services
+        .store
+        .write(move |tx| runs::reset_for_resync(tx, &name))
+        .await?;
+    services.metrics.set(
+        "syncd_subscription_degraded",
+        &[("subscription", plan.name.as_str())],
+        0.0,
+    );
+    tracing::info!(subscription = %plan.name, "resync requested: reloading");
+    Ok(())
+}
+
+/// The kind of the pass to run next: the one in progress, else a poll once the initial load
+/// completed, else a resync (after an earlier success) or the initial load.
+fn pass_kind(state: &runs::SubState) -> PassKind {
+    match (&state.resume, state.incremental) {
+        (Some(resume), _) => resume.kind,
+        (None, true) => PassKind::Poll,
+        (None, false) if state.last_success.is_some() => PassKind::Resync,
+        (None, false) => PassKind::Initial,
+    }
+}
+
+/// When the subscription loop next polls and drains the refetch queue (instants of the
+/// daemon's clock, so a test can skip the waits), and how many passes failed in a row.
+struct Schedule<'c> {
+    /// The daemon's clock.
+    clock: &'c Clock,
+    /// When the loop started (the reconcile interval counts from here before the first one).
+    started: tokio::time::Instant,
+    /// When the next pass is due.
+    next_poll: tokio::time::Instant,
+    /// When the refetch queue is looked at again (later after a failed batch).
+    next_queue: tokio::time::Instant,
+    /// Passes (or reconciles) failed in a row; decides the backoff.
+    failures: u32,
+}
+
+impl<'c> Schedule<'c> {
+    /// Everything due now.
+    fn new(clock: &'c Clock) -> Schedule<'c> {
+        Schedule {
+            clock,
+            started: clock.now(),
+            next_poll: clock.now(),
+            next_queue: clock.now(),
+            failures: 0,
+        }
+    }
+
+    /// Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also for
+    /// subscriptions without webhooks). An event for a record the subscription does not hold
+    /// makes the next pass due now; a failed batch is retried after a backoff.
+    async fn drain_queue(&mut self, engine: &Engine<'_>, state: &runs::SubState) -> Result<()> {
+        let services = engine.services;
+        let plan = engine.plan;
+        let clock = self.clock;
+        if clock.now() >= self.next_queue {
             let name = plan.name.clone();
             let pending = services
                 .store
@@ -545,64 +610,76 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 .await?;
             if pending {
                 match step(engine, PassKind::Webhook, async {
-                    let (outcome, unknown) = engine.drain_queue(&state).await?;
+                    let (outcome, unknown) = engine.drain_queue(state).await?;
                     Ok((outcome, false, unknown))
                 })
                 .await
                 {
                     Some(unknown) => {
                         if unknown {
-                            next_poll = clock.now();
+                            self.next_poll = clock.now();
                         }
                     }
-                    None => next_queue = clock.now() + backoff(1, plan.poll_interval),
+                    None => self.next_queue = clock.now() + backoff(1, plan.poll_interval),
                 }
             }
         }
+        Ok(())
+    }
 
-        // A pass: when due, or to finish one a previous process started.
-        if clock.now() >= next_poll || state.resume.is_some() {
-            let kind = match (&state.resume, state.incremental) {
-                (Some(resume), _) => resume.kind,
-                (None, true) => PassKind::Poll,
-                (None, false) if state.last_success.is_some() => PassKind::Resync,
-                (None, false) => PassKind::Initial,
-            };
-            let ran = step(engine, kind, async {
-                Ok((engine.pass(&state, kind).await?, false, ()))
-            })
-            .await;
-            if shutdown.is_cancelled() {
-                return Ok(());
+    /// A pass is due, or one a previous process started is to be finished.
+    fn pass_due(&self, state: &runs::SubState) -> bool {
+        self.clock.now() >= self.next_poll || state.resume.is_some()
+    }
+
+    /// Runs a pass and schedules the next one: after the poll interval, or after a backoff
+    /// when it failed. `Break` when shutdown stopped it.
+    async fn pass(
+        &mut self,
+        engine: &Engine<'_>,
+        state: &runs::SubState,
+    ) -> Result<ControlFlow<()>> {
+        let plan = engine.plan;
+        let clock = self.clock;
+        let kind = pass_kind(state);
+        let ran = step(engine, kind, async {
+            Ok((engine.pass(state, kind).await?, false, ()))
+        })
+        .await;
+        if engine.shutdown.is_cancelled() {
+            return Ok(ControlFlow::Break(()));
+        }
+        match ran {
+            Some(_) => {
+                self.failures = 0;
+                self.next_poll = clock.now() + plan.poll_interval;
+                after_pass(engine).await?;
             }
-            match ran {
-                Some(_) => {
-                    failures = 0;
-                    next_poll = clock.now() + plan.poll_interval;
-                    after_pass(engine).await?;
-                }
-                None => {
-                    failures += 1;
-                    next_poll = clock.now() + backoff(failures, plan.poll_interval);
-                    continue_after_failure(engine, kind, failures).await;
-                }
+            None => {
+                self.failures += 1;
+                self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
+                continue_after_failure(engine, kind, self.failures).await;
             }
         }
+        Ok(ControlFlow::Continue(()))
+    }
 
-        // Reconcile: when due (not while degraded), or when an operator asked.
-        let name = plan.name.clone();
-        let state = services
-            .store
-            .read(move |conn| runs::state(conn, &name))
-            .await?;
+    /// Reconcile: when due (not while degraded), or when an operator asked; only between
+    /// passes and while nothing fails. Checks the webhook registration after a successful
+    /// one. Returns how long ago the last reconcile completed (as read before this one).
+    async fn reconcile_if_due(&mut self, engine: &Engine<'_>) -> Result<Duration> {
+        let services = engine.services;
+        let plan = engine.plan;
+        let clock = self.clock;
+        let state = read_state(engine).await?;
         let last_reconcile = state
             .last_reconcile
             .and_then(|at| (chrono::Utc::now() - at.at()).to_std().ok())
-            .unwrap_or_else(|| clock.now().saturating_duration_since(started));
+            .unwrap_or_else(|| clock.now().saturating_duration_since(self.started));
         let due = last_reconcile >= plan.reconcile_interval && state.degraded.is_none();
         if state.incremental
             && state.resume.is_none()
-            && failures == 0
+            && self.failures == 0
             && (state.reconcile_requested || due)
         {
             let force = state.reconcile_requested;
@@ -612,45 +689,64 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             })
             .await;
             if ran.is_none() {
-                failures += 1;
-                next_poll = clock.now() + backoff(failures, plan.poll_interval);
+                self.failures += 1;
+                self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
             } else if plan.webhooks {
                 services.sync.ensure_webhooks(services).await;
             }
         }
+        Ok(last_reconcile)
+    }
 
-        // Sleep until the next poll (or reconcile), a webhook, or shutdown; report to the
-        // watchdog meanwhile and look at the request flags every few seconds.
-        let until_reconcile = plan
+    /// Until when the loop sleeps: the next poll or reconcile, at most [`FLAG_CHECK`] (the
+    /// request flags are read on every round). `since_reconcile`: how long ago the last
+    /// reconcile completed.
+    fn wake_at(&self, engine: &Engine<'_>, since_reconcile: Duration) -> tokio::time::Instant {
+        let clock = self.clock;
+        let until_reconcile = engine
+            .plan
             .reconcile_interval
-            .saturating_sub(last_reconcile)
+            .saturating_sub(since_reconcile)
             .max(Duration::from_millis(10));
-        let deadline = next_poll
+        self.next_poll
             .min(clock.now() + until_reconcile)
-            .min(clock.now() + FLAG_CHECK);
-        let heartbeat = services.notifier.heartbeat_interval();
-        loop {
-            let now = clock.now();
-            if now >= deadline {
+            .min(clock.now() + FLAG_CHECK)
+    }
+}
+
+/// Sleeps until `deadline`, a webhook wake-up (then waits [`WEBHOOK_GATHER`] for more events)
+/// or shutdown (`Break`); reports to the watchdog at least every heartbeat meanwhile.
+async fn sleep_until(
+    engine: &Engine<'_>,
+    wake: &Notify,
+    deadline: tokio::time::Instant,
+) -> ControlFlow<()> {
+    let services = engine.services;
+    let clock = &services.clock;
+    let shutdown = engine.shutdown;
+    let heartbeat = services.notifier.heartbeat_interval();
+    loop {
+        let now = clock.now();
+        if now >= deadline {
+            break;
+        }
+        let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
+        tokio::select! {
+            _ = clock.sleep_until(step_until) => {
+                services.notifier.alive(engine.loop_name);
+            }
+            _ = wake.notified() => {
+                // Let a burst of events gather into one batch.
+                tokio::select! {
+                    _ = clock.sleep(WEBHOOK_GATHER) => {}
+                    _ = shutdown.cancelled() => return ControlFlow::Break(()),
+                }
                 break;
             }
-            let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
-            tokio::select! {
-                _ = clock.sleep_until(step_until) => {
-                    services.notifier.alive(engine.loop_name);
-                }
-                _ = wake.notified() => {
-                    // Let a burst of events gather into one batch.
-                    tokio::select! {
-                        _ = clock.sleep(WEBHOOK_GATHER) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    break;
-                }
-                _ = shutdown.cancelled() => return Ok(()),
-            }
+            _ = shutdown.cancelled() => return ControlFlow::Break(()),
         }
     }
+    ControlFlow::Continue(())
 }
 
 async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u32) {
