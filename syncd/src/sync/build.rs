@@ -2,6 +2,7 @@
 //! entities whose timestamps moved once they settled (see [`SETTLE`]), each through the
 //! subscription's transform (a failing record is quarantined in the page's transaction).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -25,6 +26,12 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// Rows whose source timestamp is older than this need no settling (covers any time-zone
 /// offset between the server's timestamps and our clock).
 const SETTLE_HORIZON_HOURS: i64 = 15;
+
+/// An entity-shape row to consider fetching: its key and source timestamp.
+type Wanted = (i64, Option<String>);
+
+/// A fetched entity: its key, the row's source timestamp and the entity (`None`: gone).
+type Fetched = (i64, Option<String>, Option<Value>);
 
 /// A page turned into a write.
 #[derive(Debug)]
@@ -126,22 +133,70 @@ impl Engine<'_> {
         refetch_all: bool,
     ) -> Result<Built> {
         let mut write = self.page_write(parent);
-        let mut newest: Option<(chrono::DateTime<Utc>, String)> = None;
-        let mut floor: Option<String> = None;
-        let mut requests = 0;
-        let mut wanted: Vec<(i64, Option<String>)> = Vec::new();
         write.upserts.reserve(rows.len());
-        // Quarantined records of this page (not for targeted refetches: they run it again).
-        let held = if self.plan.transform.is_some() && !refetch_all {
+        let held = self.held_inputs(&rows, refetch_all).await?;
+        let (max, wanted) = self.apply_rows(&mut write, rows, &held).await?;
+        let mut built = Built {
+            write,
+            max,
+            floor: None,
+            requests: 0,
+        };
+        if wanted.is_empty() {
+            return Ok(built);
+        }
+        let changed = self.changed_entities(wanted, refetch_all).await?;
+        let settled = self.settled_test();
+        let mut fetch = Vec::with_capacity(changed.len());
+        for (id, modified) in changed {
+            if refetch_all || settled(&modified) {
+                fetch.push((id, modified));
+            } else {
+                built.floor = earlier(built.floor, modified);
+            }
+        }
+        if fetch.is_empty() {
+            return Ok(built);
+        }
+        if refetch_all && !fetch.iter().all(|(_, m)| settled(m)) {
+            self.wait_settled(read_at).await?;
+        }
+        built.requests += fetch.len() as u64;
+        let fetched = self.fetch_entities(fetch).await?;
+        self.apply_entities(&mut built.write, fetched, &held)
+            .await?;
+        built.write.upserts.sort_by_key(|u| u.id);
+        built.write.deletes.sort_unstable();
+        Ok(built)
+    }
+
+    /// The inputs quarantined records of `rows` failed with (see [`Engine::stored`]); none
+    /// for targeted refetches (they run the transform again) or without a transform.
+    async fn held_inputs(&self, rows: &[Row], refetch_all: bool) -> Result<HashMap<i64, String>> {
+        if self.plan.transform.is_some() && !refetch_all {
             let ids: Vec<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
             let name = self.plan.name.clone();
             self.services
                 .store
                 .read(move |conn| crate::store::quarantine::inputs(conn, &name, &ids))
-                .await?
+                .await
         } else {
-            Default::default()
-        };
+            Ok(Default::default())
+        }
+    }
+
+    /// Goes through the archive rows: deleted rows become deletes, row shape rows become
+    /// upserts (through the transform). Returns the highest source timestamp of the rows and,
+    /// for entity shape, the (key, timestamp) of every other row (the entities to consider
+    /// fetching).
+    async fn apply_rows(
+        &self,
+        write: &mut PageWrite,
+        rows: Vec<Row>,
+        held: &HashMap<i64, String>,
+    ) -> Result<(Option<String>, Vec<Wanted>)> {
+        let mut newest: Option<(chrono::DateTime<Utc>, String)> = None;
+        let mut wanted: Vec<Wanted> = Vec::new();
         for row in rows {
             // The SDK refused pages with rows lacking their key (`Error::MissingKey`); none is
             // skipped here.
@@ -162,7 +217,7 @@ impl Engine<'_> {
                 Shape::Row => {
                     let json = self.plan.row_json(row);
                     if let Some(stored) = self
-                        .stored(&mut write, id, json, modified, held.get(&id))
+                        .stored(write, id, json, modified, held.get(&id))
                         .await?
                     {
                         write.upserts.push(stored);
@@ -171,18 +226,16 @@ impl Engine<'_> {
                 Shape::Entity => wanted.push((id, modified)),
             }
         }
-        let max = newest.map(|(_, text)| text);
-        let done = |write, max, floor, requests| {
-            Ok(Built {
-                write,
-                max,
-                floor,
-                requests,
-            })
-        };
-        if wanted.is_empty() {
-            return done(write, max, floor, requests);
-        }
+        Ok((newest.map(|(_, text)| text), wanted))
+    }
+
+    /// The entities of `wanted` whose timestamp differs from the stored record's (or that are
+    /// not stored, or deleted); all of them with `refetch_all`.
+    async fn changed_entities(
+        &self,
+        wanted: Vec<Wanted>,
+        refetch_all: bool,
+    ) -> Result<Vec<Wanted>> {
         let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
         let name = self.plan.name.clone();
         let stored = self
@@ -190,7 +243,7 @@ impl Engine<'_> {
             .store
             .read(move |conn| records::stored(conn, &name, &ids))
             .await?;
-        let changed: Vec<(i64, Option<String>)> = wanted
+        Ok(wanted
             .into_iter()
             .filter(|(id, modified)| {
                 refetch_all
@@ -198,7 +251,13 @@ impl Engine<'_> {
                         .get(id)
                         .is_none_or(|s| s.deleted || s.modified != *modified)
             })
-            .collect();
+            .collect())
+    }
+
+    /// Whether an entity with this timestamp has settled: older than
+    /// [`SETTLE_HORIZON_HOURS`], or at least [`SETTLE`] below the server's clock as estimated
+    /// now (see [`Engine::build`]).
+    fn settled_test(&self) -> impl Fn(&Option<String>) -> bool + use<> {
         let horizon = Utc::now() - chrono::Duration::hours(SETTLE_HORIZON_HOURS);
         let ahead = self
             .server_ahead_ms
@@ -207,37 +266,41 @@ impl Engine<'_> {
             Utc::now() + chrono::Duration::milliseconds(ahead)
                 - chrono::Duration::from_std(SETTLE).unwrap_or_default()
         });
-        let settled = |modified: &Option<String>| {
+        move |modified: &Option<String>| {
             modified
                 .as_deref()
                 .and_then(instant_of)
                 .is_some_and(|at| at < horizon || server_passed.is_some_and(|p| at <= p))
-        };
-        let mut fetch = Vec::with_capacity(changed.len());
-        for (id, modified) in changed {
-            if refetch_all || settled(&modified) {
-                fetch.push((id, modified));
-            } else {
-                floor = earlier(floor, modified);
-            }
         }
-        if fetch.is_empty() {
-            return done(write, max, floor, requests);
+    }
+
+    /// Targeted refetches: waits until [`SETTLE`] after `read_at` (an error on shutdown).
+    async fn wait_settled(&self, read_at: Instant) -> Result<()> {
+        tokio::select! {
+            _ = tokio::time::sleep_until((read_at + SETTLE).into()) => Ok(()),
+            _ = self.shutdown.cancelled() => Err(shutting_down()),
         }
-        if refetch_all && !fetch.iter().all(|(_, m)| settled(m)) {
-            tokio::select! {
-                _ = tokio::time::sleep_until((read_at + SETTLE).into()) => {}
-                _ = self.shutdown.cancelled() => return Err(shutting_down()),
-            }
-        }
-        requests += fetch.len() as u64;
-        let fetched: Vec<(i64, Option<String>, Option<Value>)> =
-            stream::iter(fetch.into_iter().map(|(id, modified)| async move {
-                self.get_entity(id).await.map(|v| (id, modified, v))
-            }))
-            .buffer_unordered(self.plan.concurrency)
-            .try_collect()
-            .await?;
+    }
+
+    /// GETs the entities (at most `concurrency` at a time): (key, timestamp, the entity or
+    /// `None` when it is gone).
+    async fn fetch_entities(&self, fetch: Vec<Wanted>) -> Result<Vec<Fetched>> {
+        stream::iter(fetch.into_iter().map(|(id, modified)| async move {
+            self.get_entity(id).await.map(|v| (id, modified, v))
+        }))
+        .buffer_unordered(self.plan.concurrency)
+        .try_collect()
+        .await
+    }
+
+    /// Fetched entities into the write: gone or deleted ones as deletes, the others as
+    /// upserts (through the transform) carrying their entity hash for echo detection.
+    async fn apply_entities(
+        &self,
+        write: &mut PageWrite,
+        fetched: Vec<Fetched>,
+        held: &HashMap<i64, String>,
+    ) -> Result<()> {
         for (id, modified, entity) in fetched {
             match entity {
                 None => write.deletes.push(id),
@@ -248,7 +311,7 @@ impl Engine<'_> {
                     // hash is the entity hash: computed once.
                     let raw_hash = self.plan.transform.is_some().then(|| entity_hash(&entity));
                     if let Some(mut stored) = self
-                        .stored(&mut write, id, entity, modified, held.get(&id))
+                        .stored(write, id, entity, modified, held.get(&id))
                         .await?
                     {
                         stored.entity_hash = Some(raw_hash.unwrap_or_else(|| stored.hash.clone()));
@@ -257,8 +320,6 @@ impl Engine<'_> {
                 }
             }
         }
-        write.upserts.sort_by_key(|u| u.id);
-        write.deletes.sort_unstable();
-        done(write, max, floor, requests)
+        Ok(())
     }
 }
