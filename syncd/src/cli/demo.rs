@@ -123,6 +123,28 @@ pub async fn run(_context: &Context, args: DemoArgs) -> Result<()> {
 
 /// The demo without printing the summary (the integration test runs this).
 pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
+    let emu = start_emulator(args).await?;
+    let (config, control_token) = demo_config(args, &emu)?;
+    let shutdown = CancellationToken::new();
+    let (daemon, store) = Daemon::start_embedded(config, shutdown.clone()).await?;
+    announce(args, &emu, &daemon, &control_token);
+    let activity = Activity::start(emu.clone(), args.activity);
+    let progress = Progress::new(fancy);
+    show_progress(&progress, &store, &emu, args.duration).await?;
+    let made = activity.stop().await;
+    let mut summary = settle(&store, &emu, made, args.poll_interval).await?;
+    progress.finish();
+    if args.nats.is_some() {
+        report_nats_sink(&daemon, &store).await?;
+    }
+    count_webhooks(&mut summary, &daemon.services().metrics);
+    shutdown.cancel();
+    daemon.wait().await?;
+    Ok(summary)
+}
+
+/// Starts the emulator with the seed data `args` ask for (webhook retries sped up).
+async fn start_emulator(args: &DemoArgs) -> Result<Arc<emulator::Emulator>> {
     let counts = SeedCounts {
         contacts: args.contacts,
         persons: args.contacts * 2,
@@ -137,8 +159,13 @@ pub async fn run_demo(args: &DemoArgs, fancy: bool) -> Result<Summary> {
         ..emulator::Config::default()
     };
     emulator_config.webhooks.retry_scale = 0.05;
-    let emu = Arc::new(emulator::Emulator::start(emulator_config).await?);
+    Ok(Arc::new(emulator::Emulator::start(emulator_config).await?))
+}
 
+/// The daemon's configuration for the demo (a tenant on the emulator, the [`SUBSCRIPTIONS`],
+/// the NATS sink when asked for) and the control token it uses; writes the system user's key
+/// into a temporary directory (which also holds the database unless `--store` is given).
+fn demo_config(args: &DemoArgs, emu: &emulator::Emulator) -> Result<(Config, String)> {
     let workdir = tempfile_dir()?;
     let key_file = workdir.join("system-user.pem");
     std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM)
@@ -191,9 +218,11 @@ private_key = {key:?}
         ));
     }
     let config = Config::parse(&text, "demo", &BTreeMap::new())?;
+    Ok((config, control_token))
+}
 
-    let shutdown = CancellationToken::new();
-    let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone()).await?;
+/// Says where the change feed can be watched (and where it is published).
+fn announce(args: &DemoArgs, emu: &emulator::Emulator, daemon: &Daemon, control_token: &str) {
     tracing::info!(emulator = %emu.base_url(), control = %daemon.control_addr(), "demo running");
     eprintln!(
         "demo: the change feed: curl -N -H 'Authorization: Bearer {control_token}' http://{}/changes/stream",
@@ -204,77 +233,110 @@ private_key = {key:?}
             "demo: publishing the change feed to {url}: stream SUPEROFFICE, subjects superoffice.demo.<entity>.<op> (nats sub 'superoffice.>')"
         );
     }
+}
 
-    // Live activity by "other users".
-    let activity = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let activity_stop = CancellationToken::new();
-    let activity_task = {
-        let emu_handle = emu.clone();
-        let activity = activity.clone();
-        let stop = activity_stop.clone();
-        let per_tick = (args.activity / 4).max(1);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_millis(250));
-            let mut tick = 0u32;
-            while !stop.is_cancelled() {
-                ticker.tick().await;
-                tick += 1;
-                let creates = per_tick / 4 + 1;
-                // A delete every second: soft for contacts/persons, hard for sales, a status for tickets.
-                let deletes = u32::from(tick.is_multiple_of(4));
-                let report = emu_handle.activity(creates, per_tick, deletes, None);
-                activity.fetch_add(
-                    report.created.len() + report.updated.len() + report.deleted.len(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-        })
-    };
+/// Live activity by "other users": creates, updates and deletes in the emulator every
+/// 250 ms until stopped.
+struct Activity {
+    /// Changes made so far.
+    made: Arc<std::sync::atomic::AtomicUsize>,
+    /// Stops the task.
+    stop: CancellationToken,
+    /// The task making the changes.
+    task: tokio::task::JoinHandle<()>,
+}
 
-    let started = Instant::now();
-    let progress = Progress::new(fancy);
-    while started.elapsed() < args.duration {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let rows = crate::status::status_rows(&store)?;
-        let changes = change_counts(&store)?;
-        progress.update(&rows, &changes, &emu, started.elapsed(), args.duration);
-    }
-    activity_stop.cancel();
-    let _ = activity_task.await;
-
-    // Let the last changes arrive: a few poll intervals without activity.
-    let settle = Instant::now();
-    let mut summary = summarize(
-        &store,
-        &emu,
-        activity.load(std::sync::atomic::Ordering::Relaxed),
-    )?;
-    while !summary.in_sync() && settle.elapsed() < args.poll_interval * 6 + Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        summary = summarize(
-            &store,
-            &emu,
-            activity.load(std::sync::atomic::Ordering::Relaxed),
-        )?;
-    }
-    progress.finish();
-    if args.nats.is_some() {
-        // Let the sink catch up with the last changes, then say where it is.
-        let last = daemon.services().feed.last();
-        let waited = Instant::now();
-        let acked = loop {
-            let acked = store.read(|c| store::sinks::acked_seq(c, "nats")).await?;
-            if acked >= last || waited.elapsed() > Duration::from_secs(10) {
-                break acked;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+impl Activity {
+    /// Starts about `per_second` changes a second.
+    fn start(emu: Arc<emulator::Emulator>, per_second: u32) -> Activity {
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let per_tick = (per_second / 4).max(1);
+        let task = {
+            let made = made.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_millis(250));
+                let mut tick = 0u32;
+                while !stop.is_cancelled() {
+                    ticker.tick().await;
+                    tick += 1;
+                    let creates = per_tick / 4 + 1;
+                    // A delete every second: soft for contacts/persons, hard for sales, a status for tickets.
+                    let deletes = u32::from(tick.is_multiple_of(4));
+                    let report = emu.activity(creates, per_tick, deletes, None);
+                    made.fetch_add(
+                        report.created.len() + report.updated.len() + report.deleted.len(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            })
         };
-        eprintln!(
-            "demo: NATS sink acknowledged up to seq {acked} of {last} ({} behind)",
-            last - acked
-        );
+        Activity { made, stop, task }
     }
-    let metrics = &daemon.services().metrics;
+
+    /// Stops the activity, waits for its last tick and returns the number of changes made.
+    async fn stop(self) -> usize {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Updates the progress display every 500 ms for `duration`.
+async fn show_progress(
+    progress: &Progress,
+    store: &store::Store,
+    emu: &emulator::Emulator,
+    duration: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows = crate::status::status_rows(store)?;
+        let changes = change_counts(store)?;
+        progress.update(&rows, &changes, emu, started.elapsed(), duration);
+    }
+    Ok(())
+}
+
+/// Lets the last changes arrive: summarizes until the local copy is in sync, for at most a
+/// few poll intervals without activity.
+async fn settle(
+    store: &store::Store,
+    emu: &emulator::Emulator,
+    activity: usize,
+    poll_interval: Duration,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = summarize(store, emu, activity)?;
+    while !summary.in_sync() && started.elapsed() < poll_interval * 6 + Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        summary = summarize(store, emu, activity)?;
+    }
+    Ok(summary)
+}
+
+/// Lets the NATS sink catch up with the last changes (at most 10 s), then says where it is.
+async fn report_nats_sink(daemon: &Daemon, store: &store::Store) -> Result<()> {
+    let last = daemon.services().feed.last();
+    let waited = Instant::now();
+    let acked = loop {
+        let acked = store.read(|c| store::sinks::acked_seq(c, "nats")).await?;
+        if acked >= last || waited.elapsed() > Duration::from_secs(10) {
+            break acked;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "demo: NATS sink acknowledged up to seq {acked} of {last} ({} behind)",
+        last - acked
+    );
+    Ok(())
+}
+
+/// Adds the webhook deliveries queued and the changes no webhook announced to `summary`.
+fn count_webhooks(summary: &mut Summary, metrics: &crate::metrics::Metrics) {
     summary.webhook_events =
         metrics.get("syncd_webhook_events_total", &[("outcome", "queued")]) as u64;
     summary.unannounced = SUBSCRIPTIONS
@@ -283,9 +345,6 @@ private_key = {key:?}
             metrics.get("syncd_unannounced_changes_total", &[("subscription", name)]) as u64
         })
         .sum();
-    shutdown.cancel();
-    daemon.wait().await?;
-    Ok(summary)
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
