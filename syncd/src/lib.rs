@@ -419,89 +419,7 @@ impl Daemon {
         let tracker = TaskTracker::new();
         let router = control::router(services.clone());
         control::serve::spawn(&tracker, listeners, router, &services, shutdown.clone());
-        // Every long-running loop runs under the supervisor: restarted with backoff when it
-        // fails, visible in /readyz, `syncd status` and syncd_loop_restarts_total.
-        let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
-        observer.reset().await?;
-        let policy = services.config.supervisor;
-        for subscription in &services.config.subscriptions {
-            let name = subscription.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                format!("sync:{name}"),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { sync::run_subscription(services, &name, shutdown).await }
-                },
-            );
-        }
-        {
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                "outbox".into(),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || outbox::run(s.clone(), t.clone()),
-            );
-        }
-        {
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                sync::retention::LOOP.into(),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || sync::retention::run(s.clone(), t.clone()),
-            );
-        }
-        for sink in &services.config.sinks {
-            let name = sink.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                sink::loop_name(&name),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { sink::nats::run(services, name, shutdown).await }
-                },
-            );
-        }
-        for source in &services.config.sources {
-            let name = source.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                source::loop_name(&name),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { source::run(services, name, shutdown).await }
-                },
-            );
-        }
-        {
-            let (s, t) = (services.clone(), shutdown.clone());
-            supervise::spawn(
-                &tracker,
-                tenants::LOOP.into(),
-                policy,
-                observer.clone(),
-                shutdown.clone(),
-                move || tenants::run(s.clone(), t.clone()),
-            );
-        }
+        spawn_loops(&tracker, &services, &shutdown).await?;
         tracker.close();
         services.health.set_started();
         services.notifier.ready();
@@ -547,6 +465,99 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// Spawns every long-running loop on `tracker` under the supervisor (one per subscription,
+/// sink and source, the outbox worker, retention and tenant re-verification): each is
+/// restarted with backoff when it fails, and visible in /readyz, `syncd status` and
+/// `syncd_loop_restarts_total`.
+async fn spawn_loops(
+    tracker: &TaskTracker,
+    services: &Arc<Services>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
+    observer.reset().await?;
+    let policy = services.config.supervisor;
+    for subscription in &services.config.subscriptions {
+        let name = subscription.name.clone();
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            format!("sync:{name}"),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || {
+                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                async move { sync::run_subscription(services, &name, shutdown).await }
+            },
+        );
+    }
+    {
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            "outbox".into(),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || outbox::run(s.clone(), t.clone()),
+        );
+    }
+    {
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            sync::retention::LOOP.into(),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || sync::retention::run(s.clone(), t.clone()),
+        );
+    }
+    for sink in &services.config.sinks {
+        let name = sink.name.clone();
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            sink::loop_name(&name),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || {
+                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                async move { sink::nats::run(services, name, shutdown).await }
+            },
+        );
+    }
+    for source in &services.config.sources {
+        let name = source.name.clone();
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            source::loop_name(&name),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || {
+                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
+                async move { source::run(services, name, shutdown).await }
+            },
+        );
+    }
+    {
+        let (s, t) = (services.clone(), shutdown.clone());
+        supervise::spawn(
+            tracker,
+            tenants::LOOP.into(),
+            policy,
+            observer.clone(),
+            shutdown.clone(),
+            move || tenants::run(s.clone(), t.clone()),
+        );
+    }
+    Ok(())
 }
 
 fn notifier_status(services: &Services, status: &str) {
