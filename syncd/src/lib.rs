@@ -28,9 +28,11 @@ pub mod config;
 pub mod control;
 pub mod feed;
 pub mod hash;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod status;
@@ -50,6 +52,7 @@ use tokio_util::task::TaskTracker;
 
 pub use clients::Clients;
 pub use config::Config;
+pub use runtime::Runtime;
 pub use store::Store;
 
 /// How long shutdown waits for tasks to finish their current page or task.
@@ -284,33 +287,29 @@ fn rejected_note(rejected: bool) -> &'static str {
 /// Result alias for syncd.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What every part of the running daemon shares.
+/// The control plane's state: the [`Runtime`] the loops share, the loops' own shared state
+/// that the control-plane routes reach (webhook queue, outbox wake-up), and the control
+/// plane's token and address. It dereferences to its [`Runtime`] (`services.store`).
 #[derive(Debug)]
 pub struct Services {
-    /// The configuration in force.
-    pub config: Config,
+    /// What every loop reads (configuration, store, clients, metrics, health, feed, clock).
+    pub runtime: Arc<Runtime>,
     /// The control-plane token, read at start-up (`None`: the authenticated routes are off).
     pub control_token: Option<superoffice::auth::Secret>,
-    /// The database.
-    pub store: Store,
-    /// SDK clients by tenant.
-    pub clients: Clients,
-    /// Metrics registry.
-    pub metrics: Arc<metrics::Metrics>,
-    /// systemd notifications.
-    pub notifier: Arc<systemd::Notifier>,
     /// Subscription state shared with the control plane (webhook queue).
-    pub sync: sync::SyncShared,
+    pub sync: Arc<sync::SyncShared>,
     /// Outbox state shared with the control plane.
-    pub outbox: outbox::OutboxShared,
-    /// Readiness facts for `/readyz`.
-    pub health: control::Health,
+    pub outbox: Arc<outbox::OutboxShared>,
     /// The control plane's bound address (for `public_url = "auto"`).
     pub control_addr: SocketAddr,
-    /// Wakes change-feed readers when change rows commit.
-    pub feed: feed::FeedNotifier,
-    /// What the long-running loops wait on (real; a test's [`clock::ManualClock`]).
-    pub clock: clock::Clock,
+}
+
+impl std::ops::Deref for Services {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
 }
 
 /// A running daemon.
@@ -396,13 +395,11 @@ impl Daemon {
         let control_addr = listeners.local_addr()?;
         let control_token = config.control.resolve_token()?;
         let last_seq = store.read(store::feed::last_seq).await?;
-        let services = Arc::new(Services {
-            control_token,
+        let sync = Arc::new(sync::SyncShared::new(&config, Some(control_addr)));
+        let outbox = Arc::new(outbox::OutboxShared::new(&config));
+        let runtime = Arc::new(Runtime {
             feed: feed::FeedNotifier::new(last_seq, shutdown.clone()),
-            sync: sync::SyncShared::new(&config),
-            outbox: outbox::OutboxShared::new(&config),
-            health: control::Health::default(),
-            control_addr,
+            health: health::Health::default(),
             config,
             store,
             clients,
@@ -410,23 +407,30 @@ impl Daemon {
             notifier,
             clock,
         });
+        let services = Arc::new(Services {
+            runtime: runtime.clone(),
+            control_token,
+            sync: sync.clone(),
+            outbox: outbox.clone(),
+            control_addr,
+        });
 
-        notifier_status(&services, "verifying credentials");
-        tenants::verify_all(&services).await?;
-        sync::prepare(&services).await?;
-        outbox::prepare(&services).await?;
+        notifier_status(&runtime, "verifying credentials");
+        tenants::verify_all(&runtime).await?;
+        sync::prepare(&runtime, &sync).await?;
+        outbox::prepare(&runtime, &outbox).await?;
 
         let tracker = TaskTracker::new();
         let router = control::router(services.clone());
         control::serve::spawn(&tracker, listeners, router, &services, shutdown.clone());
         // Every long-running loop runs under the supervisor: restarted with backoff when it
         // fails, visible in /readyz, `syncd status` and syncd_loop_restarts_total.
-        let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
+        let observer = Arc::new(supervise::DaemonObserver::new(runtime.clone()));
         observer.reset().await?;
-        let policy = services.config.supervisor;
-        for subscription in &services.config.subscriptions {
+        let policy = runtime.config.supervisor;
+        for subscription in &runtime.config.subscriptions {
             let name = subscription.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, s, t) = (runtime.clone(), sync.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 format!("sync:{name}"),
@@ -434,36 +438,37 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { sync::run_subscription(services, &name, shutdown).await }
+                    let (runtime, shared, name, shutdown) =
+                        (r.clone(), s.clone(), name.clone(), t.clone());
+                    async move { sync::run_subscription(runtime, shared, &name, shutdown).await }
                 },
             );
         }
         {
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, o, t) = (runtime.clone(), outbox.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 "outbox".into(),
                 policy,
                 observer.clone(),
                 shutdown.clone(),
-                move || outbox::run(s.clone(), t.clone()),
+                move || outbox::run(r.clone(), o.clone(), t.clone()),
             );
         }
         {
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, t) = (runtime.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 sync::retention::LOOP.into(),
                 policy,
                 observer.clone(),
                 shutdown.clone(),
-                move || sync::retention::run(s.clone(), t.clone()),
+                move || sync::retention::run(r.clone(), t.clone()),
             );
         }
-        for sink in &services.config.sinks {
+        for sink in &runtime.config.sinks {
             let name = sink.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, t) = (runtime.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 sink::loop_name(&name),
@@ -471,14 +476,14 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { sink::nats::run(services, name, shutdown).await }
+                    let (runtime, name, shutdown) = (r.clone(), name.clone(), t.clone());
+                    async move { sink::nats::run(runtime, name, shutdown).await }
                 },
             );
         }
-        for source in &services.config.sources {
+        for source in &runtime.config.sources {
             let name = source.name.clone();
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, o, t) = (runtime.clone(), outbox.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 source::loop_name(&name),
@@ -486,20 +491,21 @@ impl Daemon {
                 observer.clone(),
                 shutdown.clone(),
                 move || {
-                    let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                    async move { source::run(services, name, shutdown).await }
+                    let (runtime, intake, name, shutdown) =
+                        (r.clone(), o.clone(), name.clone(), t.clone());
+                    async move { source::run(runtime, intake, name, shutdown).await }
                 },
             );
         }
         {
-            let (s, t) = (services.clone(), shutdown.clone());
+            let (r, t) = (runtime.clone(), shutdown.clone());
             supervise::spawn(
                 &tracker,
                 tenants::LOOP.into(),
                 policy,
                 observer.clone(),
                 shutdown.clone(),
-                move || tenants::run(s.clone(), t.clone()),
+                move || tenants::run(r.clone(), t.clone()),
             );
         }
         tracker.close();
@@ -549,8 +555,8 @@ impl Daemon {
     }
 }
 
-fn notifier_status(services: &Services, status: &str) {
-    services.notifier.status(status);
+fn notifier_status(runtime: &Runtime, status: &str) {
+    runtime.notifier.status(status);
 }
 
 /// Runs the daemon until `shutdown` is cancelled.

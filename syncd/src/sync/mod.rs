@@ -144,6 +144,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,7 +158,7 @@ use crate::store::records;
 use crate::store::runs::{self, Registration, RunEnd, RunStatus};
 use crate::store::types::{PassKind, UtcTime};
 use crate::store::webhooks;
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 mod breaker;
 mod build;
@@ -192,14 +193,18 @@ pub struct SyncShared {
     errors: Vec<String>,
     wakes: BTreeMap<String, Arc<Notify>>,
     ensured: tokio::sync::Mutex<Option<Instant>>,
+    /// The control plane's bound address, for `control.public_url = "auto"` (`None`: not
+    /// serving).
+    control_addr: Option<SocketAddr>,
     /// Resolved once in [`prepare`]; `Some(None)`: there is no secret.
     webhook_secret: std::sync::OnceLock<Option<secret::WebhookSecret>>,
     no_secret_logged: std::sync::atomic::AtomicBool,
 }
 
 impl SyncShared {
-    /// Compiles the configured subscriptions (errors surface in [`prepare`]).
-    pub fn new(config: &Config) -> SyncShared {
+    /// Compiles the configured subscriptions (errors surface in [`prepare`]); `control_addr`
+    /// is the control plane's bound address, which `public_url = "auto"` registers.
+    pub fn new(config: &Config, control_addr: Option<SocketAddr>) -> SyncShared {
         let mut plans = BTreeMap::new();
         let mut errors = Vec::new();
         let mut wakes = BTreeMap::new();
@@ -217,6 +222,7 @@ impl SyncShared {
             errors,
             wakes,
             ensured: tokio::sync::Mutex::new(None),
+            control_addr,
             webhook_secret: std::sync::OnceLock::new(),
             no_secret_logged: std::sync::atomic::AtomicBool::new(false),
         }
@@ -292,11 +298,11 @@ impl SyncShared {
 
     /// Registers (or repairs) the webhook when `control.public_url` is set, at most every
     /// minute. Failures are logged: polling continues without webhooks.
-    async fn ensure_webhooks(&self, services: &Services) {
+    async fn ensure_webhooks(&self, runtime: &Runtime) {
         if !self.plans.values().any(|p| p.webhooks) {
             return;
         }
-        let target = match ensure::target_url(&services.config, Some(services.control_addr)) {
+        let target = match ensure::target_url(&runtime.config, self.control_addr) {
             Ok(Some(target)) => target,
             Ok(None) => return,
             Err(error) => {
@@ -313,7 +319,7 @@ impl SyncShared {
             return;
         }
         *last = Some(Instant::now());
-        match ensure::ensure(&services.config, &services.clients, &target, &secret.secret).await {
+        match ensure::ensure(&runtime.config, &runtime.clients, &target, &secret.secret).await {
             Ok(done) => {
                 for e in done {
                     if e.action != "unchanged" {
@@ -328,21 +334,26 @@ impl SyncShared {
     }
 }
 
-/// Control-plane routes of the subscriptions (`POST /webhooks/superoffice`).
-pub fn routes() -> Router<Arc<Services>> {
-    Router::new().route(ensure::RECEIVER_PATH, post(webhook::receive))
+/// Control-plane routes of the subscriptions (`POST /webhooks/superoffice`), with their
+/// state: mergeable into a router of any state.
+pub fn routes<S>(runtime: Arc<Runtime>, shared: Arc<SyncShared>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route(ensure::RECEIVER_PATH, post(webhook::receive))
+        .with_state((runtime, shared))
 }
 
 /// Registers the configured subscriptions and their cursors, marks runs a killed process left
 /// behind as aborted, initialises the gauges. Configuration problems (a subscription that does
 /// not compile, an unknown tenant) are errors naming the subscription.
-pub async fn prepare(services: &Services) -> Result<()> {
-    let shared = &services.sync;
+pub async fn prepare(runtime: &Runtime, shared: &SyncShared) -> Result<()> {
     if !shared.errors.is_empty() {
         return Err(Error::config(shared.errors.join("; ")));
     }
     for plan in shared.plans.values() {
-        if !services.clients.knows(&plan.tenant) {
+        if !runtime.clients.knows(&plan.tenant) {
             return Err(Error::config(format!(
                 "subscription {:?}: no tenant {:?}",
                 plan.name, plan.tenant
@@ -350,7 +361,7 @@ pub async fn prepare(services: &Services) -> Result<()> {
         }
     }
     let plans: Vec<Plan> = shared.plans.values().cloned().collect();
-    let states = services
+    let states = runtime
         .store
         .write(move |tx| {
             let now = UtcTime::now();
@@ -382,14 +393,14 @@ pub async fn prepare(services: &Services) -> Result<()> {
         .await?;
     for (name, live, state, quarantined) in states {
         let labels = [("subscription", name.as_str())];
-        services.metrics.set("syncd_rows", &labels, live as f64);
-        services
+        runtime.metrics.set("syncd_rows", &labels, live as f64);
+        runtime
             .metrics
             .set("syncd_quarantined_records", &labels, quarantined as f64);
         if quarantined > 0 {
             tracing::warn!(subscription = %name, quarantined, "records are quarantined (their transform failed): see `syncd quarantine list`");
         }
-        services.metrics.set(
+        runtime.metrics.set(
             "syncd_subscription_degraded",
             &labels,
             if state.degraded.is_some() { 1.0 } else { 0.0 },
@@ -398,25 +409,24 @@ pub async fn prepare(services: &Services) -> Result<()> {
             tracing::warn!(subscription = %name, %reason, "subscription is degraded");
         }
     }
-    if shared.plans.values().any(|p| p.webhooks) && services.config.control.public_url.is_none() {
+    if shared.plans.values().any(|p| p.webhooks) && runtime.config.control.public_url.is_none() {
         tracing::info!(
             "webhooks are on but control.public_url is not set: register them with `syncd webhooks ensure`, or rely on polling"
         );
     }
-    prepare_webhook_secret(services).await
+    prepare_webhook_secret(runtime, shared).await
 }
 
 /// Resolves the webhook secret in force (see [`secret`]): generated when `public_url` is set
 /// and a subscription uses webhooks, else only configured or read from the state directory.
-async fn prepare_webhook_secret(services: &Services) -> Result<()> {
-    let shared = &services.sync;
+async fn prepare_webhook_secret(runtime: &Runtime, shared: &SyncShared) -> Result<()> {
     let uses_webhooks = shared.plans.values().any(|p| p.webhooks);
-    let generate = if uses_webhooks && services.config.control.public_url.is_some() {
+    let generate = if uses_webhooks && runtime.config.control.public_url.is_some() {
         secret::Generate::IfMissing
     } else {
         secret::Generate::Never
     };
-    let config = services.config.clone();
+    let config = runtime.config.clone();
     let resolved = tokio::task::spawn_blocking(move || secret::resolve(&config, generate))
         .await
         .map_err(|source| Error::Task {
@@ -430,12 +440,12 @@ async fn prepare_webhook_secret(services: &Services) -> Result<()> {
             "webhook receiver: signatures are checked with the webhook secret"
         ),
         None if uses_webhooks => tracing::warn!(
-            path = %secret::secret_path(&services.config).display(),
+            path = %secret::secret_path(&runtime.config).display(),
             "no webhook secret (control.webhook_secret is not set and the file does not exist): every webhook is refused with 401 until one exists; set control.public_url or run `syncd webhooks ensure`"
         ),
         None => tracing::debug!("no webhook secret: every webhook is refused with 401"),
     }
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_webhook_secret_present",
         &[],
         if resolved.is_some() { 1.0 } else { 0.0 },
@@ -448,16 +458,18 @@ async fn prepare_webhook_secret(services: &Services) -> Result<()> {
 
 /// Runs one subscription until `shutdown`.
 pub async fn run_subscription(
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
+    shared: Arc<SyncShared>,
     name: &str,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let plan = services.sync.plan(name)?.clone();
-    let client = services.clients.get(&plan.tenant)?.clone();
+    let plan = shared.plan(name)?.clone();
+    let client = runtime.clients.get(&plan.tenant)?.clone();
     // The supervisor (`crate::supervise`) registers `sync:<name>` with the watchdog.
     let loop_name = format!("sync:{name}");
     let engine = Engine {
-        services: &services,
+        runtime: &runtime,
+        shared: &shared,
         plan: &plan,
         client,
         shutdown: &shutdown,
@@ -479,21 +491,21 @@ fn since_text(text: &str) -> Option<Duration> {
 }
 
 async fn run_loop(engine: &Engine<'_>) -> Result<()> {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let plan = engine.plan;
     let shutdown = engine.shutdown;
-    let wake = services
-        .sync
+    let wake = engine
+        .shared
         .wakes
         .get(&plan.name)
         .cloned()
         .unwrap_or_default();
     if plan.webhooks {
-        services.sync.ensure_webhooks(services).await;
+        engine.shared.ensure_webhooks(runtime).await;
     }
     {
         let name = plan.name.clone();
-        let state = services
+        let state = runtime
             .store
             .read(move |conn| runs::state(conn, &name))
             .await?;
@@ -504,7 +516,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         }
     }
     // Every wait of this loop is on the daemon's clock (a test can skip it).
-    let clock = &services.clock;
+    let clock = &runtime.clock;
     let started = clock.now();
     let mut next_poll = clock.now();
     let mut next_queue = clock.now();
@@ -513,19 +525,19 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        services.notifier.alive(engine.loop_name);
+        runtime.notifier.alive(engine.loop_name);
         let name = plan.name.clone();
-        let state = services
+        let state = runtime
             .store
             .read(move |conn| runs::state(conn, &name))
             .await?;
         if state.resync_requested {
             let name = plan.name.clone();
-            services
+            runtime
                 .store
                 .write(move |tx| runs::reset_for_resync(tx, &name))
                 .await?;
-            services.metrics.set(
+            runtime.metrics.set(
                 "syncd_subscription_degraded",
                 &[("subscription", plan.name.as_str())],
                 0.0,
@@ -539,7 +551,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         // for subscriptions without webhooks).
         if clock.now() >= next_queue {
             let name = plan.name.clone();
-            let pending = services
+            let pending = runtime
                 .store
                 .read(move |conn| Ok(!webhooks::queued(conn, &name, 1)?.is_empty()))
                 .await?;
@@ -591,7 +603,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
 
         // Reconcile: when due (not while degraded), or when an operator asked.
         let name = plan.name.clone();
-        let state = services
+        let state = runtime
             .store
             .read(move |conn| runs::state(conn, &name))
             .await?;
@@ -615,7 +627,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
                 failures += 1;
                 next_poll = clock.now() + backoff(failures, plan.poll_interval);
             } else if plan.webhooks {
-                services.sync.ensure_webhooks(services).await;
+                engine.shared.ensure_webhooks(runtime).await;
             }
         }
 
@@ -628,7 +640,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         let deadline = next_poll
             .min(clock.now() + until_reconcile)
             .min(clock.now() + FLAG_CHECK);
-        let heartbeat = services.notifier.heartbeat_interval();
+        let heartbeat = runtime.notifier.heartbeat_interval();
         loop {
             let now = clock.now();
             if now >= deadline {
@@ -637,7 +649,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
             tokio::select! {
                 _ = clock.sleep_until(step_until) => {
-                    services.notifier.alive(engine.loop_name);
+                    runtime.notifier.alive(engine.loop_name);
                 }
                 _ = wake.notified() => {
                     // Let a burst of events gather into one batch.
@@ -655,7 +667,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
 
 async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u32) {
     if failures >= 3 {
-        engine.services.notifier.status(&format!(
+        engine.runtime.notifier.status(&format!(
             "{}: {kind} failing ({failures} times in a row)",
             engine.plan.name
         ));
@@ -664,20 +676,20 @@ async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u
 
 /// After a successful pass: success time and lag.
 async fn after_pass(engine: &Engine<'_>) -> Result<()> {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let name = engine.plan.name.clone();
-    let state = services
+    let state = runtime
         .store
         .read(move |conn| runs::state(conn, &name))
         .await?;
     let labels = [("subscription", engine.plan.name.as_str())];
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_last_success_timestamp_seconds",
         &labels,
         chrono::Utc::now().timestamp() as f64,
     );
     if let Some(lag) = state.watermark.as_deref().and_then(since_text) {
-        services
+        runtime
             .metrics
             .set("syncd_lag_seconds", &labels, lag.as_secs_f64());
     }
@@ -690,14 +702,14 @@ async fn step<T, F>(engine: &Engine<'_>, kind: PassKind, work: F) -> Option<T>
 where
     F: Future<Output = Result<(Outcome, bool, T)>>,
 {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let plan = engine.plan;
     // Webhook batches are frequent and small: they get a `runs` row only when they fail.
     let always = kind != PassKind::Webhook;
     let started_at = UtcTime::now();
     let run = if always {
         let name = plan.name.clone();
-        match services
+        match runtime
             .store
             .write(move |tx| runs::start_run(tx, &name, kind, started_at))
             .await
@@ -744,7 +756,7 @@ where
         ("kind", kind.as_str()),
         ("status", status.as_str()),
     ];
-    services.metrics.inc("syncd_runs_total", &labels_status, 1);
+    runtime.metrics.inc("syncd_runs_total", &labels_status, 1);
     let end = RunEnd {
         status,
         fetched,
@@ -753,7 +765,7 @@ where
         error,
     };
     let name = plan.name.clone();
-    let recorded = services
+    let recorded = runtime
         .store
         .write(move |tx| {
             let run = match run {
@@ -772,7 +784,7 @@ where
     match result {
         Ok((outcome, _, value)) => {
             if kind != PassKind::Webhook {
-                services.health.set_run_error(&plan.name, None);
+                runtime.health.set_run_error(&plan.name, None);
             }
             let a = outcome.applied;
             if a.inserts + a.updates + a.deletes > 0 || kind != PassKind::Poll {
@@ -792,12 +804,12 @@ where
         }
         Err(error) => {
             if status == RunStatus::Failed {
-                services.metrics.inc(
+                runtime.metrics.inc(
                     "syncd_errors_total",
                     &[("subscription", plan.name.as_str())],
                     1,
                 );
-                services
+                runtime
                     .health
                     .set_run_error(&plan.name, Some(error.to_string()));
                 tracing::warn!(subscription = %plan.name, kind = kind.as_str(), %error, "run failed; retrying with backoff");
