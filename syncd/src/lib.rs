@@ -578,6 +578,100 @@ mod tests {
     use super::*;
     use store::ledger::{TaskChange, TaskId, TaskState};
 
+    /// The `.rs` files at `rel` under `src/` (a file, or a directory searched recursively).
+    fn sources(rel: &str) -> Vec<std::path::PathBuf> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(rel);
+        if path.is_file() {
+            return vec![path];
+        }
+        let mut out = Vec::new();
+        let mut dirs = vec![path];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a source directory") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Where `text` names `crate::NAME` for one of `names`, directly or inside a
+    /// `crate::{…}` list: the 1-based line and the name.
+    fn mentions(text: &str, names: &[&str]) -> Vec<(usize, String)> {
+        let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+        let mut found = Vec::new();
+        for name in names {
+            let needle = format!("crate::{name}");
+            for (at, _) in text.match_indices(&needle) {
+                let next = text[at + needle.len()..].chars().next();
+                if !next.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    found.push((line_of(at), needle.clone()));
+                }
+            }
+        }
+        for (at, _) in text.match_indices("crate::{") {
+            let list = &text[at..];
+            let list = &list[..list.find('}').unwrap_or(list.len())];
+            for word in list.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if names.contains(&word) {
+                    found.push((line_of(at), format!("crate::{{{word}}}")));
+                }
+            }
+        }
+        found
+    }
+
+    /// The layers of ARCHITECTURE.md ("syncd layers") have no arrow back up: the loops name
+    /// nothing of the daemon layer or the CLI, sync and outbox name each other only through
+    /// ground types, and the loops' ground (`runtime`, `health`) names no loop.
+    #[test]
+    fn no_arrow_back_up() {
+        const DAEMON: &[&str] = &["Services", "Daemon", "control", "cli", "run"];
+        const LOOPS: &[&str] = &["sync", "outbox", "sink", "source", "tenants", "supervise"];
+        let rules: [(&[&str], &[&str]); 4] = [
+            (
+                &["sync", "outbox", "sink", "source.rs", "tenants.rs"],
+                DAEMON,
+            ),
+            (&["sync"], &["outbox"]),
+            (&["outbox"], &["sync"]),
+            (&["runtime.rs", "health.rs"], &[DAEMON, LOOPS].concat()),
+        ];
+        let mut offences = Vec::new();
+        for (paths, names) in rules {
+            for file in paths.iter().flat_map(|p| sources(p)) {
+                let text = std::fs::read_to_string(&file).expect("a readable source file");
+                for (line, name) in mentions(&text, names) {
+                    offences.push(format!("{}:{line}: names {name}", file.display()));
+                }
+            }
+        }
+        assert!(
+            offences.is_empty(),
+            "arrows back up (see ARCHITECTURE.md, syncd layers):\n{}",
+            offences.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_layer_check_sees_paths_and_use_lists() {
+        let text = "use crate::{Error, Services};\nuse crate::control::Health;\n// crate::controller\n";
+        assert_eq!(
+            mentions(text, &["Services", "control"]),
+            vec![
+                (2, "crate::control".to_string()),
+                (1, "crate::{Services}".to_string())
+            ]
+        );
+    }
+
     /// The typed variants read exactly as the formatted strings they replace (users and the
     /// CLI tests see them).
     #[test]
