@@ -46,7 +46,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .merge(metrics_route)
         .merge(
             crate::sync::routes(services.runtime.clone(), services.sync.clone())
-                .route_layer(DefaultBodyLimit::max(limits.webhook_body_limit)));
+                .route_layer(DefaultBodyLimit::max(limits.webhook_body_limit)),
+        );
     if services.control_token.is_some() {
         // Routes that read the feed or change state: allowed origin, token, JSON.
         let authenticated = Router::new()

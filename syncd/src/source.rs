@@ -70,7 +70,16 @@ pub async fn run(
     let loop_name = loop_name(&name);
     let mut backoff = INITIAL_BACKOFF;
     loop {
-        match session(&runtime, &intake, &source, &loop_name, &shutdown, &mut backoff).await {
+        match session(
+            &runtime,
+            &intake,
+            &source,
+            &loop_name,
+            &shutdown,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(error) => {
                 runtime

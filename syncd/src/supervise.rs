@@ -42,34 +42,8 @@ use crate::clock::Clock;
 use crate::store::loops::{self, LoopRow, LoopState};
 use crate::{Error, Result, Runtime};
 
-/// Restart timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// The first backoff after a failure.
-    pub initial: Duration,
-    /// The longest backoff (the backoff doubles per failure in a row up to this).
-    pub max: Duration,
-    /// A restarted loop that runs this long without failing is healthy again.
-    pub healthy_after: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-            healthy_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Policy {
-    /// The backoff after `failing` failures in a row (`failing` ≥ 1).
-    pub fn backoff(&self, failing: u32) -> Duration {
-        let factor = 1u32 << failing.saturating_sub(1).min(20);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-}
+/// Restart timing (`[supervisor]`; a configuration value, defined in [`crate::config`]).
+pub use crate::config::Policy;
 
 /// What happened to a supervised loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

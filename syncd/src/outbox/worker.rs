@@ -11,9 +11,9 @@ use superoffice::entity::EntityKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::OutboxShared;
 use super::deliver::{Delivery, Outcome, Prefetch};
 use super::ledger::{self, Finish};
-use super::OutboxShared;
 use super::task::{Task, TaskId, TaskState};
 use crate::store::commit::Committer;
 use crate::store::{outbox_rows, tasks};
@@ -371,9 +371,12 @@ async fn claim(
         .write(move |tx| tasks::claim(tx, &name, room, Utc::now()))
         .await?;
     // A slow lookup only costs the shortcut: every task then checks its own key.
-    let prefetched = tokio::time::timeout(PREFETCH_TIMEOUT, prefetch(runtime, shared, tenant, &claimed))
-        .await
-        .unwrap_or_default();
+    let prefetched = tokio::time::timeout(
+        PREFETCH_TIMEOUT,
+        prefetch(runtime, shared, tenant, &claimed),
+    )
+    .await
+    .unwrap_or_default();
     Ok(claimed
         .into_iter()
         .map(|task| {
@@ -409,11 +412,7 @@ async fn prefetch(
     }
     for (kind, tasks) in by_entity {
         let values: Vec<String> = tasks.iter().map(|t| t.record_key()).collect();
-        match shared
-            .keys
-            .lookup_many(client, kind, &values)
-            .await
-        {
+        match shared.keys.lookup_many(client, kind, &values).await {
             Ok(found) => {
                 for task in tasks {
                     let prefetch = match found.get(&task.record_key()) {

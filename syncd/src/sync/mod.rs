@@ -170,7 +170,8 @@ mod reconcile;
 mod refetch;
 pub mod retention;
 mod scan;
-pub mod secret;
+/// The webhook secret in force (a ground module, [`crate::webhook_secret`]).
+pub use crate::webhook_secret as secret;
 pub mod webhook;
 
 use engine::{Engine, Outcome};

@@ -302,7 +302,12 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Step<Delivery> {
 
 /// Step 5: the subscriptions the event is for; an event none follows, or one without a
 /// `PrimaryKey`, stops here (not stored).
-fn route(runtime: &Runtime, shared: &SyncShared, delivery: Delivery, body: &[u8]) -> Step<NewEvent> {
+fn route(
+    runtime: &Runtime,
+    shared: &SyncShared,
+    delivery: Delivery,
+    body: &[u8],
+) -> Step<NewEvent> {
     let Delivery {
         event,
         event_id,
