@@ -17,7 +17,15 @@
 //! - [`cli`]: every clap type and all printing, one module per command family; `cli::demo`
 //!   (cargo feature `demo`, on by default; the systemd build leaves it out) is the only module
 //!   that depends on the emulator. Nothing outside `cli` refers back to it.
-//! - [`metrics`], [`systemd`], [`logging`], [`transform`].
+//! - [`runtime`]: [`Runtime`], what every loop reads; [`health`]: the readiness facts.
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`webhook_secret`].
+//!
+//! Layers, each using only those below it (ARCHITECTURE.md, "syncd layers"; the test
+//! `tests::no_arrow_back_up` keeps it so): [`cli`] → the daemon ([`Daemon`], [`Services`],
+//! [`supervise`], [`control`], `feed::http`) → the loops ([`sync`], [`outbox`], [`sink`],
+//! [`source`], [`tenants`], each given a [`Runtime`] and its own shared state) → the ground
+//! ([`runtime`], [`health`], [`store`], [`config`], [`clients`], [`metrics`], [`clock`], the
+//! feed's values, the SDK).
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
 
@@ -667,6 +675,9 @@ mod tests {
             "feed/event.rs",
             "feed/subject.rs",
             "webhook_secret.rs",
+            "transform.rs",
+            "status.rs",
+            "logging.rs",
         ];
         let rules: [(&[&str], &[&str], bool); 4] = [
             (
