@@ -1,7 +1,7 @@
 //! The clock the daemon waits on.
 //!
 //! Every wait of a long-running loop goes through a [`Clock`] (held in
-//! [`crate::Services::clock`]): the subscription loop's wait for the next poll, reconcile or
+//! [`crate::Runtime::clock`]): the subscription loop's wait for the next poll, reconcile or
 //! flag check ([`crate::sync`]), the supervisor's restart backoff and its `healthy_after`
 //! ([`crate::supervise`]), the degraded-tenant re-verify backoff ([`crate::tenants`]), the
 //! retention loop's hourly prune ([`crate::sync::retention`]) and the outbox worker's idle wait

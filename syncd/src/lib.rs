@@ -17,7 +17,15 @@
 //! - [`cli`]: every clap type and all printing, one module per command family; `cli::demo`
 //!   (cargo feature `demo`, on by default; the systemd build leaves it out) is the only module
 //!   that depends on the emulator. Nothing outside `cli` refers back to it.
-//! - [`metrics`], [`systemd`], [`logging`], [`transform`].
+//! - [`runtime`]: [`Runtime`], what every loop reads; [`health`]: the readiness facts.
+//! - [`metrics`], [`systemd`], [`logging`], [`transform`], [`webhook_secret`].
+//!
+//! Layers, each using only those below it (ARCHITECTURE.md, "syncd layers"; the test
+//! `tests::no_arrow_back_up` keeps it so): [`cli`] → the daemon ([`Daemon`], [`Services`],
+//! [`supervise`], [`control`], `feed::http`) → the loops ([`sync`], [`outbox`], [`sink`],
+//! [`source`], [`tenants`], each given a [`Runtime`] and its own shared state) → the ground
+//! ([`runtime`], [`health`], [`store`], [`config`], [`clients`], [`metrics`], [`clock`], the
+//! feed's values, the SDK).
 //!
 //! [`run`] (or [`Daemon::start`]) runs the whole daemon in-process, which is how the tests do it.
 
@@ -28,9 +36,11 @@ pub mod config;
 pub mod control;
 pub mod feed;
 pub mod hash;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod status;
@@ -40,6 +50,7 @@ pub mod sync;
 pub mod systemd;
 pub mod tenants;
 pub mod transform;
+pub mod webhook_secret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +61,7 @@ use tokio_util::task::TaskTracker;
 
 pub use clients::Clients;
 pub use config::Config;
+pub use runtime::Runtime;
 pub use store::Store;
 
 /// How long shutdown waits for tasks to finish their current page or task.
@@ -284,33 +296,29 @@ fn rejected_note(rejected: bool) -> &'static str {
 /// Result alias for syncd.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What every part of the running daemon shares.
+/// The control plane's state: the [`Runtime`] the loops share, the loops' own shared state
+/// that the control-plane routes reach (webhook queue, outbox wake-up), and the control
+/// plane's token and address. It dereferences to its [`Runtime`] (`services.store`).
 #[derive(Debug)]
 pub struct Services {
-    /// The configuration in force.
-    pub config: Config,
+    /// What every loop reads (configuration, store, clients, metrics, health, feed, clock).
+    pub runtime: Arc<Runtime>,
     /// The control-plane token, read at start-up (`None`: the authenticated routes are off).
     pub control_token: Option<superoffice::auth::Secret>,
-    /// The database.
-    pub store: Store,
-    /// SDK clients by tenant.
-    pub clients: Clients,
-    /// Metrics registry.
-    pub metrics: Arc<metrics::Metrics>,
-    /// systemd notifications.
-    pub notifier: Arc<systemd::Notifier>,
     /// Subscription state shared with the control plane (webhook queue).
-    pub sync: sync::SyncShared,
+    pub sync: Arc<sync::SyncShared>,
     /// Outbox state shared with the control plane.
-    pub outbox: outbox::OutboxShared,
-    /// Readiness facts for `/readyz`.
-    pub health: control::Health,
+    pub outbox: Arc<outbox::OutboxShared>,
     /// The control plane's bound address (for `public_url = "auto"`).
     pub control_addr: SocketAddr,
-    /// Wakes change-feed readers when change rows commit.
-    pub feed: feed::FeedNotifier,
-    /// What the long-running loops wait on (real; a test's [`clock::ManualClock`]).
-    pub clock: clock::Clock,
+}
+
+impl std::ops::Deref for Services {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        &self.runtime
+    }
 }
 
 /// A running daemon.
@@ -396,13 +404,11 @@ impl Daemon {
         let control_addr = listeners.local_addr()?;
         let control_token = config.control.resolve_token()?;
         let last_seq = store.read(store::feed::last_seq).await?;
-        let services = Arc::new(Services {
-            control_token,
+        let sync = Arc::new(sync::SyncShared::new(&config, Some(control_addr)));
+        let outbox = Arc::new(outbox::OutboxShared::new(&config));
+        let runtime = Arc::new(Runtime {
             feed: feed::FeedNotifier::new(last_seq, shutdown.clone()),
-            sync: sync::SyncShared::new(&config),
-            outbox: outbox::OutboxShared::new(&config),
-            health: control::Health::default(),
-            control_addr,
+            health: health::Health::default(),
             config,
             store,
             clients,
@@ -410,11 +416,18 @@ impl Daemon {
             notifier,
             clock,
         });
+        let services = Arc::new(Services {
+            runtime: runtime.clone(),
+            control_token,
+            sync: sync.clone(),
+            outbox: outbox.clone(),
+            control_addr,
+        });
 
-        notifier_status(&services, "verifying credentials");
-        tenants::verify_all(&services).await?;
-        sync::prepare(&services).await?;
-        outbox::prepare(&services).await?;
+        notifier_status(&runtime, "verifying credentials");
+        tenants::verify_all(&runtime).await?;
+        sync::prepare(&runtime, &sync).await?;
+        outbox::prepare(&runtime, &outbox).await?;
 
         let tracker = TaskTracker::new();
         let router = control::router(services.clone());
@@ -473,15 +486,16 @@ impl Daemon {
 /// `syncd_loop_restarts_total`.
 async fn spawn_loops(
     tracker: &TaskTracker,
-    services: &Arc<Services>,
+    services: &Services,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let observer = Arc::new(supervise::DaemonObserver::new(services.clone()));
+    let (runtime, sync, outbox) = (&services.runtime, &services.sync, &services.outbox);
+    let observer = Arc::new(supervise::DaemonObserver::new(runtime.clone()));
     observer.reset().await?;
-    let policy = services.config.supervisor;
-    for subscription in &services.config.subscriptions {
+    let policy = runtime.config.supervisor;
+    for subscription in &runtime.config.subscriptions {
         let name = subscription.name.clone();
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, s, t) = (runtime.clone(), sync.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             format!("sync:{name}"),
@@ -489,36 +503,37 @@ async fn spawn_loops(
             observer.clone(),
             shutdown.clone(),
             move || {
-                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                async move { sync::run_subscription(services, &name, shutdown).await }
+                let (runtime, shared, name, shutdown) =
+                    (r.clone(), s.clone(), name.clone(), t.clone());
+                async move { sync::run_subscription(runtime, shared, &name, shutdown).await }
             },
         );
     }
     {
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, o, t) = (runtime.clone(), outbox.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             "outbox".into(),
             policy,
             observer.clone(),
             shutdown.clone(),
-            move || outbox::run(s.clone(), t.clone()),
+            move || outbox::run(r.clone(), o.clone(), t.clone()),
         );
     }
     {
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, t) = (runtime.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             sync::retention::LOOP.into(),
             policy,
             observer.clone(),
             shutdown.clone(),
-            move || sync::retention::run(s.clone(), t.clone()),
+            move || sync::retention::run(r.clone(), t.clone()),
         );
     }
-    for sink in &services.config.sinks {
+    for sink in &runtime.config.sinks {
         let name = sink.name.clone();
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, t) = (runtime.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             sink::loop_name(&name),
@@ -526,14 +541,14 @@ async fn spawn_loops(
             observer.clone(),
             shutdown.clone(),
             move || {
-                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                async move { sink::nats::run(services, name, shutdown).await }
+                let (runtime, name, shutdown) = (r.clone(), name.clone(), t.clone());
+                async move { sink::nats::run(runtime, name, shutdown).await }
             },
         );
     }
-    for source in &services.config.sources {
+    for source in &runtime.config.sources {
         let name = source.name.clone();
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, o, t) = (runtime.clone(), outbox.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             source::loop_name(&name),
@@ -541,27 +556,28 @@ async fn spawn_loops(
             observer.clone(),
             shutdown.clone(),
             move || {
-                let (services, name, shutdown) = (s.clone(), name.clone(), t.clone());
-                async move { source::run(services, name, shutdown).await }
+                let (runtime, intake, name, shutdown) =
+                    (r.clone(), o.clone(), name.clone(), t.clone());
+                async move { source::run(runtime, intake, name, shutdown).await }
             },
         );
     }
     {
-        let (s, t) = (services.clone(), shutdown.clone());
+        let (r, t) = (runtime.clone(), shutdown.clone());
         supervise::spawn(
             tracker,
             tenants::LOOP.into(),
             policy,
             observer.clone(),
             shutdown.clone(),
-            move || tenants::run(s.clone(), t.clone()),
+            move || tenants::run(r.clone(), t.clone()),
         );
     }
     Ok(())
 }
 
-fn notifier_status(services: &Services, status: &str) {
-    services.notifier.status(status);
+fn notifier_status(runtime: &Runtime, status: &str) {
+    runtime.notifier.status(status);
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -582,6 +598,143 @@ pub async fn run(
 mod tests {
     use super::*;
     use store::ledger::{TaskChange, TaskId, TaskState};
+
+    /// The `.rs` files at `rel` under `src/` (a file, or a directory searched recursively).
+    fn sources(rel: &str) -> Vec<std::path::PathBuf> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(rel);
+        if path.is_file() {
+            return vec![path];
+        }
+        let mut out = Vec::new();
+        let mut dirs = vec![path];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a source directory") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Where `text` names `crate::NAME` for one of `names`, directly or inside a
+    /// `crate::{…}` list: the 1-based line and the name.
+    fn mentions(text: &str, names: &[&str]) -> Vec<(usize, String)> {
+        let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+        let mut found = Vec::new();
+        for name in names {
+            let needle = format!("crate::{name}");
+            for (at, _) in text.match_indices(&needle) {
+                let next = text[at + needle.len()..].chars().next();
+                if !next.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    found.push((line_of(at), needle.clone()));
+                }
+            }
+        }
+        for (at, _) in text.match_indices("crate::{") {
+            let list = &text[at..];
+            let list = &list[..list.find('}').unwrap_or(list.len())];
+            for word in list.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if names.contains(&word) {
+                    found.push((line_of(at), format!("crate::{{{word}}}")));
+                }
+            }
+        }
+        found
+    }
+
+    /// `text` without comment lines and without its test module (from `#[cfg(test)]` on),
+    /// each dropped line kept as an empty one so line numbers stay.
+    fn code_only(text: &str) -> String {
+        let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+        code.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    ""
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The layers of ARCHITECTURE.md ("syncd layers") have no arrow back up: the loops name
+    /// nothing of the daemon layer or the CLI (not even in comments), sync and outbox name
+    /// each other only through ground types, and the ground's code names no loop and nothing
+    /// of the daemon layer.
+    #[test]
+    fn no_arrow_back_up() {
+        const DAEMON: &[&str] = &["Services", "Daemon", "control", "cli", "run"];
+        const LOOPS: &[&str] = &["sync", "outbox", "sink", "source", "tenants", "supervise"];
+        const GROUND: &[&str] = &[
+            "runtime.rs",
+            "health.rs",
+            "config",
+            "store",
+            "clients.rs",
+            "metrics.rs",
+            "systemd.rs",
+            "clock.rs",
+            "hash.rs",
+            "feed/mod.rs",
+            "feed/event.rs",
+            "feed/subject.rs",
+            "webhook_secret.rs",
+            "transform.rs",
+            "status.rs",
+            "logging.rs",
+        ];
+        let rules: [(&[&str], &[&str], bool); 4] = [
+            (
+                &["sync", "outbox", "sink", "source.rs", "tenants.rs"],
+                DAEMON,
+                false,
+            ),
+            (&["sync"], &["outbox"], false),
+            (&["outbox"], &["sync"], false),
+            (GROUND, &[DAEMON, LOOPS].concat(), true),
+        ];
+        let mut offences = Vec::new();
+        for (paths, names, code) in rules {
+            for file in paths.iter().flat_map(|p| sources(p)) {
+                let mut text = std::fs::read_to_string(&file).expect("a readable source file");
+                if code {
+                    text = code_only(&text);
+                }
+                for (line, name) in mentions(&text, names) {
+                    let file = file
+                        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap_or(&file);
+                    offences.push(format!("{}:{line}: names {name}", file.display()));
+                }
+            }
+        }
+        assert!(
+            offences.is_empty(),
+            "arrows back up (see ARCHITECTURE.md, syncd layers):\n{}",
+            offences.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_layer_check_sees_paths_and_use_lists() {
+        let text =
+            "use crate::{Error, Services};\nuse crate::control::Health;\n// crate::controller\n";
+        assert_eq!(
+            mentions(text, &["Services", "control"]),
+            vec![
+                (2, "crate::control".to_string()),
+                (1, "crate::{Services}".to_string())
+            ]
+        );
+    }
 
     /// The typed variants read exactly as the formatted strings they replace (users and the
     /// CLI tests see them).

@@ -30,12 +30,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Source;
+use crate::outbox::OutboxShared;
 use crate::outbox::ledger::Intake;
 use crate::outbox::task::PublishRequest;
 use crate::sink::covers;
 use crate::sink::nats::{INITIAL_BACKOFF, MAX_BACKOFF, TIMEOUT, connect_to};
 use crate::store::tasks as ledger;
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 /// The supervised loop's name of a source.
 pub fn loop_name(source: &str) -> String {
@@ -51,9 +52,15 @@ fn err(source: &str, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Runs the source `name` until `shutdown`; failed sessions are retried with backoff.
-pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationToken) -> Result<()> {
-    let source = services
+/// Runs the source `name` until `shutdown`, queuing into the outbox whose worker `intake`
+/// wakes; failed sessions are retried with backoff.
+pub async fn run(
+    runtime: Arc<Runtime>,
+    intake: Arc<OutboxShared>,
+    name: String,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let source = runtime
         .config
         .sources
         .iter()
@@ -63,10 +70,19 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
     let loop_name = loop_name(&name);
     let mut backoff = INITIAL_BACKOFF;
     loop {
-        match session(&services, &source, &loop_name, &shutdown, &mut backoff).await {
+        match session(
+            &runtime,
+            &intake,
+            &source,
+            &loop_name,
+            &shutdown,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(error) => {
-                services
+                runtime
                     .metrics
                     .inc("syncd_source_errors_total", &[("source", &name)], 1);
                 tracing::warn!(source = %name, url = %source.url, stream = %source.stream, %error, retry_in = ?backoff, "source: session failed; retrying");
@@ -74,9 +90,9 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         }
         let until = tokio::time::Instant::now() + backoff;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        let beat = services.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
+        let beat = runtime.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
         while tokio::time::Instant::now() < until {
-            services.notifier.alive(&loop_name);
+            runtime.notifier.alive(&loop_name);
             tokio::select! {
                 _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
@@ -140,7 +156,8 @@ async fn consumer(js: &jetstream::Context, source: &Source) -> Result<consumer::
 }
 
 async fn session(
-    services: &Arc<Services>,
+    runtime: &Arc<Runtime>,
+    intake: &OutboxShared,
     source: &Source,
     loop_name: &str,
     shutdown: &CancellationToken,
@@ -159,9 +176,9 @@ async fn session(
         .await
         .map_err(|e| err(&source.name, format!("pulling: {e}")))?;
     tracing::info!(source = %source.name, stream = %source.stream, subject = %source.subject, durable = %source.durable, "source: consuming");
-    let beat = services.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
+    let beat = runtime.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
     loop {
-        services.notifier.alive(loop_name);
+        runtime.notifier.alive(loop_name);
         let next = tokio::select! {
             next = messages.next() => next,
             _ = tokio::time::sleep(beat) => continue,
@@ -172,10 +189,10 @@ async fn session(
             Some(Err(e)) => return Err(err(&source.name, format!("pulling: {e}"))),
             None => return Err(err(&source.name, "the message stream ended")),
         };
-        let outcome = take(services, source, &message).await?;
+        let outcome = take(runtime, intake, source, &message).await?;
         // Crash tests: the task is committed, the message not yet acknowledged.
         crate::outbox::failpoint("source.before_ack");
-        services.metrics.inc(
+        runtime.metrics.inc(
             "syncd_source_messages_total",
             &[("source", &source.name), ("outcome", outcome)],
             1,
@@ -190,7 +207,8 @@ async fn session(
 
 /// Turns one message into a task (or a dead task); `Err` only when nothing was committed.
 async fn take(
-    services: &Arc<Services>,
+    runtime: &Arc<Runtime>,
+    intake: &OutboxShared,
     source: &Source,
     message: &jetstream::Message,
 ) -> Result<&'static str> {
@@ -209,12 +227,12 @@ async fn take(
         .and_then(|h| h.get("Nats-Msg-Id"))
         .map(|v| v.as_str().to_string());
     let request = parse(&message.payload, msg_id.as_deref());
-    let config = &services.config;
+    let config = &runtime.config;
     let rejected = match request {
         Ok(request) => {
-            match crate::outbox::publish(&services.store, config, &request, "nats").await {
+            match crate::outbox::publish(&runtime.store, config, &request, "nats").await {
                 Ok(Intake::Queued(task)) => {
-                    services.outbox.wake();
+                    intake.wake();
                     tracing::debug!(source = %source.name, task = task.id.0, key = %task.key, "source: queued");
                     return Ok("queued");
                 }
@@ -242,7 +260,7 @@ async fn take(
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&message.payload).into_owned();
     let (r, why) = (reference.clone(), rejected.clone());
-    let task = services
+    let task = runtime
         .store
         .write(move |tx| {
             ledger::insert_rejected_message(tx, &tenant, "nats", &r, &body, &why, Utc::now())

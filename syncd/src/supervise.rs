@@ -26,8 +26,8 @@
 //! To supervise another loop (e.g. a pruner), add one [`spawn`] call in
 //! [`crate::Daemon::start`] beside the others:
 //! `supervise::spawn(&tracker, "prune".into(), policy, observer.clone(), shutdown.clone(), { let
-//! (s, t) = (services.clone(), shutdown.clone()); move || prune::run(s.clone(), t.clone()) })`.
-//! The loop itself should call `services.notifier.alive("prune")` at least every
+//! (s, t) = (runtime.clone(), shutdown.clone()); move || prune::run(s.clone(), t.clone()) })`.
+//! The loop itself should call `runtime.notifier.alive("prune")` at least every
 //! `notifier.heartbeat_interval()` (also while it sleeps), and return only on shutdown.
 
 use std::collections::BTreeMap;
@@ -40,36 +40,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::store::loops::{self, LoopRow, LoopState};
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
-/// Restart timing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// The first backoff after a failure.
-    pub initial: Duration,
-    /// The longest backoff (the backoff doubles per failure in a row up to this).
-    pub max: Duration,
-    /// A restarted loop that runs this long without failing is healthy again.
-    pub healthy_after: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-            healthy_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Policy {
-    /// The backoff after `failing` failures in a row (`failing` ≥ 1).
-    pub fn backoff(&self, failing: u32) -> Duration {
-        let factor = 1u32 << failing.saturating_sub(1).min(20);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
-}
+/// Restart timing (`[supervisor]`; a configuration value, defined in [`crate::config`]).
+pub use crate::config::Policy;
 
 /// What happened to a supervised loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +84,7 @@ pub trait Observer: Send + Sync + 'static {
     fn report(&self, name: &str, event: Event) -> impl Future<Output = ()> + Send;
 
     /// The clock the backoff and `healthy_after` are waited on (the real one unless the
-    /// observer knows better: the daemon's is [`crate::Services::clock`]).
+    /// observer knows better: the daemon's is [`crate::Runtime::clock`]).
     fn clock(&self) -> &Clock {
         static REAL: Clock = Clock::REAL;
         &REAL
@@ -232,22 +206,22 @@ pub fn spawn<O, F, Fut>(
 /// status line.
 #[derive(Debug)]
 pub struct DaemonObserver {
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
     rows: Mutex<BTreeMap<String, LoopRow>>,
 }
 
 impl DaemonObserver {
     /// An observer for the daemon's loops.
-    pub fn new(services: Arc<Services>) -> DaemonObserver {
+    pub fn new(runtime: Arc<Runtime>) -> DaemonObserver {
         DaemonObserver {
-            services,
+            runtime,
             rows: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Forgets the loops an earlier daemon recorded (their rows would be stale).
     pub async fn reset(&self) -> Result<()> {
-        self.services.store.write(loops::clear).await
+        self.runtime.store.write(loops::clear).await
     }
 
     fn row(&self, name: &str, f: impl FnOnce(&mut LoopRow)) -> LoopRow {
@@ -269,15 +243,15 @@ impl DaemonObserver {
 
 impl Observer for DaemonObserver {
     async fn report(&self, name: &str, event: Event) {
-        let services = &self.services;
+        let runtime = &self.runtime;
         let row = match &event {
             Event::Started { restarts, failing } => {
                 // Registered once: a restarted instance is not given a fresh watchdog window,
                 // it has to report in (`alive`) to count as alive again. So a loop that keeps
                 // failing withholds the ping just like a stuck one.
                 if *restarts == 0 {
-                    services.notifier.register(name);
-                    services
+                    runtime.notifier.register(name);
+                    runtime
                         .metrics
                         .inc("syncd_loop_restarts_total", &[("loop", name)], 0);
                 }
@@ -293,18 +267,18 @@ impl Observer for DaemonObserver {
                 error,
                 backoff,
             } => {
-                services
+                runtime
                     .metrics
                     .inc("syncd_loop_restarts_total", &[("loop", name)], 1);
                 if *failing >= 2 {
-                    services.health.set_loop_problem(
+                    runtime.health.set_loop_problem(
                         name,
                         Some(format!(
                             "restarting ({failing} failures in a row, {restarts} restarts), last error: {error}"
                         )),
                     );
                 }
-                services.notifier.status(&format!(
+                runtime.notifier.status(&format!(
                     "loop {name} failed ({restarts} restarts), restarting in {backoff:?}: {error}"
                 ));
                 self.row(name, |r| {
@@ -316,7 +290,7 @@ impl Observer for DaemonObserver {
                 })
             }
             Event::Healthy { restarts } => {
-                services.health.set_loop_problem(name, None);
+                runtime.health.set_loop_problem(name, None);
                 self.row(name, |r| {
                     r.state = LoopState::Running;
                     r.restarts = *restarts;
@@ -324,21 +298,21 @@ impl Observer for DaemonObserver {
                 })
             }
             Event::Stopped { restarts } => {
-                services.health.set_loop_problem(name, None);
-                services.notifier.unregister(name);
+                runtime.health.set_loop_problem(name, None);
+                runtime.notifier.unregister(name);
                 self.row(name, |r| {
                     r.state = LoopState::Stopped;
                     r.restarts = *restarts;
                 })
             }
         };
-        if let Err(error) = services.store.write(move |tx| loops::put(tx, &row)).await {
+        if let Err(error) = runtime.store.write(move |tx| loops::put(tx, &row)).await {
             tracing::error!(r#loop = name, %error, "could not record the loop's state");
         }
     }
 
     fn clock(&self) -> &Clock {
-        &self.services.clock
+        &self.runtime.clock
     }
 }
 

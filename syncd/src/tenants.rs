@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 /// The re-verification loop's name (supervisor, watchdog, `syncd status`).
 pub const LOOP: &str = "tenants";
@@ -30,10 +30,10 @@ enum Verdict {
     Unreachable(String),
 }
 
-async fn verify(services: &Services, tenant: &str) -> Verdict {
+async fn verify(runtime: &Runtime, tenant: &str) -> Verdict {
     use superoffice::Error as E;
     use superoffice::prelude::ClientUserExt;
-    let client = match services.clients.get(tenant) {
+    let client = match runtime.clients.get(tenant) {
         Ok(client) => client,
         Err(error) => return Verdict::Rejected(error.to_string()),
     };
@@ -53,21 +53,21 @@ async fn verify(services: &Services, tenant: &str) -> Verdict {
 }
 
 /// Records a verdict in `/readyz`, the metric and the log; whether the tenant is up.
-fn record(services: &Services, tenant: &str, verdict: &Verdict) -> bool {
+fn record(runtime: &Runtime, tenant: &str, verdict: &Verdict) -> bool {
     let (up, reason) = match verdict {
         Verdict::Up => (true, None),
         Verdict::Rejected(reason) | Verdict::Unreachable(reason) => (false, Some(reason)),
     };
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_tenant_up",
         &[("tenant", tenant)],
         if up { 1.0 } else { 0.0 },
     );
     match reason {
-        None => services.health.set_tenant(tenant, Ok(())),
+        None => runtime.health.set_tenant(tenant, Ok(())),
         Some(reason) => {
             tracing::error!(%tenant, %reason, "tenant degraded; it is verified again with backoff, the other tenants run");
-            services.health.set_tenant(tenant, Err(reason.clone()));
+            runtime.health.set_tenant(tenant, Err(reason.clone()));
         }
     }
     up
@@ -75,18 +75,18 @@ fn record(services: &Services, tenant: &str, verdict: &Verdict) -> bool {
 
 /// Verifies every tenant at start-up. Fails only when no tenant can work: each one's client
 /// could not be built or its credentials were rejected.
-pub(crate) async fn verify_all(services: &Services) -> Result<()> {
+pub(crate) async fn verify_all(runtime: &Runtime) -> Result<()> {
     let mut rejected = Vec::new();
     let mut usable = 0;
-    for tenant in &services.config.tenants {
-        let verdict = verify(services, &tenant.name).await;
+    for tenant in &runtime.config.tenants {
+        let verdict = verify(runtime, &tenant.name).await;
         match &verdict {
             Verdict::Rejected(reason) => {
                 rejected.push(format!("tenant {:?}: {reason}", tenant.name))
             }
             Verdict::Up | Verdict::Unreachable(_) => usable += 1,
         }
-        record(services, &tenant.name, &verdict);
+        record(runtime, &tenant.name, &verdict);
     }
     if usable == 0 && !rejected.is_empty() {
         return Err(Error::config(rejected.join("; ")));
@@ -96,15 +96,15 @@ pub(crate) async fn verify_all(services: &Services) -> Result<()> {
 
 /// Re-verifies degraded tenants with backoff until `shutdown`; reports to the watchdog while it
 /// waits. Never returns an error.
-pub(crate) async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
+pub(crate) async fn run(runtime: Arc<Runtime>, shutdown: CancellationToken) -> Result<()> {
     let mut backoff = BACKOFF;
     loop {
-        services.notifier.alive(LOOP);
-        let down = services.health.tenants_down();
+        runtime.notifier.alive(LOOP);
+        let down = runtime.health.tenants_down();
         let mut still_down = false;
         for tenant in &down {
-            let verdict = verify(&services, tenant).await;
-            if record(&services, tenant, &verdict) {
+            let verdict = verify(&runtime, tenant).await;
+            if record(&runtime, tenant, &verdict) {
                 tracing::info!(%tenant, "tenant verified again; no longer degraded");
             } else {
                 still_down = true;
@@ -119,15 +119,15 @@ pub(crate) async fn run(services: Arc<Services>, shutdown: CancellationToken) ->
             // Nothing is down: nothing to do until the next look.
             MAX_BACKOFF
         };
-        let beat = services.notifier.heartbeat_interval().unwrap_or(wait);
-        let clock = &services.clock;
+        let beat = runtime.notifier.heartbeat_interval().unwrap_or(wait);
+        let clock = &runtime.clock;
         let until = clock.now() + wait;
         while clock.now() < until {
             tokio::select! {
                 _ = clock.sleep_until(until.min(clock.now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
-            services.notifier.alive(LOOP);
+            runtime.notifier.alive(LOOP);
         }
     }
 }

@@ -26,7 +26,7 @@ pub struct Control {
     /// Listen address (loopback by default).
     pub listen: SocketAddr,
     /// Shared secret for `X-SuperOffice-Signature`; without it the one in the state directory
-    /// is used (generated when needed, see [`crate::sync::secret`]). Webhooks are always signed.
+    /// is used (generated when needed, see [`crate::webhook_secret`]). Webhooks are always signed.
     pub webhook_secret: Option<SecretRef>,
     /// Public URL SuperOffice should post webhooks to (`syncd webhooks ensure`).
     pub public_url: Option<String>,

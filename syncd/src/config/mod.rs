@@ -63,7 +63,7 @@ pub use nats::{
     Source, StreamRetention,
 };
 pub use outbox::{ConflictPolicy, Outbox, Route};
-pub use retention::Retention;
+pub use retention::{Policy, Retention};
 pub use secret::SecretRef;
 pub use subscription::{MassDelete, Shape, Subscription};
 pub use tenant::{AuthMode, Tenant};
@@ -89,7 +89,7 @@ pub struct Config {
     /// The file the config came from (for messages), if any.
     pub source: Option<PathBuf>,
     /// Restarts of failed loops (`[supervisor]`).
-    pub supervisor: crate::supervise::Policy,
+    pub supervisor: Policy,
     /// `[[sink]]`s the change feed is published to, in file order.
     pub sinks: Vec<Sink>,
     /// `instance = "…"`: a readable prefix of the `{instance}` of sink message ids, which is
@@ -276,14 +276,15 @@ impl Config {
             .as_ref()
             .is_some_and(|s| s.resolve().is_err());
         if !configured_unreadable {
-            let secret = crate::sync::secret::resolve(self, crate::sync::secret::Generate::Never)?;
+            let secret =
+                crate::webhook_secret::resolve(self, crate::webhook_secret::Generate::Never)?;
             if secret.is_none()
                 && self.control.public_url.is_none()
                 && self.subscriptions.iter().any(|s| s.webhooks)
             {
                 notes.push(format!(
                     "no webhook secret (control.webhook_secret is not set, no {}): webhooks will be refused with 401; set control.public_url or run `syncd webhooks ensure` to generate one",
-                    crate::sync::secret::secret_path(self).display()
+                    crate::webhook_secret::secret_path(self).display()
                 ));
             }
         }
@@ -773,7 +774,7 @@ webhook_body_limit = 1024"#,
         let sub = &config.subscriptions[0];
         assert_eq!(sub.transform_timeout, Duration::from_millis(100));
         assert_eq!(sub.transform_max_output, 1 << 20);
-        assert_eq!(config.supervisor, crate::supervise::Policy::default());
+        assert_eq!(config.supervisor, Policy::default());
         let set = MINIMAL.replace(
             "poll_interval",
             "transform_timeout = \"250ms\"\ntransform_max_output = 4096\npoll_interval",
@@ -784,7 +785,7 @@ webhook_body_limit = 1024"#,
         assert_eq!(sub.transform_max_output, 4096);
         assert_eq!(
             config.supervisor,
-            crate::supervise::Policy {
+            Policy {
                 initial: Duration::from_secs(2),
                 max: Duration::from_secs(60),
                 healthy_after: Duration::from_secs(30),

@@ -216,8 +216,10 @@ fn sink(ctx: &Ctx<'_>, index: usize, spanned: &Spanned<RawSink>) -> Result<Sink>
         }
     };
     let template = match &r.subject {
-        None => crate::sink::Template::parse(DEFAULT_SUBJECT).expect("the default is valid"),
-        Some(span) => crate::sink::Template::parse(span.get_ref())
+        None => {
+            crate::feed::subject::Template::parse(DEFAULT_SUBJECT).expect("the default is valid")
+        }
+        Some(span) => crate::feed::subject::Template::parse(span.get_ref())
             .map_err(|e| ctx.at(span, &key("subject"), e))?,
     };
     let subject = r

@@ -6,7 +6,36 @@ use std::time::Duration;
 use super::raw::{RawRetention, RawSupervisor};
 use super::values::{BACKOFF, Ctx, SECOND};
 use crate::Result;
-use crate::supervise::Policy;
+
+/// Restart timing of a supervised loop (`[supervisor]`; the supervisor is
+/// `crate::supervise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The first backoff after a failure.
+    pub initial: Duration,
+    /// The longest backoff (the backoff doubles per failure in a row up to this).
+    pub max: Duration,
+    /// A restarted loop that runs this long without failing is healthy again.
+    pub healthy_after: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            healthy_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Policy {
+    /// The backoff after `failing` failures in a row (`failing` ≥ 1).
+    pub fn backoff(&self, failing: u32) -> Duration {
+        let factor = 1u32 << failing.saturating_sub(1).min(20);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
 
 /// `[retention]` durations: longer than zero (rows would be deleted at once), at most 100 years.
 pub(super) const RETENTION: RangeInclusive<Duration> = SECOND..=Duration::from_secs(36_500 * 86400);

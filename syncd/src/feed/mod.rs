@@ -16,6 +16,7 @@ use crate::Config;
 
 pub mod event;
 pub mod http;
+pub mod subject;
 
 pub use event::{ChangeEvent, Op};
 

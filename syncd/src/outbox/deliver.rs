@@ -49,7 +49,7 @@ use super::{OutboxShared, failpoint};
 use crate::config::ConflictPolicy;
 use crate::hash;
 use crate::store::tasks;
-use crate::{Error, Services};
+use crate::{Error, Runtime};
 
 /// What the claim-time batch lookup learnt about a create's record key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ type Step<T> = Result<T, Failure>;
 
 /// Everything a delivery needs.
 pub(crate) struct Delivery<'a> {
-    pub services: &'a Arc<Services>,
+    pub runtime: &'a Arc<Runtime>,
     pub shared: &'a OutboxShared,
     pub shutdown: &'a CancellationToken,
     pub committer: &'a Committer,
@@ -219,7 +219,7 @@ impl Delivery<'_> {
         maybe_sent: bool,
         retry_after: Option<Duration>,
     ) -> Finish {
-        let config = &self.services.config.outbox;
+        let config = &self.runtime.config.outbox;
         if task.attempts >= i64::from(config.max_attempts) {
             return Finish::Dead {
                 error: format!("{error} (after {} attempts)", task.attempts),
@@ -284,7 +284,7 @@ impl Delivery<'_> {
     }
 
     fn client(&self, task: &Task) -> Step<&Client> {
-        self.services
+        self.runtime
             .clients
             .get(&task.tenant)
             .map_err(|e| Failure::Permanent(format!("tenant {:?}: {e}", task.tenant)))
@@ -440,7 +440,7 @@ impl Delivery<'_> {
         let _exclusive = lock.write_owned().await;
         let principal = self.shared.principal(client).await;
         let orphan = recover::find_orphan(
-            self.services,
+            self.runtime,
             self.keys(),
             client,
             task,
@@ -565,7 +565,7 @@ impl Delivery<'_> {
             return Ok(self.complete_posted(job, record).await?.into());
         }
         let payload = Self::payload(task)?;
-        let route = self.services.config.route(kind);
+        let route = self.runtime.config.route(kind);
         let mut keyed = true;
         let mut found = self.find_by_key(job, prefetch).await?;
         if found.is_none()
@@ -610,7 +610,7 @@ impl Delivery<'_> {
         let lane = task.lane.clone();
         let before = task.id;
         if let Some(id) = self
-            .services
+            .runtime
             .store
             .read(move |conn| tasks::lane_result(conn, &lane, before))
             .await?
@@ -633,7 +633,7 @@ impl Delivery<'_> {
         let entity = task.entity()?;
         let before = task.id;
         let own = self
-            .services
+            .runtime
             .store
             .read(move |conn| tasks::own_last_write(conn, entity, record, before))
             .await?;
@@ -684,7 +684,7 @@ impl Delivery<'_> {
     /// policy to a 412; a 409 (failed JSON Patch `test`) is always a conflict.
     async fn write_with_policy(&self, job: &Job<'_>, op: WriteOp, record: i64) -> Step<Outcome> {
         let (task, kind, client) = (job.task, job.kind, job.client);
-        let policy = self.services.config.route(kind).conflict;
+        let policy = self.runtime.config.route(kind).conflict;
         let query = task.query_pairs();
         let mut ius = self.effective_ius(task, record).await?;
         let mut reapplied: Vec<Value> = Vec::new();

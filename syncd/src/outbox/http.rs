@@ -12,7 +12,7 @@
 //! | 400 `{error, field}` | invalid input (the field is named) |
 //! | 200 `{requests}` | `?dry_run=true`: the HTTP requests it would send; nothing is queued |
 //!
-//! The route sits in the control plane's authenticated sub-router ([`crate::control::auth`]):
+//! The route sits in the control plane's authenticated sub-router (`control::auth`, which mounts it):
 //! before this handler runs, a foreign `Origin` is 403, a missing or wrong bearer token 401 and
 //! a body not declared as JSON 415; a body over `control.publish_body_limit` is 413. Without
 //! `control.token` the route is not served (404). A request cut off by
@@ -29,13 +29,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use super::OutboxShared;
 use super::ledger::Intake;
 use super::task::{PublishRequest, Task, TaskState};
-use crate::{Error, Services};
+use crate::{Error, Runtime};
 
-/// The routes.
-pub fn routes() -> Router<Arc<Services>> {
-    Router::new().route("/publish", post(publish))
+/// The routes, with their state: mergeable into a router of any state.
+pub fn routes<S>(runtime: Arc<Runtime>, shared: Arc<OutboxShared>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/publish", post(publish))
+        .with_state((runtime, shared))
 }
 
 /// 400 `{error, field}` for invalid input (`error` reads `FIELD: MESSAGE`).
@@ -80,7 +86,7 @@ pub fn task_view(task: &Task) -> Value {
 }
 
 async fn publish(
-    State(services): State<Arc<Services>>,
+    State((runtime, shared)): State<(Arc<Runtime>, Arc<OutboxShared>)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -111,21 +117,21 @@ async fn publish(
         .get("dry_run")
         .is_some_and(|v| v == "true" || v == "1")
     {
-        return match super::task::validate(&services.config, &request) {
+        return match super::task::validate(&runtime.config, &request) {
             Ok(new) => (
                 StatusCode::OK,
                 axum::Json(json!({
                     "key": new.key,
-                    "requests": super::plan::plan(&services.config, &new),
+                    "requests": super::plan::plan(&runtime.config, &new),
                 })),
             )
                 .into_response(),
             Err(error) => rejected(&error),
         };
     }
-    match super::publish(&services.store, &services.config, &request, "http").await {
+    match super::publish(&runtime.store, &runtime.config, &request, "http").await {
         Ok(Intake::Queued(task)) => {
-            services.outbox.wake();
+            shared.wake();
             (StatusCode::ACCEPTED, axum::Json(task.summary())).into_response()
         }
         Ok(Intake::Replay(task)) => {

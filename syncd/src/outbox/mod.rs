@@ -79,7 +79,7 @@ use superoffice::entity::EntityKind;
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Config, Result, Services, Store};
+use crate::{Config, Result, Runtime, Store};
 
 /// The ledger's group commit lives in the store ([`crate::store::commit`]).
 pub use crate::store::commit;
@@ -166,9 +166,13 @@ impl OutboxShared {
     }
 }
 
-/// Control-plane routes of the outbox (`POST /publish`).
-pub fn routes() -> Router<Arc<Services>> {
-    http::routes()
+/// Control-plane routes of the outbox (`POST /publish`), with their state: mergeable into a
+/// router of any state.
+pub fn routes<S>(runtime: Arc<Runtime>, shared: Arc<OutboxShared>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    http::routes(runtime, shared)
 }
 
 /// Validates and queues a publish (the library entry point behind the CLI, HTTP and tests).
@@ -188,34 +192,38 @@ pub async fn publish(
 /// Resolves tasks left in flight by a previous run: they become `pending` and `maybe_sent`, so
 /// their next delivery finds out what the server already has before sending anything. Also
 /// creates the ForeignApp app and device (failures are retried before the first create).
-pub async fn prepare(services: &Services) -> Result<()> {
-    let recovered = services
+pub async fn prepare(runtime: &Runtime, shared: &OutboxShared) -> Result<()> {
+    let recovered = runtime
         .store
         .write(|tx| crate::store::tasks::recover_in_flight(tx, Utc::now()))
         .await?;
     if !recovered.is_empty() {
         tracing::warn!(tasks = ?recovered, "outbox: resolving tasks a previous run left in flight");
     }
-    if let Some(tenant) = worker::publish_tenant(&services.config)
-        && let Ok(client) = services.clients.get(&tenant)
+    if let Some(tenant) = worker::publish_tenant(&runtime.config)
+        && let Ok(client) = runtime.clients.get(&tenant)
     {
-        match services.outbox.keys.ensure(client).await {
-            Ok(()) => services.outbox.set_foreign_app_ready(),
+        match shared.keys.ensure(client).await {
+            Ok(()) => shared.set_foreign_app_ready(),
             Err(error) => {
                 tracing::warn!(%error, "outbox: could not create the ForeignApp app/device yet")
             }
         }
     }
-    worker::refresh_metrics(services).await;
+    worker::refresh_metrics(runtime).await;
     Ok(())
 }
 
 /// Delivers tasks until `shutdown`.
-pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    runtime: Arc<Runtime>,
+    shared: Arc<OutboxShared>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     // The supervisor (`crate::supervise`) registers the loop with the watchdog and unregisters
     // it only when it stops for shutdown: a failing worker withholds the ping until it reports
     // in again.
-    worker::Worker::new(services.clone(), shutdown).run().await
+    worker::Worker::new(runtime, shared, shutdown).run().await
 }
 
 /// Parks the calling thread for good at a named point when `SYNCD_FAILPOINT` asks for it, so

@@ -25,7 +25,7 @@ use superoffice::odata::{Query, col};
 
 use super::foreign::ForeignKeys;
 use super::task::Task;
-use crate::{Result, Services};
+use crate::{Result, Runtime};
 
 /// Records the search reads at most before giving up (in doubt).
 pub const MAX_CANDIDATES: usize = 20_000;
@@ -119,7 +119,7 @@ pub fn matches(kind: EntityKind, payload: &Value, record: &Value) -> Option<bool
 
 /// Searches for the record an interrupted POST of `task` left without a key.
 pub(crate) async fn find_orphan(
-    services: &Services,
+    runtime: &Runtime,
     keys: &ForeignKeys,
     client: &Client,
     task: &Task,
@@ -176,7 +176,7 @@ pub(crate) async fn find_orphan(
     }
     let entity = kind;
     let ids = candidates.clone();
-    let owned = services
+    let owned = runtime
         .store
         .read(move |conn| crate::store::tasks::owned_results(conn, entity, &ids))
         .await?;

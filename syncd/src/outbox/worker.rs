@@ -11,12 +11,13 @@ use superoffice::entity::EntityKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::OutboxShared;
 use super::deliver::{Delivery, Outcome, Prefetch};
 use super::ledger::{self, Finish};
 use super::task::{Task, TaskId, TaskState};
 use crate::store::commit::Committer;
 use crate::store::{outbox_rows, tasks};
-use crate::{Config, Result, Services};
+use crate::{Config, Result, Runtime};
 
 /// How often the worker looks for work when nothing wakes it.
 const IDLE: Duration = Duration::from_millis(100);
@@ -39,11 +40,11 @@ pub(crate) fn publish_tenant(config: &Config) -> Option<String> {
 }
 
 /// Sets `syncd_tasks{state}` from the ledger.
-pub(crate) async fn refresh_metrics(services: &Services) {
-    match services.store.read(tasks::counts).await {
+pub(crate) async fn refresh_metrics(runtime: &Runtime) {
+    match runtime.store.read(tasks::counts).await {
         Ok(counts) => {
             for (state, n) in counts {
-                services
+                runtime
                     .metrics
                     .set("syncd_tasks", &[("state", state.as_str())], n as f64);
             }
@@ -55,7 +56,8 @@ pub(crate) async fn refresh_metrics(services: &Services) {
 type Claimed = Vec<(Task, Prefetch)>;
 
 pub(crate) struct Worker {
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
+    shared: Arc<OutboxShared>,
     shutdown: CancellationToken,
     config: Arc<Config>,
     /// Claimed tasks waiting for a delivery slot of their tenant.
@@ -77,11 +79,16 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(services: Arc<Services>, shutdown: CancellationToken) -> Worker {
-        let config = Arc::new(services.config.clone());
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        shared: Arc<OutboxShared>,
+        shutdown: CancellationToken,
+    ) -> Worker {
+        let config = Arc::new(runtime.config.clone());
         Worker {
-            committer: Committer::start(services.store.clone()),
-            services,
+            committer: Committer::start(runtime.store.clone()),
+            runtime,
+            shared,
             shutdown,
             config,
             queue: VecDeque::new(),
@@ -103,7 +110,7 @@ impl Worker {
         let mut last_outbox = Instant::now() - OUTBOX_POLL;
         let mut last_metrics = Instant::now();
         loop {
-            self.services.notifier.alive("outbox");
+            self.runtime.notifier.alive("outbox");
             if self.shutdown.is_cancelled() {
                 break;
             }
@@ -119,7 +126,7 @@ impl Worker {
             }
             if last_metrics.elapsed() >= METRICS_EVERY {
                 last_metrics = Instant::now();
-                refresh_metrics(&self.services).await;
+                refresh_metrics(&self.runtime).await;
             }
             self.refill();
             self.start();
@@ -135,8 +142,8 @@ impl Worker {
                 Some(refilled) = self.refills.join_next(), if !self.refills.is_empty() => {
                     self.refilled(refilled);
                 }
-                _ = self.services.outbox.notify.notified() => self.quiet_until.clear(),
-                _ = self.services.clock.sleep(IDLE) => {}
+                _ = self.shared.notify.notified() => self.quiet_until.clear(),
+                _ = self.runtime.clock.sleep(IDLE) => {}
                 _ = self.shutdown.cancelled() => {}
             }
         }
@@ -150,15 +157,16 @@ impl Worker {
     ) {
         let id = match joined {
             Ok((id, (task, outcome))) => {
-                let services = self.services.clone();
+                let runtime = self.runtime.clone();
+                let shared = self.shared.clone();
                 let committer = self.committer.clone();
                 let shutdown = self.shutdown.clone();
                 self.recording.spawn(async move {
                     let outcome = match outcome {
                         Outcome::Posted { record, answer } => {
                             Delivery {
-                                services: &services,
-                                shared: &services.outbox,
+                                runtime: &runtime,
+                                shared: &shared,
                                 shutdown: &shutdown,
                                 committer: &committer,
                             }
@@ -167,7 +175,7 @@ impl Worker {
                         }
                         other => other,
                     };
-                    record(&services, &committer, task, outcome).await
+                    record(&runtime, &committer, task, outcome).await
                 });
                 id
             }
@@ -212,11 +220,11 @@ impl Worker {
 
     /// Moves rows of the `outbox` table into the ledger; true if any moved.
     async fn poll_outbox(&self) -> Result<bool> {
-        if !self.services.store.read(outbox_rows::has_rows).await? {
+        if !self.runtime.store.read(outbox_rows::has_rows).await? {
             return Ok(false);
         }
         let moved =
-            ledger::poll_outbox(&self.services.store, &self.config, OUTBOX_BATCH, Utc::now())
+            ledger::poll_outbox(&self.runtime.store, &self.config, OUTBOX_BATCH, Utc::now())
                 .await?;
         if moved.rejected > 0 {
             tracing::warn!(
@@ -250,9 +258,9 @@ impl Worker {
                 continue;
             }
             self.refilling.insert(tenant.clone());
-            let services = self.services.clone();
+            let (runtime, shared) = (self.runtime.clone(), self.shared.clone());
             self.refills.spawn(async move {
-                let claimed = claim(&services, &tenant, room).await;
+                let claimed = claim(&runtime, &shared, &tenant, room).await;
                 (tenant, claimed)
             });
         }
@@ -272,14 +280,15 @@ impl Worker {
                 continue;
             }
             *running += 1;
-            let services = self.services.clone();
+            let runtime = self.runtime.clone();
+            let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
             let committer = self.committer.clone();
             let tenant = task.tenant.clone();
             let handle = self.deliveries.spawn(async move {
                 let outcome = Delivery {
-                    services: &services,
-                    shared: &services.outbox,
+                    runtime: &runtime,
+                    shared: &shared,
                     shutdown: &shutdown,
                     committer: &committer,
                 }
@@ -302,7 +311,7 @@ impl Worker {
         let ids: Vec<TaskId> = self.queue.drain(..).map(|(t, _)| t.id).collect();
         if !ids.is_empty()
             && let Err(error) = self
-                .services
+                .runtime
                 .store
                 .write(move |tx| tasks::release(tx, &ids, Utc::now()))
                 .await
@@ -337,14 +346,19 @@ impl Worker {
                 }
             }
         }
-        refresh_metrics(&self.services).await;
+        refresh_metrics(&self.runtime).await;
     }
 }
 
 /// Claims up to `room` due tasks of `tenant` and looks their keys up.
-async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Claimed> {
+async fn claim(
+    runtime: &Arc<Runtime>,
+    shared: &OutboxShared,
+    tenant: &str,
+    room: usize,
+) -> Result<Claimed> {
     let now = Utc::now();
-    let due = services
+    let due = runtime
         .store
         .read(move |conn| tasks::any_due(conn, now))
         .await?;
@@ -352,14 +366,17 @@ async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Cl
         return Ok(Vec::new());
     }
     let name = tenant.to_string();
-    let claimed = services
+    let claimed = runtime
         .store
         .write(move |tx| tasks::claim(tx, &name, room, Utc::now()))
         .await?;
     // A slow lookup only costs the shortcut: every task then checks its own key.
-    let prefetched = tokio::time::timeout(PREFETCH_TIMEOUT, prefetch(services, tenant, &claimed))
-        .await
-        .unwrap_or_default();
+    let prefetched = tokio::time::timeout(
+        PREFETCH_TIMEOUT,
+        prefetch(runtime, shared, tenant, &claimed),
+    )
+    .await
+    .unwrap_or_default();
     Ok(claimed
         .into_iter()
         .map(|task| {
@@ -373,9 +390,14 @@ async fn claim(services: &Arc<Services>, tenant: &str, room: usize) -> Result<Cl
 }
 
 /// One `ForeignKeys` archive lookup per entity for the fresh creates among `tasks`.
-async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap<TaskId, Prefetch> {
+async fn prefetch(
+    runtime: &Runtime,
+    shared: &OutboxShared,
+    tenant: &str,
+    tasks: &[Task],
+) -> BTreeMap<TaskId, Prefetch> {
     let mut out = BTreeMap::new();
-    let Ok(client) = services.clients.get(tenant) else {
+    let Ok(client) = runtime.clients.get(tenant) else {
         return out;
     };
     let mut by_entity: BTreeMap<EntityKind, Vec<&Task>> = BTreeMap::new();
@@ -390,12 +412,7 @@ async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap
     }
     for (kind, tasks) in by_entity {
         let values: Vec<String> = tasks.iter().map(|t| t.record_key()).collect();
-        match services
-            .outbox
-            .keys
-            .lookup_many(client, kind, &values)
-            .await
-        {
+        match shared.keys.lookup_many(client, kind, &values).await {
             Ok(found) => {
                 for task in tasks {
                     let prefetch = match found.get(&task.record_key()) {
@@ -414,7 +431,7 @@ async fn prefetch(services: &Services, tenant: &str, tasks: &[Task]) -> BTreeMap
 }
 
 /// Records the outcome of an attempt (and counts it).
-async fn record(services: &Arc<Services>, committer: &Committer, task: Task, outcome: Outcome) {
+async fn record(runtime: &Arc<Runtime>, committer: &Committer, task: Task, outcome: Outcome) {
     let id = task.id;
     let recorded = match &outcome {
         Outcome::Posted { .. } => return,
@@ -441,7 +458,7 @@ async fn record(services: &Arc<Services>, committer: &Committer, task: Task, out
         TaskState::Pending => "retry",
         other => other.as_str(),
     };
-    services.metrics.inc(
+    runtime.metrics.inc(
         "syncd_publish_total",
         &[
             ("entity", &task.entity.to_string()),

@@ -21,7 +21,7 @@ use crate::config::{NatsAuth, Sink, StreamRetention};
 use crate::feed::Tenants;
 use crate::store::feed::FeedPage;
 use crate::store::sinks;
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 /// First wait after a failed session; doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
@@ -41,8 +41,8 @@ fn err(sink: &str, message: impl std::fmt::Display) -> Error {
 
 /// Runs the sink `name` until `shutdown`. Failed sessions are retried here with backoff (never
 /// returned); only a sink missing from the config is an error.
-pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationToken) -> Result<()> {
-    let sink = services
+pub async fn run(runtime: Arc<Runtime>, name: String, shutdown: CancellationToken) -> Result<()> {
+    let sink = runtime
         .config
         .sinks
         .iter()
@@ -52,17 +52,17 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
     let template = Template::parse(&sink.subject).map_err(|e| err(&name, e))?;
     // The id stored with the database is always part of it: a database started from scratch
     // (a lost disk) restarts its seqs, and must not reuse msg ids the stream still remembers.
-    let stored = services.store.write(|tx| sinks::instance_id(tx)).await?;
-    let instance = match &services.config.instance {
+    let stored = runtime.store.write(|tx| sinks::instance_id(tx)).await?;
+    let instance = match &runtime.config.instance {
         Some(instance) => format!("{instance}-{stored}"),
         None => stored,
     };
-    let tenants = Tenants::from_config(&services.config);
+    let tenants = Tenants::from_config(&runtime.config);
     let loop_name = loop_name(&name);
     let mut backoff = INITIAL_BACKOFF;
     loop {
         let session = Session {
-            services: &services,
+            runtime: &runtime,
             sink: &sink,
             template: &template,
             instance: &instance,
@@ -72,13 +72,13 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         match session.run(&shutdown, &mut backoff).await {
             Ok(()) => return Ok(()),
             Err(error) => {
-                services
+                runtime
                     .metrics
                     .inc("syncd_sink_errors_total", &[("sink", &name)], 1);
                 tracing::warn!(sink = %name, url = %sink.url, stream = %sink.stream, %error, retry_in = ?backoff, "sink: session failed; retrying");
                 let text = error.to_string();
                 let n = name.clone();
-                if let Err(e) = services
+                if let Err(e) = runtime
                     .store
                     .write(move |tx| sinks::set_error(tx, &n, &text))
                     .await
@@ -89,10 +89,10 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
         }
         let until = tokio::time::Instant::now() + backoff;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        let beat = services.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
+        let beat = runtime.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
         while tokio::time::Instant::now() < until {
-            services.notifier.alive(&loop_name);
-            report(&services, &sink, None).await;
+            runtime.notifier.alive(&loop_name);
+            report(&runtime, &sink, None).await;
             tokio::select! {
                 _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
@@ -102,12 +102,12 @@ pub async fn run(services: Arc<Services>, name: String, shutdown: CancellationTo
 }
 
 /// Updates the lag metrics and `/readyz` from `acked` (read from the store when `None`).
-async fn report(services: &Services, sink: &Sink, acked: Option<i64>) {
+async fn report(runtime: &Runtime, sink: &Sink, acked: Option<i64>) {
     let acked = match acked {
         Some(a) => a,
         None => {
             let name = sink.name.clone();
-            match services
+            match runtime
                 .store
                 .read(move |c| sinks::acked_seq(c, &name))
                 .await
@@ -120,17 +120,17 @@ async fn report(services: &Services, sink: &Sink, acked: Option<i64>) {
             }
         }
     };
-    let lag = (services.feed.last() - acked).max(0);
+    let lag = (runtime.feed.last() - acked).max(0);
     let labels = [("sink", sink.name.as_str())];
-    services.metrics.set("syncd_sink_lag", &labels, lag as f64);
-    services
+    runtime.metrics.set("syncd_sink_lag", &labels, lag as f64);
+    runtime
         .metrics
         .set("syncd_sink_acked_seq", &labels, acked as f64);
     let problem = sink
         .max_lag
         .filter(|max| lag as u64 > *max)
         .map(|max| format!("{lag} changes behind (max_lag {max}), acknowledged up to seq {acked}"));
-    services.health.set_sink_problem(&sink.name, problem);
+    runtime.health.set_sink_problem(&sink.name, problem);
 }
 
 /// Connects to `url` with `auth` and TLS settings (shared with [`crate::source`]); the error
@@ -248,7 +248,7 @@ pub async fn ensure_stream(
 }
 
 struct Session<'a> {
-    services: &'a Arc<Services>,
+    runtime: &'a Arc<Runtime>,
     sink: &'a Sink,
     template: &'a Template,
     instance: &'a str,
@@ -259,7 +259,7 @@ struct Session<'a> {
 impl Session<'_> {
     /// Publishes until `shutdown` (`Ok`) or a failure (`Err`).
     async fn run(&self, shutdown: &CancellationToken, backoff: &mut Duration) -> Result<()> {
-        let (services, sink) = (self.services, self.sink);
+        let (runtime, sink) = (self.runtime, self.sink);
         let client = tokio::select! {
             c = connect(sink) => c?,
             _ = shutdown.cancelled() => return Ok(()),
@@ -270,19 +270,19 @@ impl Session<'_> {
             .build(client);
         ensure_stream(&js, sink, self.template).await?;
         let name = sink.name.clone();
-        let mut cursor = services
+        let mut cursor = runtime
             .store
             .read(move |c| sinks::acked_seq(c, &name))
             .await?;
         tracing::info!(sink = %sink.name, url = %sink.url, stream = %sink.stream, acked_seq = cursor, "sink: connected");
-        let mut rx = services.feed.subscribe();
-        let beat = services.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
+        let mut rx = runtime.feed.subscribe();
+        let beat = runtime.notifier.heartbeat_interval().unwrap_or(IDLE_BEAT);
         loop {
-            services.notifier.alive(self.loop_name);
+            runtime.notifier.alive(self.loop_name);
             rx.borrow_and_update();
             let tenants = self.tenants.clone();
             let batch = sink.batch;
-            let page = services
+            let page = runtime
                 .store
                 .read(move |c| crate::store::feed::page_after(c, cursor, None, batch, &tenants))
                 .await?;
@@ -299,7 +299,7 @@ impl Session<'_> {
                 }
             };
             if events.is_empty() {
-                report(services, sink, Some(cursor)).await;
+                report(runtime, sink, Some(cursor)).await;
                 tokio::select! {
                     changed = rx.changed() => {
                         if changed.is_err() {
@@ -350,12 +350,12 @@ impl Session<'_> {
             }
             if acked > cursor {
                 let name = sink.name.clone();
-                cursor = services
+                cursor = runtime
                     .store
                     .write(move |tx| sinks::set_acked_seq(tx, &name, acked))
                     .await?;
                 *backoff = INITIAL_BACKOFF;
-                report(services, sink, Some(cursor)).await;
+                report(runtime, sink, Some(cursor)).await;
             }
             if let Some(failure) = failure {
                 return Err(failure);

@@ -33,11 +33,11 @@ impl Engine<'_> {
     pub(super) async fn degrade(&self, reason: &str) -> Result<()> {
         let name = self.plan.name.clone();
         let text = reason.to_string();
-        self.services
+        self.runtime
             .store
             .write(move |tx| runs::degrade(tx, &name, &text, UtcTime::now()))
             .await?;
-        self.services.metrics.set(
+        self.runtime.metrics.set(
             "syncd_subscription_degraded",
             &[("subscription", self.plan.name.as_str())],
             1.0,

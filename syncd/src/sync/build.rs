@@ -176,7 +176,7 @@ impl Engine<'_> {
         if self.plan.transform.is_some() && !refetch_all {
             let ids: Vec<i64> = rows.iter().filter_map(|r| self.plan.row_id(r)).collect();
             let name = self.plan.name.clone();
-            self.services
+            self.runtime
                 .store
                 .read(move |conn| crate::store::quarantine::inputs(conn, &name, &ids))
                 .await
@@ -239,7 +239,7 @@ impl Engine<'_> {
         let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
         let name = self.plan.name.clone();
         let stored = self
-            .services
+            .runtime
             .store
             .read(move |conn| records::stored(conn, &name, &ids))
             .await?;

@@ -24,7 +24,7 @@ use crate::config::Shape;
 use crate::store::records::{self, Applied, CursorWrite, EchoMode, PageWrite};
 use crate::store::runs::{Resume, SubState};
 use crate::store::types::{PassKind, UtcTime};
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 /// The earlier of two source timestamps (as written).
 pub fn earlier(a: Option<String>, b: Option<String>) -> Option<String> {
@@ -51,8 +51,10 @@ pub struct Outcome {
 /// One subscription at work.
 #[derive(Debug)]
 pub struct Engine<'a> {
-    /// Shared services.
-    pub services: &'a Arc<Services>,
+    /// Shared runtime.
+    pub runtime: &'a Arc<Runtime>,
+    /// The subscriptions' shared state (plans, wake-ups, the webhook secret).
+    pub shared: &'a super::SyncShared,
     /// The compiled subscription.
     pub plan: &'a Plan,
     /// Its tenant's client.
@@ -90,7 +92,7 @@ pub(super) fn shutting_down() -> Error {
 
 impl Engine<'_> {
     pub(super) fn alive(&self) {
-        self.services.notifier.alive(self.loop_name);
+        self.runtime.notifier.alive(self.loop_name);
     }
 
     pub(super) fn cancelled(&self) -> Result<()> {
@@ -101,7 +103,7 @@ impl Engine<'_> {
     }
 
     pub(super) fn echo(&self) -> Option<EchoMode> {
-        self.services
+        self.runtime
             .config
             .outbox
             .echo_suppression
@@ -115,7 +117,7 @@ impl Engine<'_> {
         PageWrite {
             parent,
             echo: self.echo(),
-            echo_peers: self.services.sync.peers(self.plan.kind),
+            echo_peers: self.shared.peers(self.plan.kind),
             ..PageWrite::new(self.plan.name.clone(), self.plan.kind, UtcTime::now())
         }
     }
@@ -133,19 +135,19 @@ impl Engine<'_> {
 
     pub(super) async fn commit(&self, write: PageWrite) -> Result<Applied> {
         let applied = self
-            .services
+            .runtime
             .store
             .write(move |tx| records::apply(tx, &write))
             .await?;
         if let Some(seq) = applied.last_seq {
-            self.services.feed.committed(seq.get());
+            self.runtime.feed.committed(seq.get());
         }
         self.record_metrics(applied);
         Ok(applied)
     }
 
     pub(super) fn record_metrics(&self, applied: Applied) {
-        let metrics = &self.services.metrics;
+        let metrics = &self.runtime.metrics;
         let name = self.plan.name.as_str();
         for (op, n) in [
             ("insert", applied.inserts),
@@ -189,8 +191,8 @@ impl Engine<'_> {
         &self,
         write: PageWrite,
     ) -> tokio::task::JoinHandle<Result<Applied>> {
-        let store = self.services.store.clone();
-        let feed = self.services.feed.clone();
+        let store = self.runtime.store.clone();
+        let feed = self.runtime.feed.clone();
         let name = self.plan.name.clone();
         tokio::spawn(async move {
             let began = Instant::now();
@@ -253,7 +255,7 @@ impl Engine<'_> {
             let from = resume.parent.unwrap_or(i64::MIN);
             let parent_name = parent_subscription.clone();
             let batch = self
-                .services
+                .runtime
                 .store
                 .read(move |conn| records::parents(conn, &parent_name, from, 200))
                 .await?;
@@ -272,7 +274,7 @@ impl Engine<'_> {
                 };
                 let name = self.plan.name.clone();
                 let loaded = self
-                    .services
+                    .runtime
                     .store
                     .read(move |conn| records::scope_loaded(conn, &name, id))
                     .await?;

@@ -144,6 +144,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,7 +160,7 @@ use crate::store::records;
 use crate::store::runs::{self, Registration, RunEnd, RunStatus};
 use crate::store::types::{PassKind, UtcTime};
 use crate::store::webhooks;
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 mod breaker;
 mod build;
@@ -171,7 +172,8 @@ mod reconcile;
 mod refetch;
 pub mod retention;
 mod scan;
-pub mod secret;
+/// The webhook secret in force (a ground module, [`crate::webhook_secret`]).
+pub use crate::webhook_secret as secret;
 pub mod webhook;
 
 use engine::{Engine, Outcome};
@@ -194,14 +196,18 @@ pub struct SyncShared {
     errors: Vec<String>,
     wakes: BTreeMap<String, Arc<Notify>>,
     ensured: tokio::sync::Mutex<Option<Instant>>,
+    /// The control plane's bound address, for `control.public_url = "auto"` (`None`: not
+    /// serving).
+    control_addr: Option<SocketAddr>,
     /// Resolved once in [`prepare`]; `Some(None)`: there is no secret.
     webhook_secret: std::sync::OnceLock<Option<secret::WebhookSecret>>,
     no_secret_logged: std::sync::atomic::AtomicBool,
 }
 
 impl SyncShared {
-    /// Compiles the configured subscriptions (errors surface in [`prepare`]).
-    pub fn new(config: &Config) -> SyncShared {
+    /// Compiles the configured subscriptions (errors surface in [`prepare`]); `control_addr`
+    /// is the control plane's bound address, which `public_url = "auto"` registers.
+    pub fn new(config: &Config, control_addr: Option<SocketAddr>) -> SyncShared {
         let mut plans = BTreeMap::new();
         let mut errors = Vec::new();
         let mut wakes = BTreeMap::new();
@@ -219,6 +225,7 @@ impl SyncShared {
             errors,
             wakes,
             ensured: tokio::sync::Mutex::new(None),
+            control_addr,
             webhook_secret: std::sync::OnceLock::new(),
             no_secret_logged: std::sync::atomic::AtomicBool::new(false),
         }
@@ -294,11 +301,11 @@ impl SyncShared {
 
     /// Registers (or repairs) the webhook when `control.public_url` is set, at most every
     /// minute. Failures are logged: polling continues without webhooks.
-    async fn ensure_webhooks(&self, services: &Services) {
+    async fn ensure_webhooks(&self, runtime: &Runtime) {
         if !self.plans.values().any(|p| p.webhooks) {
             return;
         }
-        let target = match ensure::target_url(&services.config, Some(services.control_addr)) {
+        let target = match ensure::target_url(&runtime.config, self.control_addr) {
             Ok(Some(target)) => target,
             Ok(None) => return,
             Err(error) => {
@@ -315,7 +322,7 @@ impl SyncShared {
             return;
         }
         *last = Some(Instant::now());
-        match ensure::ensure(&services.config, &services.clients, &target, &secret.secret).await {
+        match ensure::ensure(&runtime.config, &runtime.clients, &target, &secret.secret).await {
             Ok(done) => {
                 for e in done {
                     if e.action != "unchanged" {
@@ -330,21 +337,26 @@ impl SyncShared {
     }
 }
 
-/// Control-plane routes of the subscriptions (`POST /webhooks/superoffice`).
-pub fn routes() -> Router<Arc<Services>> {
-    Router::new().route(ensure::RECEIVER_PATH, post(webhook::receive))
+/// Control-plane routes of the subscriptions (`POST /webhooks/superoffice`), with their
+/// state: mergeable into a router of any state.
+pub fn routes<S>(runtime: Arc<Runtime>, shared: Arc<SyncShared>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route(ensure::RECEIVER_PATH, post(webhook::receive))
+        .with_state((runtime, shared))
 }
 
 /// Registers the configured subscriptions and their cursors, marks runs a killed process left
 /// behind as aborted, initialises the gauges. Configuration problems (a subscription that does
 /// not compile, an unknown tenant) are errors naming the subscription.
-pub async fn prepare(services: &Services) -> Result<()> {
-    let shared = &services.sync;
+pub async fn prepare(runtime: &Runtime, shared: &SyncShared) -> Result<()> {
     if !shared.errors.is_empty() {
         return Err(Error::config(shared.errors.join("; ")));
     }
     for plan in shared.plans.values() {
-        if !services.clients.knows(&plan.tenant) {
+        if !runtime.clients.knows(&plan.tenant) {
             return Err(Error::config(format!(
                 "subscription {:?}: no tenant {:?}",
                 plan.name, plan.tenant
@@ -352,7 +364,7 @@ pub async fn prepare(services: &Services) -> Result<()> {
         }
     }
     let plans: Vec<Plan> = shared.plans.values().cloned().collect();
-    let states = services
+    let states = runtime
         .store
         .write(move |tx| {
             let now = UtcTime::now();
@@ -384,14 +396,14 @@ pub async fn prepare(services: &Services) -> Result<()> {
         .await?;
     for (name, live, state, quarantined) in states {
         let labels = [("subscription", name.as_str())];
-        services.metrics.set("syncd_rows", &labels, live as f64);
-        services
+        runtime.metrics.set("syncd_rows", &labels, live as f64);
+        runtime
             .metrics
             .set("syncd_quarantined_records", &labels, quarantined as f64);
         if quarantined > 0 {
             tracing::warn!(subscription = %name, quarantined, "records are quarantined (their transform failed): see `syncd quarantine list`");
         }
-        services.metrics.set(
+        runtime.metrics.set(
             "syncd_subscription_degraded",
             &labels,
             if state.degraded.is_some() { 1.0 } else { 0.0 },
@@ -400,25 +412,24 @@ pub async fn prepare(services: &Services) -> Result<()> {
             tracing::warn!(subscription = %name, %reason, "subscription is degraded");
         }
     }
-    if shared.plans.values().any(|p| p.webhooks) && services.config.control.public_url.is_none() {
+    if shared.plans.values().any(|p| p.webhooks) && runtime.config.control.public_url.is_none() {
         tracing::info!(
             "webhooks are on but control.public_url is not set: register them with `syncd webhooks ensure`, or rely on polling"
         );
     }
-    prepare_webhook_secret(services).await
+    prepare_webhook_secret(runtime, shared).await
 }
 
 /// Resolves the webhook secret in force (see [`secret`]): generated when `public_url` is set
 /// and a subscription uses webhooks, else only configured or read from the state directory.
-async fn prepare_webhook_secret(services: &Services) -> Result<()> {
-    let shared = &services.sync;
+async fn prepare_webhook_secret(runtime: &Runtime, shared: &SyncShared) -> Result<()> {
     let uses_webhooks = shared.plans.values().any(|p| p.webhooks);
-    let generate = if uses_webhooks && services.config.control.public_url.is_some() {
+    let generate = if uses_webhooks && runtime.config.control.public_url.is_some() {
         secret::Generate::IfMissing
     } else {
         secret::Generate::Never
     };
-    let config = services.config.clone();
+    let config = runtime.config.clone();
     let resolved = tokio::task::spawn_blocking(move || secret::resolve(&config, generate))
         .await
         .map_err(|source| Error::Task {
@@ -432,12 +443,12 @@ async fn prepare_webhook_secret(services: &Services) -> Result<()> {
             "webhook receiver: signatures are checked with the webhook secret"
         ),
         None if uses_webhooks => tracing::warn!(
-            path = %secret::secret_path(&services.config).display(),
+            path = %secret::secret_path(&runtime.config).display(),
             "no webhook secret (control.webhook_secret is not set and the file does not exist): every webhook is refused with 401 until one exists; set control.public_url or run `syncd webhooks ensure`"
         ),
         None => tracing::debug!("no webhook secret: every webhook is refused with 401"),
     }
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_webhook_secret_present",
         &[],
         if resolved.is_some() { 1.0 } else { 0.0 },
@@ -450,16 +461,18 @@ async fn prepare_webhook_secret(services: &Services) -> Result<()> {
 
 /// Runs one subscription until `shutdown`.
 pub async fn run_subscription(
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
+    shared: Arc<SyncShared>,
     name: &str,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let plan = services.sync.plan(name)?.clone();
-    let client = services.clients.get(&plan.tenant)?.clone();
+    let plan = shared.plan(name)?.clone();
+    let client = runtime.clients.get(&plan.tenant)?.clone();
     // The supervisor (`crate::supervise`) registers `sync:<name>` with the watchdog.
     let loop_name = format!("sync:{name}");
     let engine = Engine {
-        services: &services,
+        runtime: &runtime,
+        shared: &shared,
         plan: &plan,
         client,
         shutdown: &shutdown,
@@ -483,27 +496,27 @@ fn since_text(text: &str) -> Option<Duration> {
 /// The subscription loop: resumes or starts passes, drains the refetch queue, reconciles when
 /// due or requested and sleeps in between, until `shutdown`.
 async fn run_loop(engine: &Engine<'_>) -> Result<()> {
-    let services = engine.services;
-    let wake = services
-        .sync
+    let runtime = engine.runtime;
+    let wake = engine
+        .shared
         .wakes
         .get(&engine.plan.name)
         .cloned()
         .unwrap_or_default();
     if engine.plan.webhooks {
-        services.sync.ensure_webhooks(services).await;
+        engine.shared.ensure_webhooks(runtime).await;
     }
     load_page_cap(engine).await?;
-    let mut schedule = Schedule::new(&services.clock);
+    let mut schedule = Schedule::new(&runtime.clock);
     loop {
         if engine.shutdown.is_cancelled() {
             return Ok(());
         }
-        services.notifier.alive(engine.loop_name);
+        runtime.notifier.alive(engine.loop_name);
         let state = read_state(engine).await?;
         if state.resync_requested {
             start_resync(engine).await?;
-            schedule.next_poll = services.clock.now();
+            schedule.next_poll = runtime.clock.now();
             continue;
         }
         schedule.drain_queue(engine, &state).await?;
@@ -522,7 +535,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
 async fn read_state(engine: &Engine<'_>) -> Result<runs::SubState> {
     let name = engine.plan.name.clone();
     engine
-        .services
+        .runtime
         .store
         .read(move |conn| runs::state(conn, &name))
         .await
@@ -541,14 +554,14 @@ async fn load_page_cap(engine: &Engine<'_>) -> Result<()> {
 
 /// `syncd resync`: resets the cursor for a full reload and clears the degraded gauge.
 async fn start_resync(engine: &Engine<'_>) -> Result<()> {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let plan = engine.plan;
     let name = plan.name.clone();
-    services
+    runtime
         .store
         .write(move |tx| runs::reset_for_resync(tx, &name))
         .await?;
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_subscription_degraded",
         &[("subscription", plan.name.as_str())],
         0.0,
@@ -599,12 +612,12 @@ impl<'c> Schedule<'c> {
     /// subscriptions without webhooks). An event for a record the subscription does not hold
     /// makes the next pass due now; a failed batch is retried after a backoff.
     async fn drain_queue(&mut self, engine: &Engine<'_>, state: &runs::SubState) -> Result<()> {
-        let services = engine.services;
+        let runtime = engine.runtime;
         let plan = engine.plan;
         let clock = self.clock;
         if clock.now() >= self.next_queue {
             let name = plan.name.clone();
-            let pending = services
+            let pending = runtime
                 .store
                 .read(move |conn| Ok(!webhooks::queued(conn, &name, 1)?.is_empty()))
                 .await?;
@@ -668,7 +681,7 @@ impl<'c> Schedule<'c> {
     /// passes and while nothing fails. Checks the webhook registration after a successful
     /// one. Returns how long ago the last reconcile completed (as read before this one).
     async fn reconcile_if_due(&mut self, engine: &Engine<'_>) -> Result<Duration> {
-        let services = engine.services;
+        let runtime = engine.runtime;
         let plan = engine.plan;
         let clock = self.clock;
         let state = read_state(engine).await?;
@@ -692,7 +705,7 @@ impl<'c> Schedule<'c> {
                 self.failures += 1;
                 self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
             } else if plan.webhooks {
-                services.sync.ensure_webhooks(services).await;
+                engine.shared.ensure_webhooks(runtime).await;
             }
         }
         Ok(last_reconcile)
@@ -721,10 +734,10 @@ async fn sleep_until(
     wake: &Notify,
     deadline: tokio::time::Instant,
 ) -> ControlFlow<()> {
-    let services = engine.services;
-    let clock = &services.clock;
+    let runtime = engine.runtime;
+    let clock = &runtime.clock;
     let shutdown = engine.shutdown;
-    let heartbeat = services.notifier.heartbeat_interval();
+    let heartbeat = runtime.notifier.heartbeat_interval();
     loop {
         let now = clock.now();
         if now >= deadline {
@@ -733,7 +746,7 @@ async fn sleep_until(
         let step_until = heartbeat.map_or(deadline, |h| deadline.min(now + h));
         tokio::select! {
             _ = clock.sleep_until(step_until) => {
-                services.notifier.alive(engine.loop_name);
+                runtime.notifier.alive(engine.loop_name);
             }
             _ = wake.notified() => {
                 // Let a burst of events gather into one batch.
@@ -751,7 +764,7 @@ async fn sleep_until(
 
 async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u32) {
     if failures >= 3 {
-        engine.services.notifier.status(&format!(
+        engine.runtime.notifier.status(&format!(
             "{}: {kind} failing ({failures} times in a row)",
             engine.plan.name
         ));
@@ -760,20 +773,20 @@ async fn continue_after_failure(engine: &Engine<'_>, kind: PassKind, failures: u
 
 /// After a successful pass: success time and lag.
 async fn after_pass(engine: &Engine<'_>) -> Result<()> {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let name = engine.plan.name.clone();
-    let state = services
+    let state = runtime
         .store
         .read(move |conn| runs::state(conn, &name))
         .await?;
     let labels = [("subscription", engine.plan.name.as_str())];
-    services.metrics.set(
+    runtime.metrics.set(
         "syncd_last_success_timestamp_seconds",
         &labels,
         chrono::Utc::now().timestamp() as f64,
     );
     if let Some(lag) = state.watermark.as_deref().and_then(since_text) {
-        services
+        runtime
             .metrics
             .set("syncd_lag_seconds", &labels, lag.as_secs_f64());
     }
@@ -786,14 +799,14 @@ async fn step<T, F>(engine: &Engine<'_>, kind: PassKind, work: F) -> Option<T>
 where
     F: Future<Output = Result<(Outcome, bool, T)>>,
 {
-    let services = engine.services;
+    let runtime = engine.runtime;
     let plan = engine.plan;
     // Webhook batches are frequent and small: they get a `runs` row only when they fail.
     let always = kind != PassKind::Webhook;
     let started_at = UtcTime::now();
     let run = if always {
         let name = plan.name.clone();
-        match services
+        match runtime
             .store
             .write(move |tx| runs::start_run(tx, &name, kind, started_at))
             .await
@@ -840,7 +853,7 @@ where
         ("kind", kind.as_str()),
         ("status", status.as_str()),
     ];
-    services.metrics.inc("syncd_runs_total", &labels_status, 1);
+    runtime.metrics.inc("syncd_runs_total", &labels_status, 1);
     let end = RunEnd {
         status,
         fetched,
@@ -849,7 +862,7 @@ where
         error,
     };
     let name = plan.name.clone();
-    let recorded = services
+    let recorded = runtime
         .store
         .write(move |tx| {
             let run = match run {
@@ -868,7 +881,7 @@ where
     match result {
         Ok((outcome, _, value)) => {
             if kind != PassKind::Webhook {
-                services.health.set_run_error(&plan.name, None);
+                runtime.health.set_run_error(&plan.name, None);
             }
             let a = outcome.applied;
             if a.inserts + a.updates + a.deletes > 0 || kind != PassKind::Poll {
@@ -888,12 +901,12 @@ where
         }
         Err(error) => {
             if status == RunStatus::Failed {
-                services.metrics.inc(
+                runtime.metrics.inc(
                     "syncd_errors_total",
                     &[("subscription", plan.name.as_str())],
                     1,
                 );
-                services
+                runtime
                     .health
                     .set_run_error(&plan.name, Some(error.to_string()));
                 tracing::warn!(subscription = %plan.name, kind = kind.as_str(), %error, "run failed; retrying with backoff");

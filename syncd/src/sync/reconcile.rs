@@ -29,7 +29,7 @@ impl Engine<'_> {
                 loop {
                     let parent_name = parent_subscription.clone();
                     let batch = self
-                        .services
+                        .runtime
                         .store
                         .read(move |conn| records::parents(conn, &parent_name, from, 500))
                         .await?;
@@ -74,7 +74,7 @@ impl Engine<'_> {
                 let name = self.plan.name.clone();
                 let parent_id = parent.map(|p| p.id);
                 let live = self
-                    .services
+                    .runtime
                     .store
                     .read(move |conn| {
                         records::live_ids_between(conn, &name, parent_id, after, upto)
@@ -91,7 +91,7 @@ impl Engine<'_> {
             let name = self.plan.name.clone();
             let parent_name = parent_subscription.clone();
             let orphans = self
-                .services
+                .runtime
                 .store
                 .read(move |conn| records::orphans(conn, &name, &parent_name))
                 .await?;
@@ -101,7 +101,7 @@ impl Engine<'_> {
         candidates.dedup();
         let name = self.plan.name.clone();
         let live = self
-            .services
+            .runtime
             .store
             .read(move |conn| records::live_count(conn, &name))
             .await?;
@@ -139,12 +139,12 @@ impl Engine<'_> {
         // Echoes older than a day were seen by every poll that could see them.
         let kind = self.plan.kind;
         let before = UtcTime::now().minus(chrono::Duration::days(1));
-        self.services
+        self.runtime
             .store
             .write(move |tx| records::expire_echoes(tx, kind, before))
             .await?;
         if degraded {
-            self.services.metrics.set(
+            self.runtime.metrics.set(
                 "syncd_subscription_degraded",
                 &[("subscription", self.plan.name.as_str())],
                 0.0,

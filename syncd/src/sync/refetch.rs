@@ -29,7 +29,7 @@ impl Engine<'_> {
             self.cancelled()?;
             let name = self.plan.name.clone();
             let batch = self
-                .services
+                .runtime
                 .store
                 .read(move |conn| webhooks::queued(conn, &name, REFETCH_BATCH))
                 .await?;
@@ -78,7 +78,7 @@ impl Engine<'_> {
         let name = self.plan.name.clone();
         let lookup = ids.clone();
         let stored = self
-            .services
+            .runtime
             .store
             .read(move |conn| records::stored(conn, &name, &lookup))
             .await?;
@@ -130,7 +130,7 @@ impl Engine<'_> {
             } else {
                 let name = self.plan.name.clone();
                 let live = self
-                    .services
+                    .runtime
                     .store
                     .read(move |conn| records::live_count(conn, &name))
                     .await?;

@@ -16,7 +16,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::retention;
-use crate::{Error, Result, Services};
+use crate::{Error, Result, Runtime};
 
 /// The loop's name (supervisor, watchdog, `syncd status`).
 pub const LOOP: &str = "retention";
@@ -51,15 +51,15 @@ fn cutoff(key: &str, keep: Duration) -> Result<chrono::DateTime<Utc>> {
 }
 
 /// Deletes what `[retention]` no longer keeps, [`BATCH`] rows per transaction.
-pub async fn prune_once(services: &Services) -> Result<Pruned> {
+pub async fn prune_once(runtime: &Runtime) -> Result<Pruned> {
     let events_before = cutoff(
         "retention.webhook_events",
-        services.config.retention.webhook_events,
+        runtime.config.retention.webhook_events,
     )?;
-    let runs_before = cutoff("retention.runs", services.config.retention.runs)?;
+    let runs_before = cutoff("retention.runs", runtime.config.retention.runs)?;
     let mut pruned = Pruned::default();
     loop {
-        let n = services
+        let n = runtime
             .store
             .write(move |tx| retention::prune_webhook_events(tx, events_before, BATCH))
             .await?;
@@ -69,7 +69,7 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
         }
     }
     loop {
-        let n = services
+        let n = runtime
             .store
             .write(move |tx| retention::prune_runs(tx, runs_before, BATCH))
             .await?;
@@ -78,9 +78,9 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
             break;
         }
     }
-    if let Some(keep) = services.config.retention.changes {
+    if let Some(keep) = runtime.config.retention.changes {
         let before = cutoff("retention.changes", keep)?;
-        let sinks: Vec<String> = services
+        let sinks: Vec<String> = runtime
             .config
             .sinks
             .iter()
@@ -88,7 +88,7 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
             .collect();
         loop {
             let sinks = sinks.clone();
-            let n = services
+            let n = runtime
                 .store
                 .write(move |tx| {
                     let acked = retention::min_acked(tx, &sinks)?;
@@ -107,16 +107,16 @@ pub async fn prune_once(services: &Services) -> Result<Pruned> {
 /// Prunes at start and every [`EVERY`] until `shutdown`. Never returns an error: failures are
 /// logged, counted and retried. While it waits it reports to the watchdog every heartbeat, so
 /// only a prune that hangs withholds the ping.
-pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(runtime: Arc<Runtime>, shutdown: CancellationToken) -> Result<()> {
     loop {
-        let wait = match prune_once(&services).await {
+        let wait = match prune_once(&runtime).await {
             Ok(pruned) => {
                 for (table, n) in [
                     ("webhook_events", pruned.webhook_events),
                     ("runs", pruned.runs),
                     ("changes", pruned.changes),
                 ] {
-                    services
+                    runtime
                         .metrics
                         .inc("syncd_pruned_rows_total", &[("table", table)], n as u64);
                 }
@@ -129,21 +129,21 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) -> Result
                 EVERY
             }
             Err(error) => {
-                services.metrics.inc("syncd_retention_errors_total", &[], 1);
+                runtime.metrics.inc("syncd_retention_errors_total", &[], 1);
                 tracing::warn!(%error, retry_in = ?RETRY, "retention: deleting old webhook events and runs failed");
                 RETRY
             }
         };
-        services.notifier.alive(LOOP);
-        let clock = &services.clock;
+        runtime.notifier.alive(LOOP);
+        let clock = &runtime.clock;
         let until = clock.now() + wait;
-        let beat = services.notifier.heartbeat_interval().unwrap_or(wait);
+        let beat = runtime.notifier.heartbeat_interval().unwrap_or(wait);
         while clock.now() < until {
             tokio::select! {
                 _ = clock.sleep_until(until.min(clock.now() + beat)) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
-            services.notifier.alive(LOOP);
+            runtime.notifier.alive(LOOP);
         }
     }
 }

@@ -95,7 +95,7 @@ impl Engine<'_> {
                 .store(cap, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(subscription = %self.plan.name, asked = top, answered = cap, "the server caps $top below page_size; using its page size from now on");
             let name = self.plan.name.clone();
-            self.services
+            self.runtime
                 .store
                 .write(move |tx| runs::set_page_cap(tx, &name, cap))
                 .await?;
@@ -263,7 +263,7 @@ impl Engine<'_> {
                 }
                 in_flight = Some(self.start_commit(write));
                 if resume.kind != PassKind::Poll {
-                    self.services.notifier.status(&format!(
+                    self.runtime.notifier.status(&format!(
                         "{}: {} load, {} rows read",
                         self.plan.name, resume.kind, outcome.fetched
                     ));

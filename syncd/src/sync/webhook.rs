@@ -46,7 +46,8 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::Services;
+use super::SyncShared;
+use crate::Runtime;
 use crate::store::types::UtcTime;
 use crate::store::webhooks::{self, NewEvent, Recorded};
 
@@ -150,16 +151,16 @@ fn field<'a>(payload: &'a Value, name: &str) -> Option<&'a Value> {
 /// `POST /webhooks/superoffice`: [`authenticate`], [`parse`], [`route`], [`store`] (see
 /// the module docs for each answer).
 pub async fn receive(
-    State(services): State<Arc<Services>>,
+    State((runtime, shared)): State<(Arc<Runtime>, Arc<SyncShared>)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let answer = match accept(&services, &headers, &body) {
+    let answer = match accept(&runtime, &shared, &headers, &body) {
         ControlFlow::Break(answer) => answer,
-        ControlFlow::Continue(event) => store(&services, event).await,
+        ControlFlow::Continue(event) => store(&runtime, &shared, event).await,
     };
     if let Some(outcome) = answer.outcome {
-        services.metrics.inc(
+        runtime.metrics.inc(
             "syncd_webhook_events_total",
             &[("outcome", outcome.label())],
             1,
@@ -169,14 +170,19 @@ pub async fn receive(
 }
 
 /// Everything before the store: the event to store, or the answer without storing.
-fn accept(services: &Services, headers: &HeaderMap, body: &[u8]) -> Step<NewEvent> {
-    authenticate(services, headers, body)?;
+fn accept(
+    runtime: &Runtime,
+    shared: &SyncShared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Step<NewEvent> {
+    authenticate(shared, headers, body)?;
     let delivery = parse(headers, body)?;
-    route(services, delivery, body)
+    route(runtime, shared, delivery, body)
 }
 
 /// Steps 1 to 3: the size, a secret in force, and the body's signature under it.
-fn authenticate(services: &Services, headers: &HeaderMap, body: &[u8]) -> Step<()> {
+fn authenticate(shared: &SyncShared, headers: &HeaderMap, body: &[u8]) -> Step<()> {
     if body.len() > MAX_BODY {
         tracing::warn!(
             bytes = body.len(),
@@ -189,8 +195,8 @@ fn authenticate(services: &Services, headers: &HeaderMap, body: &[u8]) -> Step<(
             format!("webhook body is larger than {MAX_BODY} bytes"),
         ));
     }
-    let Some(secret) = services.sync.webhook_secret() else {
-        services.sync.log_no_secret_once();
+    let Some(secret) = shared.webhook_secret() else {
+        shared.log_no_secret_once();
         return ControlFlow::Break(Answer::new(
             StatusCode::UNAUTHORIZED,
             Outcome::NoSecret,
@@ -296,7 +302,12 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Step<Delivery> {
 
 /// Step 5: the subscriptions the event is for; an event none follows, or one without a
 /// `PrimaryKey`, stops here (not stored).
-fn route(services: &Services, delivery: Delivery, body: &[u8]) -> Step<NewEvent> {
+fn route(
+    runtime: &Runtime,
+    shared: &SyncShared,
+    delivery: Delivery,
+    body: &[u8],
+) -> Step<NewEvent> {
     let Delivery {
         event,
         event_id,
@@ -307,9 +318,7 @@ fn route(services: &Services, delivery: Delivery, body: &[u8]) -> Step<NewEvent>
     if event.to_ascii_lowercase().starts_with("webhook") {
         tracing::warn!(%event, "webhook state event (delivery problems?); `syncd webhooks ensure` re-activates it");
     }
-    let targets = services
-        .sync
-        .targets(&services.config, context.as_deref(), &entity);
+    let targets = shared.targets(&runtime.config, context.as_deref(), &entity);
     if targets.is_empty() {
         tracing::debug!(%event, %entity, event_id = %event_id, "webhook event no subscription follows; not stored");
         return ControlFlow::Break(Answer::new(
@@ -338,9 +347,9 @@ fn route(services: &Services, delivery: Delivery, body: &[u8]) -> Step<NewEvent>
 
 /// Steps 6 and 7: stores the event and queues its refetches in one transaction, then wakes
 /// the targets; 503 when the store fails.
-async fn store(services: &Services, event: NewEvent) -> Answer {
+async fn store(runtime: &Runtime, shared: &SyncShared, event: NewEvent) -> Answer {
     let (targets, stored_id) = (event.targets.clone(), event.event_id.clone());
-    let stored = services
+    let stored = runtime
         .store
         .write(move |tx| webhooks::record_event(tx, &event, UtcTime::now()))
         .await;
@@ -352,7 +361,7 @@ async fn store(services: &Services, event: NewEvent) -> Answer {
         ),
         Ok(Recorded::Queued) => {
             for subscription in &targets {
-                services.sync.wake(subscription);
+                shared.wake(subscription);
             }
             Answer::new(StatusCode::OK, Outcome::Queued, "queued")
         }

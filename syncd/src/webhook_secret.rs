@@ -1,5 +1,5 @@
 //! The webhook secret in force: the one the receiver checks `X-SuperOffice-Signature` with and
-//! the one [`super::ensure`] registers.
+//! the one the subscriptions register (`sync::ensure`).
 //!
 //! Resolved once at start-up (and by `syncd webhooks ensure`):
 //!
