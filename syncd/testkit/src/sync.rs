@@ -439,7 +439,15 @@ pub fn matches(
     subscription: &str,
     expected: &BTreeMap<i64, String>,
 ) -> Result<(), String> {
-    let records = records(db, subscription);
+    records_match(&records(db, subscription), subscription, expected)
+}
+
+/// [`matches`] on records already read (with [`records`]).
+pub fn records_match(
+    records: &BTreeMap<i64, Record>,
+    subscription: &str,
+    expected: &BTreeMap<i64, String>,
+) -> Result<(), String> {
     let live: BTreeMap<i64, Option<String>> = records
         .iter()
         .filter(|(_, r)| !r.deleted)
@@ -482,9 +490,22 @@ pub fn matches(
 /// (first an insert, a delete only of a live record, an insert only after a delete), no change
 /// repeats the previous hash (a duplicate), and the last change describes the stored record.
 pub fn feed_is_consistent(db: &Path, subscription: &str) -> Result<(), String> {
-    let records = records(db, subscription);
+    feed_consistent_with(
+        &records(db, subscription),
+        changes(db, subscription),
+        subscription,
+    )
+}
+
+/// [`feed_is_consistent`] on a subscription's records and change feed already read (with
+/// [`records`] and [`changes`]).
+pub fn feed_consistent_with(
+    records: &BTreeMap<i64, Record>,
+    changes: Vec<Change>,
+    subscription: &str,
+) -> Result<(), String> {
     let mut by_id: BTreeMap<i64, Vec<Change>> = BTreeMap::new();
-    for change in changes(db, subscription) {
+    for change in changes {
         by_id.entry(change.id).or_default().push(change);
     }
     for (id, list) in &by_id {
@@ -525,7 +546,7 @@ pub fn feed_is_consistent(db: &Path, subscription: &str) -> Result<(), String> {
             ));
         }
     }
-    for (id, record) in &records {
+    for (id, record) in records {
         if !by_id.contains_key(id) {
             return Err(format!(
                 "{subscription} {id}: stored ({record:?}) without a change"
