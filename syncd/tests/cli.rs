@@ -182,8 +182,7 @@ fn commands_never_migrate_an_older_schema() {
     let older = syncd::store::SCHEMA_VERSION - 1;
     // Written as an older daemon would have left it: by hand, not through the store.
     let set_version = |version: u32| {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.pragma_update(None, "user_version", version).unwrap();
+        syncd_testkit::sync::sabotage(&db, &format!("PRAGMA user_version = {version}"));
     };
     set_version(older);
     for command in COMMANDS {
@@ -283,16 +282,18 @@ fn status_shows_loops_and_quarantine_and_quarantine_lists_and_retries() {
     let (ok, stdout, stderr) = run(&["quarantine", "retry", "--subscription", "contacts", "9"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("contacts 9: refetch queued"), "{stdout}");
-    let db = rusqlite::Connection::open(dir.path().join("syncd.db")).unwrap();
-    let queued: Vec<(String, i64, String)> = db
-        .prepare("SELECT subscription, id, event FROM refetch_queue")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        queued,
-        vec![("contacts".to_string(), 9, "quarantine.retry".to_string())]
-    );
+    let queued: Vec<(String, i64, bool)> =
+        syncd::store::open_read_only(&dir.path().join("syncd.db"))
+            .unwrap()
+            .read_blocking(syncd::store::webhooks::queue)
+            .unwrap()
+            .into_iter()
+            .map(|(sub, q)| {
+                let retry = q
+                    .event_id
+                    .starts_with(&format!("{}:", syncd::store::quarantine::RETRY_EVENT));
+                (sub, q.id, retry)
+            })
+            .collect();
+    assert_eq!(queued, vec![("contacts".to_string(), 9, true)]);
 }

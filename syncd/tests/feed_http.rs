@@ -181,7 +181,7 @@ async fn changes_is_the_feed_with_content_behind_the_token() {
         .unwrap();
     contacts.delete(6, None).await.unwrap();
     // Polling cannot see soft deletes: a reconcile confirms them.
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    request(&db, "contacts", Request::Reconcile);
     synced(&emu, &db).await;
 
     let feed = store_feed(&running);
@@ -305,7 +305,19 @@ async fn changes_is_the_feed_with_content_behind_the_token() {
 
     // Retention deleted the oldest rows: a reader behind them is told, never skipped ahead.
     running.stop().await;
-    execute(&db, "DELETE FROM changes WHERE seq <= 5");
+    // The retention's own pruning, with every row old enough and seq 5 the lowest acknowledged.
+    let pruned = syncd::store::open_existing(&db)
+        .unwrap()
+        .write_blocking(|tx| {
+            syncd::store::retention::prune_changes(
+                tx,
+                chrono::Utc::now() + chrono::TimeDelta::days(1),
+                Some(5),
+                1_000,
+            )
+        })
+        .unwrap();
+    assert_eq!(pruned, 5);
     let out = cli("2");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -454,7 +466,7 @@ async fn the_stream_pushes_live_changes_and_resumes_without_gaps_or_repeats() {
             .unwrap();
     }
     contacts.delete(9, None).await.unwrap();
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    request(&db, "contacts", Request::Reconcile);
     synced(&emu, &db).await;
     let offline_last = store_feed(&running).last().unwrap().seq;
 

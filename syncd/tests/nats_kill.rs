@@ -118,8 +118,7 @@ batch = 8
         })
     };
 
-    let behind = "SELECT (SELECT coalesce(max(seq), 0) FROM changes) \
-                  - coalesce((SELECT acked_seq FROM sink_cursors WHERE sink = 'js'), 0)";
+    let mut watch = Watch::new(&db);
     let mut kills_behind = 0;
     let mut kills_with_resend = 0;
     let js = nats.jetstream().await;
@@ -129,12 +128,11 @@ batch = 8
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..700))).await;
         // Then at the next moment the sink is behind (a batch may be in flight).
         let waited = Instant::now();
-        while try_query_i64(&db, behind).unwrap_or(0) == 0
-            && waited.elapsed() < Duration::from_secs(2)
+        while watch.sink_behind("js").unwrap_or(0) == 0 && waited.elapsed() < Duration::from_secs(2)
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if try_query_i64(&db, behind).unwrap_or(0) > 0 {
+        if watch.sink_behind("js").unwrap_or(0) > 0 {
             kills_behind += 1;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..10))).await;
         }
@@ -146,8 +144,7 @@ batch = 8
         child.wait().unwrap();
         // Stored in the stream but not yet recorded as acknowledged: the next process sends
         // these again, and only the server's de-duplication keeps them single.
-        let acked =
-            try_query_i64(&db, "SELECT acked_seq FROM sink_cursors WHERE sink = 'js'").unwrap_or(0);
+        let acked = watch.acked_seq("js");
         if let Ok(mut stream) = js.get_stream("SUPEROFFICE").await
             && let Ok(info) = stream.info().await
             && info.state.messages as i64 > acked
@@ -170,10 +167,13 @@ batch = 8
         })
         .await;
     }
-    eventually(Duration::from_secs(60), "the sink caught up", || async {
-        match try_query_i64(&db, behind) {
-            Some(0) => Ok(()),
-            other => Err(format!("behind by {other:?}")),
+    eventually(Duration::from_secs(60), "the sink caught up", || {
+        let behind = watch.sink_behind("js");
+        async move {
+            match behind {
+                Some(0) => Ok(()),
+                other => Err(format!("behind by {other:?}")),
+            }
         }
     })
     .await;

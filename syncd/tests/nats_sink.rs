@@ -123,7 +123,7 @@ async fn the_stream_holds_exactly_the_change_feed() {
         .await
         .unwrap();
     contacts.delete(6, None).await.unwrap();
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
+    request(&db, "contacts", Request::Reconcile);
     synced(&emu, &db).await;
     caught_up(&running).await;
 
@@ -308,7 +308,7 @@ async fn retention_deletes_changes_only_after_the_sink_acknowledged_them() {
     let db = db_path(dir.path());
     let mut text = config(&emu, dir.path(), &nats.url());
     text.push_str("\n[retention]\nchanges = \"1s\"\n");
-    let count = || query_i64(&db, "SELECT count(*) FROM changes");
+    let count = || count_changes(&db, None);
 
     // NATS is down: the changes are recorded, not acknowledged.
     let running = start(&text).await;
@@ -358,7 +358,7 @@ async fn retention_deletes_changes_only_after_the_sink_acknowledged_them() {
         }
     })
     .await;
-    let newest = query_i64(&db, "SELECT max(seq) FROM changes");
+    let newest = last_seq(&db);
     assert_eq!(newest, feed.last().unwrap().seq, "the newest row is kept");
     // The stream still has everything.
     let js = nats.jetstream().await;

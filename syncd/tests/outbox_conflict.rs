@@ -156,19 +156,28 @@ async fn the_synced_last_modified_is_the_default_condition_and_our_own_writes_do
     running
         .store
         .write(move |tx| {
-            tx.execute(
-                "INSERT INTO subscriptions (name, entity, created_at) VALUES ('contacts', 'contact', 'now')",
-                [],
-            )
-            .map_err(syncd::store::sql)?;
-            for (id, modified) in &synced {
-                tx.execute(
-                    "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at)
-                     VALUES ('contacts', ?1, '{}', 'h', ?2, 'now', 'now')",
-                    rusqlite::params![id, modified],
-                )
-                .map_err(syncd::store::sql)?;
+            let now = syncd::store::types::UtcTime::now();
+            let kind = superoffice::entity::EntityKind::Contact;
+            syncd::store::runs::register(
+                tx,
+                syncd::store::runs::Registration {
+                    name: "contacts",
+                    kind,
+                    fingerprint: "",
+                },
+                now,
+            )?;
+            let mut page = syncd::store::records::PageWrite::new("contacts".into(), kind, now);
+            for (id, modified) in synced {
+                page.upserts.push(syncd::store::records::Upsert {
+                    id,
+                    json: "{}".into(),
+                    hash: "h".into(),
+                    modified: Some(modified),
+                    entity_hash: None,
+                });
             }
+            syncd::store::records::apply(tx, &page)?;
             Ok(())
         })
         .await

@@ -316,11 +316,9 @@ async fn outbox_table_rows_become_tasks_and_bad_rows_are_kept_as_dead() {
     let emu = emulator().await;
     let setup = Setup::new(&emu, "", "");
     let running = setup.daemon().await;
-    let path = setup.dir.path().join("syncd.db");
     {
         // Another local process, with its own connection and transaction.
-        let mut conn = rusqlite::Connection::open(&path).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut conn = setup.foreign_writer();
         let tx = conn.transaction().unwrap();
         // (key, action, entity, record id, payload)
         type OutboxRow<'a> = (&'a str, &'a str, &'a str, Option<i64>, Option<&'a str>);
@@ -399,10 +397,9 @@ async fn outbox_table_rows_become_tasks_and_bad_rows_are_kept_as_dead() {
 async fn malformed_outbox_rows_become_dead_tasks_naming_the_column_and_never_block_the_rest() {
     let emu = emulator().await;
     let setup = Setup::new(&emu, "", "");
-    let path = setup.dir.path().join("syncd.db");
     // The schema exists before anything is written (another program's view of it).
     drop(setup.store());
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let conn = setup.foreign_writer();
     // Each statement is what a careless writer might do; SQLite keeps it as written, except
     // that a number in a TEXT column is stored as its text.
     let rows: &[(&str, &str)] = &[

@@ -8,20 +8,24 @@ use std::time::Duration;
 
 use emulator::{EntityType, FaultRule, RouteClass};
 use syncd_testkit::sync::{
-    base_config, counts, db_path, eventually, execute, matches, query_i64, start, truth_live,
-    workdir,
+    PassKind, Request, RunStatus, base_config, counts, db_path, eventually, matches, records,
+    request, runs, start, state, truth_live, try_runs_after, workdir,
 };
 
 const T: Duration = Duration::from_secs(30);
 
 /// The `requests` of the newest successful run of `kind`, once there is one.
-async fn requests_of_ok_run(db: &std::path::Path, kind: &str) -> i64 {
-    let sql =
-        format!("SELECT coalesce(max(id), 0) FROM runs WHERE kind = '{kind}' AND status = 'ok'");
-    eventually(T, &format!("a successful {kind} run"), || {
-        let id = query_i64(db, &sql);
+async fn requests_of_ok_run(db: &std::path::Path, kind: PassKind) -> i64 {
+    let newest = || {
+        runs(db)
+            .into_iter()
+            .rev()
+            .find(|r| r.kind == kind && r.status == RunStatus::Ok)
+    };
+    eventually(T, &format!("a successful {kind:?} run"), || {
+        let found = newest().is_some();
         async move {
-            if id > 0 {
+            if found {
                 Ok(())
             } else {
                 Err("none yet".to_string())
@@ -29,7 +33,7 @@ async fn requests_of_ok_run(db: &std::path::Path, kind: &str) -> i64 {
         }
     })
     .await;
-    query_i64(db, &format!("SELECT requests FROM runs WHERE id = ({sql})"))
+    newest().expect("a successful run").requests
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,23 +50,20 @@ async fn a_top_cap_below_page_size_is_probed_learned_and_costs_no_extra_requests
     let running = start(&text).await;
     // Pages of 120, 120 (the probe's rows), 120 and 90: four requests, the minimum for 450
     // rows at 120 a page; a short page without the probe would have ended the load at 120.
-    assert_eq!(requests_of_ok_run(&db, "initial").await, 4);
+    assert_eq!(requests_of_ok_run(&db, PassKind::Initial).await, 4);
     assert!(matches(&db, "contacts", &truth_live(&emu, EntityType::Contact)).is_ok());
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM records"), 450);
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT page_cap FROM cursors WHERE subscription = 'contacts'"
-        ),
-        120
-    );
+    assert_eq!(records(&db, "contacts").len(), 450);
+    assert_eq!(state(&db, "contacts").page_cap, Some(120));
 
     // The reconcile's id scan pages at the learned cap from its first request: 4 requests,
     // nothing taken for deleted.
-    execute(&db, "UPDATE cursors SET reconcile_requested = 1");
-    assert_eq!(requests_of_ok_run(&db, "reconcile").await, 4);
+    request(&db, "contacts", Request::Reconcile);
+    assert_eq!(requests_of_ok_run(&db, PassKind::Reconcile).await, 4);
     assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM records WHERE deleted_at IS NULL"),
+        records(&db, "contacts")
+            .values()
+            .filter(|r| !r.deleted)
+            .count(),
         450
     );
     running.stop().await;
@@ -81,23 +82,23 @@ async fn a_short_page_is_the_end_only_after_an_empty_probe() {
          webhooks = false\npoll_interval = \"1h\"\npage_size = 200\n",
     );
     let running = start(&text).await;
-    assert_eq!(requests_of_ok_run(&db, "initial").await, 2);
+    assert_eq!(requests_of_ok_run(&db, PassKind::Initial).await, 2);
     assert!(matches(&db, "contacts", &truth_live(&emu, EntityType::Contact)).is_ok());
-    assert_eq!(
-        query_i64(
-            &db,
-            "SELECT coalesce(page_cap, 0) FROM cursors WHERE subscription = 'contacts'"
-        ),
-        0
-    );
+    assert_eq!(state(&db, "contacts").page_cap, None);
     running.stop().await;
 }
 
-/// The errors of the failed runs `sql` selects, joined.
-fn failed_runs(db: &std::path::Path, sql: &str) -> String {
-    rusqlite::Connection::open(db)
-        .and_then(|conn| conn.query_row(sql, [], |r| r.get::<_, String>(0)))
-        .unwrap_or_else(|e| format!("(not readable yet: {e})"))
+/// The errors of the failed initial runs, joined.
+fn failed_initial_runs(db: &std::path::Path) -> String {
+    match try_runs_after(db, 0) {
+        Some(runs) => runs
+            .into_iter()
+            .filter(|r| r.kind == PassKind::Initial && r.status == RunStatus::Failed)
+            .filter_map(|r| r.error)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        None => "(not readable yet)".to_string(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,10 +118,8 @@ async fn a_server_that_ignores_the_keyset_filter_fails_the_run() {
     ))
     .unwrap();
     let running = start(&text).await;
-    let sql = "SELECT coalesce(group_concat(error, ' | '), '') FROM runs \
-               WHERE kind = 'initial' AND status = 'failed'";
     eventually(T, "a failed initial run", || {
-        let errors = failed_runs(&db, sql);
+        let errors = failed_initial_runs(&db);
         async move {
             if errors.contains("the keyset filter was not applied") {
                 Ok(())
@@ -130,7 +129,7 @@ async fn a_server_that_ignores_the_keyset_filter_fails_the_run() {
         }
     })
     .await;
-    let errors = failed_runs(&db, sql);
+    let errors = failed_initial_runs(&db);
     assert!(errors.contains("subscription \"contacts\""), "{errors}");
     assert!(
         errors.contains("rows after contactId 2 (the page ends at 2"),

@@ -56,7 +56,7 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     );
 
     // Break what the loop reads first on every round: it fails (returns an error) each time.
-    execute(&db, "ALTER TABLE cursors RENAME TO cursors_away");
+    sabotage(&db, "ALTER TABLE cursors RENAME TO cursors_away");
     eventually(T, "restarts and not ready", || async {
         let n = restarts(&running, "sync:contacts");
         match loop_problem(&running, "sync:contacts") {
@@ -103,10 +103,10 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
 
     // Repair: the loop comes back and polls again, but it is not ready before it has run
     // `healthy_after` without failing.
-    execute(&db, "ALTER TABLE cursors_away RENAME TO cursors");
-    let polls = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+    sabotage(&db, "ALTER TABLE cursors_away RENAME TO cursors");
+    let polls = count_runs(&db, None, Some(RunStatus::Ok));
     eventually(T, "a poll succeeds again", || async {
-        let n = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+        let n = count_runs(&db, None, Some(RunStatus::Ok));
         if n > polls {
             Ok(())
         } else {
@@ -138,9 +138,9 @@ async fn a_failing_subscription_loop_is_restarted_reported_and_recovers() {
     })
     .await;
     let before = restarts(&running, "sync:contacts");
-    let polls = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+    let polls = count_runs(&db, None, Some(RunStatus::Ok));
     eventually(T, "polls succeed again", || async {
-        let n = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+        let n = count_runs(&db, None, Some(RunStatus::Ok));
         if n >= polls + 3 {
             Ok(())
         } else {
@@ -228,9 +228,9 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
 
     // Later passes re-read the window but neither run the transform on the unchanged
     // quarantined records again (no new abandoned thread) nor stop syncing.
-    let ok_runs = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+    let ok_runs = count_runs(&db, None, Some(RunStatus::Ok));
     eventually(T, "more passes", || async {
-        let n = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'ok'");
+        let n = count_runs(&db, None, Some(RunStatus::Ok));
         if n >= ok_runs + 3 {
             Ok(())
         } else {
@@ -238,10 +238,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
         }
     })
     .await;
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'failed'"),
-        0
-    );
+    assert_eq!(count_runs(&db, None, Some(RunStatus::Failed)), 0);
     assert_eq!(syncd::transform::Pool::global().abandoned(), 1);
     let q2 = quarantined(&db);
     assert_eq!(
@@ -272,7 +269,7 @@ async fn failing_and_endless_transforms_quarantine_only_their_record() {
     assert_eq!(queued, vec![("contacts".to_string(), failing)]);
     eventually(T, "the retry ran", || async {
         let q = quarantined(&db);
-        let queue = query_i64(&db, "SELECT count(*) FROM refetch_queue");
+        let queue = queued_refetches(&db);
         match q.iter().find(|(id, _, _)| *id == failing) {
             Some((_, 2, _)) if queue == 0 => Ok(()),
             other => Err(format!("{other:?}, {queue} queued")),

@@ -662,10 +662,7 @@ async fn child_subscriptions_follow_the_parent_rows() {
     assert!(records(&db, "persons")[&edit].json.contains("Edited"));
     // A child deleted on the server is confirmed and removed by reconcile.
     persons.delete(edit as i32, None).await.unwrap();
-    execute(
-        &db,
-        "UPDATE cursors SET reconcile_requested = 1 WHERE subscription = 'persons'",
-    );
+    request(&db, "persons", Request::Reconcile);
     eventually(T, "child reconcile", || async {
         if records(&db, "persons")[&edit].deleted {
             Ok(())
@@ -713,15 +710,23 @@ async fn echoes_of_own_writes_are_stored_but_not_reported() {
         .await
         .unwrap();
     let hash = syncd::hash::entity_hash(&answer);
-    let now = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string();
-    execute(
-        &db,
-        &format!(
-            "INSERT INTO echoes (entity, id, entity_hash, published_at, task_id) VALUES ('contact', 7, '{hash}', '{now}', 1)"
-        ),
-    );
+    let echo = syncd::store::ledger::Echo {
+        entity: superoffice::entity::EntityKind::Contact,
+        id: 7,
+        hash: Some(hash),
+    };
+    running
+        .store
+        .write(move |tx| {
+            syncd::store::tasks::record_echo(
+                tx,
+                &echo,
+                syncd::store::ledger::TaskId(1),
+                chrono::Utc::now(),
+            )
+        })
+        .await
+        .unwrap();
     next_polls_until(&running, "the echo stored", || {
         for sub in ["entities", "rows"] {
             if !records(&db, sub)[&7].json.contains("echo") {

@@ -229,12 +229,10 @@ async fn a_failing_loop_withholds_the_watchdog_until_it_recovers() {
         "{:?}",
         systemd.messages
     );
-    let db = rusqlite::Connection::open(dir.path().join("syncd.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
     // The subscription loop now fails on every start (restarts every 100-200 ms), while the
     // outbox loop keeps reporting in.
-    db.execute_batch("ALTER TABLE cursors RENAME TO cursors_away")
-        .unwrap();
+    let db = dir.path().join("syncd.db");
+    syncd_testkit::sync::sabotage(&db, "ALTER TABLE cursors RENAME TO cursors_away");
     // Its last report ages past the watchdog interval (1 s)…
     systemd.wait_for("\u{0}never", Duration::from_millis(1500));
     systemd.messages.clear();
@@ -254,8 +252,7 @@ async fn a_failing_loop_withholds_the_watchdog_until_it_recovers() {
         systemd.messages
     );
     // Repaired, the loop reports in again and the pings resume.
-    db.execute_batch("ALTER TABLE cursors_away RENAME TO cursors")
-        .unwrap();
+    syncd_testkit::sync::sabotage(&db, "ALTER TABLE cursors_away RENAME TO cursors");
     assert!(
         systemd.wait_for("WATCHDOG=1", Duration::from_secs(10)),
         "{:?}",

@@ -17,7 +17,8 @@ use serde_json::Value;
 use superoffice::entity::EntityKind;
 
 use super::ledger::{
-    Action, Finish, Intake, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId, TaskState,
+    Action, Echo, Finish, Intake, IusSource, Named, NewTask, REJECTED_PREFIX, Task, TaskId,
+    TaskState,
 };
 use super::sql;
 use super::types::{RestName, TableName, UtcTime};
@@ -511,6 +512,32 @@ pub fn any_in_flight(conn: &Connection) -> Result<bool> {
     .map_err(sql)
 }
 
+/// Records the echo row `task`'s write left on a record (replacing an older one of the same
+/// record), so that the subscriptions store the change it causes without reporting it.
+pub fn record_echo(
+    tx: &Transaction<'_>,
+    echo: &Echo,
+    task: TaskId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO echoes (entity, id, entity_hash, published_at, task_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (entity, id) DO UPDATE SET entity_hash = excluded.entity_hash,
+             published_at = excluded.published_at, task_id = excluded.task_id",
+    )
+    .map_err(sql)?
+    .execute(params![
+        TableName(echo.entity),
+        echo.id,
+        echo.hash,
+        UtcTime::from(now),
+        task
+    ])
+    .map_err(sql)?;
+    Ok(())
+}
+
 /// Records the outcome of an attempt (and the echo row of a successful write) in one
 /// transaction.
 pub fn finish(
@@ -542,21 +569,7 @@ pub fn finish(
             ])
             .map_err(sql)?;
             if let Some(echo) = echo {
-                tx.prepare_cached(
-                    "INSERT INTO echoes (entity, id, entity_hash, published_at, task_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (entity, id) DO UPDATE SET entity_hash = excluded.entity_hash,
-                         published_at = excluded.published_at, task_id = excluded.task_id",
-                )
-                .map_err(sql)?
-                .execute(params![
-                    TableName(echo.entity),
-                    echo.id,
-                    echo.hash,
-                    now_text,
-                    id
-                ])
-                .map_err(sql)?;
+                record_echo(tx, echo, id, now)?;
             }
         }
         Finish::Retry {

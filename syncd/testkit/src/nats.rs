@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use futures::StreamExt;
 
 /// A running `nats-server -js`.
 #[derive(Debug)]
@@ -165,21 +166,34 @@ pub struct Stored {
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<Stored> {
     let mut stream = js.get_stream(stream).await.expect("the stream exists");
     let info = stream.info().await.expect("stream info").clone();
-    let mut out = Vec::new();
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        if info.state.messages == 0 {
-            break;
-        }
-        let message = stream.get_raw_message(seq).await.expect("stream message");
+    let count = usize::try_from(info.state.messages).expect("a message count");
+    let mut out = Vec::with_capacity(count);
+    if count == 0 {
+        return out;
+    }
+    // One ordered consumer delivers them in batches (one request per message costs a round
+    // trip each).
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .expect("an ordered consumer");
+    let mut messages = consumer.messages().await.expect("the consumer's messages");
+    while out.len() < count {
+        let message = messages
+            .next()
+            .await
+            .expect("the stream's messages")
+            .expect("a stream message");
         let msg_id = message
             .headers
-            .get("Nats-Msg-Id")
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         let event: syncd::feed::ChangeEvent =
             serde_json::from_slice(&message.payload).expect("a change event");
         out.push(Stored {
-            stream_seq: message.sequence,
+            stream_seq: message.info().expect("JetStream metadata").stream_sequence,
             subject: message.subject.to_string(),
             msg_id,
             event,

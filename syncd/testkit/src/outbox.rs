@@ -110,6 +110,16 @@ max_backoff = "200ms"
         syncd::store::open(&self.dir.path().join("syncd.db")).expect("store opens")
     }
 
+    /// The database as another local program opens it to write the `outbox` table in SQL (the
+    /// outbox's interface to other programs; see `syncd/README.md`): the only hand-written SQL
+    /// of the outbox tests, playing that program.
+    pub fn foreign_writer(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.dir.path().join("syncd.db"))
+            .expect("open the database");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
     /// Starts the daemon in-process.
     pub async fn daemon(&self) -> Running {
         let config = self.config();

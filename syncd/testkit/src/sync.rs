@@ -340,23 +340,80 @@ pub fn queued_refetches(db: &Path) -> i64 {
         .len() as i64
 }
 
-/// A one-value SQL query, for the tests that inject faults into the schema itself (kept for
-/// tests outside the sync suite that still read this way).
-pub fn query_i64(db: &Path, sql: &str) -> i64 {
-    open(db).query_row(sql, [], |r| r.get(0)).unwrap()
+/// The highest seq in the change feed (0 while it is empty).
+pub fn last_seq(db: &Path) -> i64 {
+    store(db)
+        .read_blocking(syncd::store::feed::last_seq)
+        .expect("read the last seq")
 }
 
-/// [`query_i64`] that answers `None` while the database is not there or not migrated yet.
-pub fn try_query_i64(db: &Path, sql: &str) -> Option<i64> {
-    if !db.exists() {
-        return None;
+/// The daemon's database as a test that polls it every few milliseconds watches it: opened
+/// once, when it is there and migrated, and read through the store's functions from then on
+/// (a poll costs a query, not a connection).
+#[derive(Debug)]
+pub struct Watch {
+    db: PathBuf,
+    store: Option<syncd::Store>,
+}
+
+impl Watch {
+    /// Watches the database at `db` (which need not exist yet).
+    pub fn new(db: &Path) -> Watch {
+        Watch {
+            db: db.to_path_buf(),
+            store: None,
+        }
     }
-    open(db).query_row(sql, [], |r| r.get(0)).ok()
+
+    /// Runs `read` on the database; `None` while it is not there or not migrated yet, or when
+    /// the read fails.
+    pub fn read<T>(
+        &mut self,
+        read: impl FnOnce(&rusqlite::Connection) -> syncd::Result<T>,
+    ) -> Option<T> {
+        if self.store.is_none() {
+            self.store = try_store(&self.db);
+        }
+        self.store.as_ref()?.read_blocking(read).ok()
+    }
+
+    /// The `runs` rows with `id > after` (none while the database is not there yet).
+    pub fn runs_after(&mut self, after: i64) -> Vec<Run> {
+        self.read(|c| syncd::store::runs::runs_after(c, None, after))
+            .unwrap_or_default()
+    }
+
+    /// The id of the newest run (0: none yet).
+    pub fn last_run(&mut self) -> i64 {
+        self.runs_after(0).last().map_or(0, |r| r.id)
+    }
+
+    /// Whether a run newer than `after` is open.
+    pub fn running_after(&mut self, after: i64) -> bool {
+        self.runs_after(after)
+            .iter()
+            .any(|r| r.status == RunStatus::Running)
+    }
+
+    /// How many changes `sink` has not acknowledged yet (the feed's last seq minus the sink's
+    /// acknowledged one); `None` while the database is not there yet.
+    pub fn sink_behind(&mut self, sink: &str) -> Option<i64> {
+        self.read(|c| {
+            Ok(syncd::store::feed::last_seq(c)? - syncd::store::sinks::acked_seq(c, sink)?)
+        })
+    }
+
+    /// The seq `sink` acknowledged last (0: nothing yet, or no database yet).
+    pub fn acked_seq(&mut self, sink: &str) -> i64 {
+        self.read(|c| syncd::store::sinks::acked_seq(c, sink))
+            .unwrap_or(0)
+    }
 }
 
-/// Runs an SQL statement: fault injection (renaming a table away, deleting rows under the
-/// daemon).
-pub fn execute(db: &Path, sql: &str) {
+/// Fault injection: runs a hand-written SQL statement against the daemon's database (renaming
+/// a table away under a running daemon, and the like). Every hand-written statement in the
+/// sync tests goes through here; reads and ordinary writes use the store's functions.
+pub fn sabotage(db: &Path, sql: &str) {
     open(db).execute(sql, []).unwrap();
 }
 
@@ -382,7 +439,15 @@ pub fn matches(
     subscription: &str,
     expected: &BTreeMap<i64, String>,
 ) -> Result<(), String> {
-    let records = records(db, subscription);
+    records_match(&records(db, subscription), subscription, expected)
+}
+
+/// [`matches`] on records already read (with [`records`]).
+pub fn records_match(
+    records: &BTreeMap<i64, Record>,
+    subscription: &str,
+    expected: &BTreeMap<i64, String>,
+) -> Result<(), String> {
     let live: BTreeMap<i64, Option<String>> = records
         .iter()
         .filter(|(_, r)| !r.deleted)
@@ -425,9 +490,22 @@ pub fn matches(
 /// (first an insert, a delete only of a live record, an insert only after a delete), no change
 /// repeats the previous hash (a duplicate), and the last change describes the stored record.
 pub fn feed_is_consistent(db: &Path, subscription: &str) -> Result<(), String> {
-    let records = records(db, subscription);
+    feed_consistent_with(
+        &records(db, subscription),
+        changes(db, subscription),
+        subscription,
+    )
+}
+
+/// [`feed_is_consistent`] on a subscription's records and change feed already read (with
+/// [`records`] and [`changes`]).
+pub fn feed_consistent_with(
+    records: &BTreeMap<i64, Record>,
+    changes: Vec<Change>,
+    subscription: &str,
+) -> Result<(), String> {
     let mut by_id: BTreeMap<i64, Vec<Change>> = BTreeMap::new();
-    for change in changes(db, subscription) {
+    for change in changes {
         by_id.entry(change.id).or_default().push(change);
     }
     for (id, list) in &by_id {
@@ -468,7 +546,7 @@ pub fn feed_is_consistent(db: &Path, subscription: &str) -> Result<(), String> {
             ));
         }
     }
-    for (id, record) in &records {
+    for (id, record) in records {
         if !by_id.contains_key(id) {
             return Err(format!(
                 "{subscription} {id}: stored ({record:?}) without a change"

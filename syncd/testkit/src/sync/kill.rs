@@ -144,11 +144,10 @@ mass_delete_absolute = 1000000
         })
     };
 
+    let mut watch = Watch::new(&db);
     let mut mid_run = 0;
     for run in 0..runs {
-        let before = try_runs_after(&db, 0)
-            .and_then(|runs| runs.last().map(|r| r.id))
-            .unwrap_or(0);
+        let before = watch.last_run();
         let mut child = spawn(binary, &config, &log);
         // Early runs die during the initial load, later ones anywhere.
         let lifetime = if run < runs / 2 {
@@ -160,15 +159,11 @@ mass_delete_absolute = 1000000
         // Then at the next moment this process is inside a sync run (a page being fetched,
         // built or committed), so that kills between runs or before start-up do not make the
         // scenario vacuous; a few random milliseconds later, to land anywhere in the run.
-        let running = || {
-            try_runs_after(&db, before)
-                .is_some_and(|runs| runs.iter().any(|r| r.status == RunStatus::Running))
-        };
         let waited = Instant::now();
-        while !running() && waited.elapsed() < Duration::from_secs(3) {
+        while !watch.running_after(before) && waited.elapsed() < Duration::from_secs(3) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if running() {
+        if watch.running_after(before) {
             mid_run += 1;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..15))).await;
         }
@@ -181,10 +176,23 @@ mass_delete_absolute = 1000000
     }
     stop.store(true, Ordering::Relaxed);
     let made = activity.await.unwrap();
+    // The users stopped, so the truth stays as it is: read once (the emulator renders and
+    // hashes every row for it, about a second per thousand rows in a debug build).
+    let truths: Vec<(&str, Vec<emulator::TruthRow>)> = SUBSCRIPTIONS
+        .iter()
+        .map(|(sub, entity)| (*sub, emu.truth(*entity)))
+        .collect();
+    let live = |truth: &[emulator::TruthRow]| -> BTreeMap<i64, String> {
+        truth
+            .iter()
+            .filter(|t| !t.deleted)
+            .map(|t| (i64::from(t.id), t.updated.clone()))
+            .collect()
+    };
     let settle = Instant::now();
     let mut child = spawn(binary, &config, &log);
-    for (sub, entity) in SUBSCRIPTIONS {
-        let expected = truth_live(&emu, entity);
+    for (sub, truth) in &truths {
+        let expected = live(truth);
         eventually(Duration::from_secs(60), sub, || async {
             matches(&db, sub, &expected)
         })
@@ -194,19 +202,46 @@ mass_delete_absolute = 1000000
     if let Ok(copy) = std::env::var("SYNCD_KILL_LOG") {
         std::fs::copy(&log, copy).unwrap();
     }
-    // Let a reconcile pass over the settled data.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Let a reconcile pass over the settled data: one that starts after the copy equalled the
+    // truth ends successfully, on every subscription (due every 2 s).
+    let settled = watch.last_run();
+    eventually(
+        Duration::from_secs(30),
+        "a reconcile after settling",
+        || {
+            let since = watch.runs_after(settled);
+            let pending: Vec<&str> = SUBSCRIPTIONS
+                .iter()
+                .map(|(sub, _)| *sub)
+                .filter(|sub| {
+                    !since.iter().any(|r| {
+                        r.subscription == *sub
+                            && r.kind == PassKind::Reconcile
+                            && r.status == RunStatus::Ok
+                    })
+                })
+                .collect();
+            async move {
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("no reconcile yet: {pending:?}"))
+                }
+            }
+        },
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
-    for (sub, entity) in SUBSCRIPTIONS {
-        matches(&db, sub, &truth_live(&emu, entity)).unwrap();
-        if let Err(error) = feed_is_consistent(&db, sub) {
+    // Each subscription's records and feed are read once for all of its checks.
+    for (sub, truth) in &truths {
+        let stored = records(&db, sub);
+        records_match(&stored, sub, &live(truth)).unwrap();
+        if let Err(error) = feed_consistent_with(&stored, changes(&db, sub), sub) {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("{error}\n{}", &log[log.len().saturating_sub(4000)..]);
         }
         // Every record ever stored that the truth says is deleted is tombstoned.
-        let truth = emu.truth(entity);
-        let stored = records(&db, sub);
         for row in truth.iter().filter(|t| t.deleted) {
             if let Some(record) = stored.get(&i64::from(row.id)) {
                 assert!(
@@ -217,14 +252,16 @@ mass_delete_absolute = 1000000
             }
         }
     }
+    let feed = all_changes(&db, None);
+    let count = |op: Op| feed.iter().filter(|c| c.op == op).count() as i64;
     KillReport {
         kills: runs,
         mid_run,
         activity: made,
         aborted_runs: count_runs(&db, None, Some(RunStatus::Aborted)),
-        inserts: count_changes(&db, Some(Op::Insert)),
-        updates: count_changes(&db, Some(Op::Update)),
-        deletes: count_changes(&db, Some(Op::Delete)),
+        inserts: count(Op::Insert),
+        updates: count(Op::Update),
+        deletes: count(Op::Delete),
         converged,
     }
 }
