@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,29 +18,8 @@ use emulator::{EntityType, SeedCounts};
 use rand::{Rng, SeedableRng};
 use syncd::feed::Tenants;
 use syncd_testkit::nats::*;
-use syncd_testkit::sync::process::KillOnDrop;
+use syncd_testkit::sync::process::spawn_logged;
 use syncd_testkit::sync::*;
-
-fn spawn(config: &Path, log: &Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_syncd"))
-        .arg("--config")
-        .arg(config)
-        .arg("--log-format")
-        .arg("human")
-        .arg("run")
-        .env("RUST_LOG", "warn,syncd=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("spawn syncd")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_publishing_leaves_every_change_in_the_stream_exactly_once() {
@@ -124,7 +102,7 @@ batch = 8
     let js = nats.jetstream().await;
     let started = Instant::now();
     for run in 0..runs {
-        let mut child = spawn(&config, &log);
+        let mut child = spawn_logged(Path::new(env!("CARGO_BIN_EXE_syncd")), &config, &log);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..700))).await;
         // Then at the next moment the sink is behind (a batch may be in flight).
         let waited = Instant::now();
@@ -156,7 +134,7 @@ batch = 8
     let made = activity.await.unwrap();
 
     // A last process catches up.
-    let mut child = spawn(&config, &log);
+    let mut child = spawn_logged(Path::new(env!("CARGO_BIN_EXE_syncd")), &config, &log);
     for (sub, entity) in [
         ("contacts", EntityType::Contact),
         ("persons", EntityType::Person),

@@ -70,3 +70,26 @@ pub fn run_syncd(
     });
     (KillOnDrop(child), lines)
 }
+
+/// `syncd --config CONFIG run` with its log (human format, `warn,syncd=info`) appended to
+/// `log`: the crash tests' daemon, killed and restarted over and over on the same log.
+pub fn spawn_logged(binary: &Path, config: &Path, log: &Path) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the daemon's log");
+    Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("--log-format")
+        .arg("human")
+        .arg("run")
+        .env("RUST_LOG", "warn,syncd=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(KillOnDrop)
+        .expect("spawn syncd")
+}

@@ -4,7 +4,6 @@
 //! feed must be consistent.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use emulator::{EntityType, SeedCounts};
 use rand::{Rng, SeedableRng};
 
-use super::process::KillOnDrop;
+use super::process::spawn_logged;
 use super::*;
 
 const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
@@ -20,27 +19,6 @@ const SUBSCRIPTIONS: [(&str, EntityType); 3] = [
     ("persons", EntityType::Person),
     ("tickets", EntityType::Ticket),
 ];
-
-fn spawn(binary: &Path, config: &Path, log: &Path) -> KillOnDrop {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .arg("--log-format")
-        .arg("human")
-        .arg("run")
-        .env("RUST_LOG", "warn,syncd=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(KillOnDrop)
-        .expect("spawn syncd")
-}
 
 /// What [`kill_scenario`] saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +126,7 @@ mass_delete_absolute = 1000000
     let mut mid_run = 0;
     for run in 0..runs {
         let before = watch.last_run();
-        let mut child = spawn(binary, &config, &log);
+        let mut child = spawn_logged(binary, &config, &log);
         // Early runs die during the initial load, later ones anywhere.
         let lifetime = if run < runs / 2 {
             rng.gen_range(80..600)
@@ -190,7 +168,7 @@ mass_delete_absolute = 1000000
             .collect()
     };
     let settle = Instant::now();
-    let mut child = spawn(binary, &config, &log);
+    let mut child = spawn_logged(binary, &config, &log);
     for (sub, truth) in &truths {
         let expected = live(truth);
         eventually(Duration::from_secs(60), sub, || async {
