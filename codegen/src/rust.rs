@@ -373,7 +373,9 @@ fn default_extra(types: &mut [syn::Item]) -> usize {
                         let syn::Member::Named(name) = &field.member else {
                             continue;
                         };
-                        if name == "extra" && quote!(#field).to_string().contains("Err") {
+                        let unset = matches!(&field.expr, syn::Expr::Call(call)
+                            if matches!(&*call.func, syn::Expr::Path(p) if p.path.is_ident("Err")));
+                        if name == "extra" && unset {
                             field.expr = syn::parse_quote!(Ok(Default::default()));
                             changed += 1;
                         }

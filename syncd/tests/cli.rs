@@ -218,13 +218,31 @@ fn status_shows_loops_and_quarantine_and_quarantine_lists_and_retries() {
     let store = syncd::store::open(&dir.path().join("syncd.db")).unwrap();
     store
         .write_blocking(|tx| {
-            tx.execute_batch(
-                "INSERT INTO subscriptions (name, entity, created_at) VALUES ('contacts', 'contact', 'now');
-                 INSERT INTO cursors (subscription) VALUES ('contacts');",
-            )
-            .map_err(syncd::store::sql)?;
-            syncd::store::quarantine::put(tx, "contacts", 7, "{\"contactId\":7}", "jq: x", "2026-12-04T23:00:00Z".parse().unwrap())?;
-            syncd::store::quarantine::put(tx, "contacts", 9, "{\"contactId\":9}", "the transform ran out of its time budget (100ms)", "2026-12-04T23:00:01Z".parse().unwrap())?;
+            syncd::store::runs::register(
+                tx,
+                syncd::store::runs::Registration {
+                    name: "contacts",
+                    kind: superoffice::entity::EntityKind::Contact,
+                    fingerprint: "",
+                },
+                syncd::store::types::UtcTime::now(),
+            )?;
+            syncd::store::quarantine::put(
+                tx,
+                "contacts",
+                7,
+                "{\"contactId\":7}",
+                "jq: x",
+                "2026-12-04T23:00:00Z".parse().unwrap(),
+            )?;
+            syncd::store::quarantine::put(
+                tx,
+                "contacts",
+                9,
+                "{\"contactId\":9}",
+                "the transform ran out of its time budget (100ms)",
+                "2026-12-04T23:00:01Z".parse().unwrap(),
+            )?;
             syncd::store::loops::put(
                 tx,
                 &syncd::store::loops::LoopRow {
