@@ -1,40 +1,58 @@
 //! Subscription engine benchmark: `cargo bench -p syncd --bench sync`.
 //!
-//! The emulator runs in this process; `syncd` runs as its own process (the `syncd` binary,
-//! built with the same profile), so its memory is measured alone. Prints:
+//! Measured the way users run it: the emulator is its own release-mode process (this bench
+//! binary started again in emulator mode, serving on 127.0.0.1:0), `syncd` is its own process
+//! (the `syncd` binary of the same build), and the Python baseline is
+//! `benches/python_sync.py` under `python3` (standard library only). Each measurement runs
+//! `SYNC_BENCH_ROUNDS` times (default 3), the contenders alternating within a round so drift
+//! affects all of them; rates are medians with the range of the rounds beside them.
 //!
-//! 1. **Throughput** on `SYNC_BENCH_ROWS` contacts (default 100 000), row shape, pages of 1000:
-//!    the initial load's rows/s (from its `runs` row: first page requested → last page
-//!    committed) divided by the rows/s of fetching the very same pages with the SDK and
-//!    discarding them. Goal ≥ 0.8. Against the in-process emulator both are CPU-bound on the
-//!    same cores, so the same ratio is also measured with `SYNC_BENCH_LATENCY_MS` (default 30)
-//!    of server time per page, closer to a real tenant.
-//! 2. **Requests for a 1 % change** (1 % of the contacts edited by other users while the
-//!    daemon runs with a 1 s poll interval): the requests of the runs from the change until
-//!    every changed record is in the change feed (syncd's own count, `runs.requests`; the
-//!    emulator's count of data requests is printed beside it), divided by the minimum any
-//!    client needs: the changed rows in pages of 1000 plus the page that shows the end
-//!    (`⌊changed / 1000⌋ + 1`), plus one GET per changed record for entity shape. Goal ≤ 1.2.
-//!    Row and entity shape are measured apart.
-//! 3. **Peak RSS** (`VmHWM` of the syncd process) while loading `SYNC_BENCH_RSS_ROWS` contacts
-//!    (default 1 000 000). Goal ≤ 100 MB.
-//! 4. **SIGKILL runs**: the crash scenario of `tests/sync_kill.rs` with `SYNC_BENCH_KILLS`
-//!    kills (default 100; 0 skips it).
+//! 1. **Row shape** for each size in `SYNC_BENCH_SIZES` (default `100000,1000000` contacts,
+//!    7 columns, pages of 1000), on one emulator process per size:
+//!    - fetch only: the same keyset pages fetched with the SDK and dropped;
+//!    - syncd's initial load (fresh database): rows ÷ the time of its `runs` row (first page
+//!      requested → last page committed); its peak RSS (`VmHWM`) and CPU time;
+//!    - the Python sync (fresh database): rows ÷ its own time (first request → last commit).
 //!
-//! Set `SYNC_BENCH_SKIP` to a comma list of `throughput,changes,entity,rss,kill` to skip parts.
+//!    Ratios syncd ÷ Python (goal ≥ 4) and syncd ÷ fetch-only (goal ≥ 0.3); peak RSS at the
+//!    largest size (goal ≤ 100 MB). After the first load at the largest size, the first poll
+//!    with nothing changed: its requests ÷ the minimum for the rows it read (goal ≤ 1.2).
+//! 2. **Entity shape** on `SYNC_BENCH_ENTITY_ROWS` contacts (default 20 000): syncd's initial
+//!    load with `concurrency = 8` (one GET per contact) ÷ the Python sync doing the same GETs
+//!    with 8 threads (goal ≥ 3).
+//! 3. **Requests for a 1 % change** (in-process emulator, which counts requests): 1 % of the
+//!    contacts edited while the daemon polls every second; the requests of the runs until every
+//!    change is in the feed ÷ the minimum any client needs (`⌊changed / 1000⌋ + 1`, plus one
+//!    GET per changed record for entity shape). Goal ≤ 1.2.
+//! 4. **Late-day incremental passes**: a simulated day of `SYNC_BENCH_DAY_EDITS` edits (default
+//!    20 000) with polls every 5 minutes (`syncd_testkit::lateday`): rows read ÷ rows changed,
+//!    without and with webhooks (goal ≤ 10 with healthy webhooks).
+//! 5. **Outbox drain** ÷ the emulator's rate for the two calls an exactly-once create needs (POST
+//!    and foreign-key write) at the same concurrency (`syncd_testkit::bench::outbox`), goal ≥ 0.8.
+//! 6. **SIGKILL runs**: the crash scenario of `tests/sync_kill.rs` with `SYNC_BENCH_KILLS` kills
+//!    (default 100; 0 skips it).
+//!
+//! A summary of every ratio with its goal (met or missed) ends the output. Set
+//! `SYNC_BENCH_SKIP` to a comma list of `rows,entity,changes,lateday,outbox,kill` to skip
+//! parts; `SYNC_BENCH_PERF=FILE` records the daemon with `perf record -g`; `SYNC_BENCH_LOG`
+//! keeps the daemon's log (and sets its `RUST_LOG`).
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use emulator::{Emulator, RouteClass, SeedCounts};
 use futures::TryStreamExt;
+use superoffice::auth::StaticAuth;
 use superoffice::odata::Query;
 use superoffice::paginate::{self, Source, Strategy};
 use syncd_testkit::sync::*;
 
 const COLUMNS: [&str; 4] = ["name", "department", "orgnr", "category"];
 const PAGE: u32 = 1000;
+/// Set in the environment of the emulator process (its value: the contacts to seed).
+const EMULATOR_MODE: &str = "SYNC_BENCH_EMULATOR_CONTACTS";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -51,6 +69,127 @@ fn skipped(part: &str) -> bool {
 
 fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_syncd"))
+}
+
+/// The emulator process: this binary in emulator mode, seeded with `contacts`.
+struct Remote {
+    child: Child,
+    /// Closing it stops the emulator.
+    stdin: Option<ChildStdin>,
+    base_url: String,
+    context: String,
+    /// The tenant's REST root (`…/{host label}/{context}`, what the State API answers).
+    tenant_url: String,
+    token: String,
+}
+
+impl Remote {
+    async fn start(contacts: u64) -> Remote {
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(EMULATOR_MODE, contacts.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the emulator process");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator said {line:?}: {e}"));
+        let base_url = ready["base_url"].as_str().unwrap().to_string();
+        let context = ready["context"].as_str().unwrap().to_string();
+        let token = ready["token"].as_str().unwrap().to_string();
+        let tenant_url = ready["tenant_url"].as_str().unwrap().to_string();
+        println!(
+            "  (emulator process {} serving {contacts} contacts at {base_url}, seeded in {:.1} s)",
+            child.id(),
+            started.elapsed().as_secs_f64()
+        );
+        Remote {
+            child,
+            stdin,
+            base_url,
+            context,
+            tenant_url,
+            token,
+        }
+    }
+
+    fn client(&self) -> superoffice::Client {
+        superoffice::Client::builder()
+            .environment(self.base_url.parse().unwrap())
+            .customer_id(&self.context)
+            .auth(StaticAuth::bearer(self.token.clone()))
+            .build()
+            .unwrap()
+    }
+
+    fn cpu(&self) -> f64 {
+        cpu_seconds(self.child.id()).unwrap_or(0.0)
+    }
+
+    /// A config for syncd against this emulator (system-user auth, the emulator's defaults).
+    fn config(&self, dir: &Path, subscriptions: &str) -> PathBuf {
+        let defaults = emulator::Config::default();
+        let key_file = dir.join("system-user.pem");
+        std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM).unwrap();
+        let text = format!(
+            "store = {store:?}\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n[[tenant]]\nname = \"emu\"\nenvironment = {env:?}\ncustomer_id = {ctx:?}\nclient_id = {id:?}\nclient_secret = {{ value = {secret:?} }}\nauth = \"system-user\"\nsystem_token = {token:?}\nprivate_key = {key:?}\n{subscriptions}",
+            store = db_path(dir).display().to_string(),
+            env = self.base_url,
+            ctx = self.context,
+            id = defaults.auth.client_id,
+            secret = defaults.auth.client_secret,
+            token = defaults.auth.system_token,
+            key = key_file.display().to_string(),
+        );
+        let path = dir.join("syncd.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Emulator mode: seed, print where it serves, serve until stdin closes.
+async fn serve_emulator(contacts: u32) {
+    let emu = emulator(SeedCounts::contacts_only(contacts), |c| {
+        c.never_updated_fraction = 0.02;
+    })
+    .await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "base_url": emu.base_url(),
+            "context": emu.context_identifier(),
+            "token": emu.issue_access_token(),
+            "tenant_url": emu.tenant_url(),
+        })
+    );
+    tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut rest);
+    })
+    .await
+    .unwrap();
+    emu.shutdown().await;
 }
 
 fn spawn(config: &Path, log: &Path) -> Child {
@@ -139,6 +278,11 @@ fn subscription(name: &str, extra: &str) -> String {
     )
 }
 
+fn columns_toml() -> String {
+    let quoted: Vec<String> = COLUMNS.iter().map(|c| format!("{c:?}")).collect();
+    format!("columns = [{}]", quoted.join(", "))
+}
+
 fn write_config(emu: &Emulator, dir: &Path, subscriptions: &str) -> PathBuf {
     let mut text = base_config(emu, dir, "");
     text.push_str(subscriptions);
@@ -147,8 +291,7 @@ fn write_config(emu: &Emulator, dir: &Path, subscriptions: &str) -> PathBuf {
     path
 }
 
-/// Waits for `count` finished runs of `kind` for `subscription`; returns the last one's
-/// (seconds from start to end, rows fetched, status).
+/// Waits for `count` finished runs of `kind` for `subscription`.
 async fn wait_runs(db: &Path, subscription: &str, kind: PassKind, count: usize, child: &mut Child) {
     loop {
         let ended = try_runs_after(db, 0).map(|runs| {
@@ -163,11 +306,12 @@ async fn wait_runs(db: &Path, subscription: &str, kind: PassKind, count: usize, 
         if let Ok(Some(status)) = child.try_wait() {
             panic!("syncd exited ({status}) while waiting for {kind} of {subscription}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-fn last_run(db: &Path, subscription: &str, kind: PassKind) -> (f64, i64, RunStatus) {
+/// The last finished run of `kind`: (seconds from start to end, rows fetched, requests, status).
+fn last_run(db: &Path, subscription: &str, kind: PassKind) -> (f64, i64, i64, RunStatus) {
     let run = runs(db)
         .into_iter()
         .rev()
@@ -175,7 +319,7 @@ fn last_run(db: &Path, subscription: &str, kind: PassKind) -> (f64, i64, RunStat
         .expect("a finished run");
     let ended = run.ended_at.expect("ended").at();
     let seconds = (ended - run.started_at.at()).num_milliseconds() as f64 / 1000.0;
-    (seconds, run.fetched, run.status)
+    (seconds, run.fetched, run.requests, run.status)
 }
 
 fn data_requests(emu: &Emulator) -> u64 {
@@ -186,16 +330,78 @@ fn data_requests(emu: &Emulator) -> u64 {
         .unwrap_or(0)
 }
 
-async fn fetch_only(emu: &Emulator) -> (u64, Duration) {
-    let client = client(emu);
-    let mut select = vec!["contactId", "updatedDate", "registeredDate"];
-    select.extend(COLUMNS);
+/// Rates of the rounds of one contender: median and range.
+#[derive(Default, Clone)]
+struct Rates(Vec<f64>);
+
+impl Rates {
+    fn push(&mut self, rate: f64) {
+        self.0.push(rate);
+    }
+
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    fn range(&self) -> (f64, f64) {
+        let v = self.sorted();
+        (
+            v.first().copied().unwrap_or(f64::NAN),
+            v.last().copied().unwrap_or(f64::NAN),
+        )
+    }
+
+    /// Per-round ratios self ÷ other (the rounds pair up: measured side by side).
+    fn ratios(&self, other: &Rates) -> Rates {
+        Rates(self.0.iter().zip(&other.0).map(|(a, b)| a / b).collect())
+    }
+
+    fn show(&self, unit: &str) -> String {
+        let (lo, hi) = self.range();
+        if unit.is_empty() {
+            format!("{:.2} ({lo:.2}–{hi:.2})", self.median())
+        } else {
+            format!("{:>9.0} {unit} ({lo:.0}–{hi:.0})", self.median())
+        }
+    }
+}
+
+/// One line of the closing summary.
+struct Goal {
+    what: String,
+    value: String,
+    goal: &'static str,
+    met: bool,
+}
+
+fn goal(summary: &mut Vec<Goal>, what: String, value: String, goal: &'static str, met: bool) {
+    summary.push(Goal {
+        what,
+        value,
+        goal,
+        met,
+    });
+}
+
+/// Fetch only: the pages syncd reads (same select, keyset, page size), dropped.
+async fn fetch_only(client: &superoffice::Client, select: &[&str]) -> (u64, Duration) {
     let started = Instant::now();
     let mut rows = 0u64;
     let mut pages = std::pin::pin!(paginate::pages(
-        &client,
+        client,
         Source::List("Contact".into()),
-        Query::new().select(select),
+        Query::new().select(select.to_vec()),
         PAGE,
         Strategy::Keyset {
             key: "contactId".into()
@@ -208,17 +414,267 @@ async fn fetch_only(emu: &Emulator) -> (u64, Duration) {
     (rows, started.elapsed())
 }
 
-fn columns_toml() -> String {
-    let quoted: Vec<String> = COLUMNS.iter().map(|c| format!("{c:?}")).collect();
-    format!("columns = [{}]", quoted.join(", "))
+/// What one syncd initial load measured.
+struct Load {
+    rate: f64,
+    seconds: f64,
+    cpu: f64,
+    peak_rss_kib: u64,
+    /// The first poll after the load (nothing changed): (requests, rows read).
+    idle_poll: Option<(i64, i64)>,
 }
 
+/// syncd's initial load of `subscription` into a fresh database, as its own process; with
+/// `idle_poll`, also the first poll after it.
+async fn syncd_load(remote: &Remote, name: &str, extra: &str, rows: u64, idle_poll: bool) -> Load {
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let config = remote.config(dir.path(), &subscription(name, extra));
+    let mut child = spawn(&config, &dir.path().join(format!("{name}.log")));
+    let pid = child.id();
+    let mut peak = 0;
+    let sampler = async {
+        loop {
+            if let Some(kib) = peak_rss_kib(pid) {
+                peak = peak.max(kib);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = wait_runs(&db, name, PassKind::Initial, 1, &mut child) => {}
+        _ = sampler => {}
+    }
+    let cpu = cpu_seconds(pid).unwrap_or(0.0);
+    let peak_rss_kib = peak_rss_kib(pid).unwrap_or(0).max(peak);
+    let (seconds, loaded, _, status) = last_run(&db, name, PassKind::Initial);
+    assert_eq!(
+        status,
+        RunStatus::Ok,
+        "the initial load of {name} succeeded"
+    );
+    assert_eq!(
+        loaded as u64, rows,
+        "the initial load of {name} read every row"
+    );
+    let idle_poll = if idle_poll {
+        wait_runs(&db, name, PassKind::Poll, 1, &mut child).await;
+        let (_, fetched, requests, status) = last_run(&db, name, PassKind::Poll);
+        assert_eq!(status, RunStatus::Ok);
+        Some((requests, fetched))
+    } else {
+        None
+    };
+    stop(child);
+    Load {
+        rate: loaded as f64 / seconds,
+        seconds,
+        cpu,
+        peak_rss_kib,
+        idle_poll,
+    }
+}
+
+fn python() -> Option<&'static str> {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "python3")
+}
+
+/// The Python sync into a fresh database: rows/s by its own clock.
+fn python_load(python: &str, remote: &Remote, shape: &str, rows: u64) -> f64 {
+    let dir = workdir();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_sync.py");
+    let output = Command::new(python)
+        .arg(script)
+        .arg("--root")
+        .arg(&remote.tenant_url)
+        .arg("--token")
+        .arg(&remote.token)
+        .arg("--db")
+        .arg(dir.path().join("python.db"))
+        .arg("--shape")
+        .arg(shape)
+        .arg("--columns")
+        .arg(COLUMNS.join(","))
+        .arg("--page")
+        .arg(PAGE.to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python_sync.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["rows"].as_u64(), Some(rows), "python read every row");
+    rows as f64 / result["seconds"].as_f64().unwrap()
+}
+
+/// Part 1 for one size: fetch-only, syncd and Python alternating for `rounds` rounds.
+async fn row_shape(rows: u64, rounds: usize, largest: bool, summary: &mut Vec<Goal>) {
+    println!(
+        "\n1. row shape, {rows} contacts, pages of {PAGE}, {} columns:",
+        COLUMNS.len() + 3
+    );
+    let remote = Remote::start(rows).await;
+    let client = remote.client();
+    let mut select = vec!["contactId", "updatedDate", "registeredDate"];
+    select.extend(COLUMNS);
+    let python = python();
+    // Warm-up: the emulator's first pass over its rows is slower for every client.
+    fetch_only(&client, &select).await;
+    let (mut fetch, mut sync, mut py) = (Rates::default(), Rates::default(), Rates::default());
+    let mut peak_rss = 0u64;
+    let mut idle_poll = None;
+    for round in 0..rounds {
+        let (n, took) = fetch_only(&client, &select).await;
+        assert_eq!(n, rows);
+        fetch.push(n as f64 / took.as_secs_f64());
+        let emulator_cpu = remote.cpu();
+        let load = syncd_load(
+            &remote,
+            "rows",
+            &columns_toml(),
+            rows,
+            largest && round == 0,
+        )
+        .await;
+        let emulator_cpu = remote.cpu() - emulator_cpu;
+        sync.push(load.rate);
+        peak_rss = peak_rss.max(load.peak_rss_kib);
+        idle_poll = idle_poll.or(load.idle_poll);
+        let mut line = format!(
+            "  round {}: fetch {:.0}/s; syncd {:.0}/s ({:.2} s, {:.2} µs CPU per row, emulator {:.2} µs, peak RSS {:.1} MB)",
+            round + 1,
+            n as f64 / took.as_secs_f64(),
+            load.rate,
+            load.seconds,
+            load.cpu * 1e6 / rows as f64,
+            emulator_cpu * 1e6 / rows as f64,
+            load.peak_rss_kib as f64 / 1024.0
+        );
+        if let Some(python) = python {
+            let rate = python_load(python, &remote, "row", rows);
+            py.push(rate);
+            line.push_str(&format!("; python {rate:.0}/s"));
+        }
+        println!("{line}");
+    }
+    println!(
+        "  fetch only (SDK, pages dropped): {}",
+        fetch.show("rows/s")
+    );
+    println!("  syncd initial load:              {}", sync.show("rows/s"));
+    let vs_fetch = sync.ratios(&fetch);
+    println!("  syncd ÷ fetch-only: {} (goal ≥ 0.3)", vs_fetch.show(""));
+    goal(
+        summary,
+        format!("row shape {rows}: syncd ÷ fetch-only"),
+        vs_fetch.show(""),
+        "≥ 0.3",
+        vs_fetch.median() >= 0.3,
+    );
+    if python.is_some() {
+        println!("  python sync:                     {}", py.show("rows/s"));
+        let vs_python = sync.ratios(&py);
+        println!("  syncd ÷ python: {} (goal ≥ 4)", vs_python.show(""));
+        goal(
+            summary,
+            format!("row shape {rows}: syncd ÷ python"),
+            vs_python.show(""),
+            "≥ 4",
+            vs_python.median() >= 4.0,
+        );
+    } else {
+        println!("  (no python3: the Python sync is skipped)");
+    }
+    if largest {
+        let mb = peak_rss as f64 / 1024.0;
+        println!("  syncd peak RSS over the rounds: {mb:.1} MB (goal ≤ 100 MB)");
+        goal(
+            summary,
+            format!("peak RSS, initial load of {rows}"),
+            format!("{mb:.1} MB"),
+            "≤ 100 MB",
+            mb <= 100.0,
+        );
+        if let Some((requests, fetched)) = idle_poll {
+            let minimum = fetched / i64::from(PAGE) + 1;
+            let ratio = requests as f64 / minimum as f64;
+            println!(
+                "  first poll after the load, nothing changed: {fetched} rows read (its day window, of {rows}) with {requests} requests; minimum {minimum} → ratio {ratio:.2} (goal ≤ 1.2)"
+            );
+            goal(
+                summary,
+                format!("idle poll over {rows}: requests ÷ minimum"),
+                format!("{ratio:.2} ({fetched} rows read)"),
+                "≤ 1.2",
+                ratio <= 1.2 && (fetched as u64) < rows,
+            );
+        }
+    }
+}
+
+/// Part 2: entity shape, syncd (concurrency 8) against the Python loop with 8 threads.
+async fn entity_shape(rows: u64, rounds: usize, summary: &mut Vec<Goal>) {
+    println!("\n2. entity shape, {rows} contacts (a GET per contact, 8 in flight):");
+    let remote = Remote::start(rows).await;
+    let python = python();
+    let (mut sync, mut py) = (Rates::default(), Rates::default());
+    for round in 0..rounds {
+        let load = syncd_load(
+            &remote,
+            "entities",
+            "shape = \"entity\"\nconcurrency = 8",
+            rows,
+            false,
+        )
+        .await;
+        sync.push(load.rate);
+        let mut line = format!(
+            "  round {}: syncd {:.0}/s ({:.2} s, {:.1} µs CPU per entity)",
+            round + 1,
+            load.rate,
+            load.seconds,
+            load.cpu * 1e6 / rows as f64
+        );
+        if let Some(python) = python {
+            let rate = python_load(python, &remote, "entity", rows);
+            py.push(rate);
+            line.push_str(&format!("; python {rate:.0}/s"));
+        }
+        println!("{line}");
+    }
+    println!("  syncd initial load: {}", sync.show("entities/s"));
+    if python.is_some() {
+        println!("  python, 8 threads:  {}", py.show("entities/s"));
+        let ratio = sync.ratios(&py);
+        println!("  syncd ÷ python: {} (goal ≥ 3)", ratio.show(""));
+        goal(
+            summary,
+            format!("entity shape {rows}: syncd ÷ python"),
+            ratio.show(""),
+            "≥ 3",
+            ratio.median() >= 3.0,
+        );
+    }
+}
 /// With the daemon running (poll interval 1 s): moves the watermark to today with a few
 /// edits, then edits 1 % of the contacts right after a poll ended and sums the requests of
 /// the runs (`runs.requests`, counted by syncd) from then until every changed record is in
 /// the change feed. The emulator's own count of data requests over the same time is printed
 /// as a cross-check (it includes idle polls that overlapped).
-async fn changes_part(emu: &Emulator, db: &Path, subscription: &str, rows: u64, per_get: bool) {
+async fn changes_part(
+    emu: &Emulator,
+    db: &Path,
+    subscription: &str,
+    rows: u64,
+    per_get: bool,
+) -> f64 {
     let sub = subscription;
     let changes = |db: &Path| all_changes(db, Some(sub)).len() as i64;
     // A first small change moves the watermark to today, as in steady operation.
@@ -306,159 +762,124 @@ async fn changes_part(emu: &Emulator, db: &Path, subscription: &str, rows: u64, 
         requests as f64 / minimum as f64
     );
     assert_eq!(reported, changed, "every changed record reported once");
+    requests as f64 / minimum as f64
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let rows = env_u64("SYNC_BENCH_ROWS", 100_000);
-    let rss_rows = env_u64("SYNC_BENCH_RSS_ROWS", 1_000_000);
+/// Part 3: requests for a 1 % change, row and entity shape, against an in-process emulator
+/// (which counts the requests it serves).
+async fn change_requests(rows: u64, summary: &mut Vec<Goal>) {
+    println!("\n3. requests for a 1 % change of {rows} contacts:");
+    let emu = emulator(SeedCounts::contacts_only(rows as u32), |c| {
+        c.never_updated_fraction = 0.02;
+    })
+    .await;
+    let dir = workdir();
+    let db = db_path(dir.path());
+    let config = write_config(&emu, dir.path(), &subscription("rows", &columns_toml()));
+    let mut child = spawn(&config, &dir.path().join("rows.log"));
+    wait_runs(&db, "rows", PassKind::Initial, 1, &mut child).await;
+    let ratio = changes_part(&emu, &db, "rows", rows, false).await;
+    goal(
+        summary,
+        "1 % change, row shape: requests ÷ minimum".into(),
+        format!("{ratio:.3}"),
+        "≤ 1.2",
+        ratio <= 1.2,
+    );
+    stop(child);
+    let config = write_config(
+        &emu,
+        dir.path(),
+        &subscription("entities", "shape = \"entity\"\nconcurrency = 8"),
+    );
+    let mut child = spawn(&config, &dir.path().join("entities.log"));
+    wait_runs(&db, "entities", PassKind::Initial, 1, &mut child).await;
+    let ratio = changes_part(&emu, &db, "entities", rows, true).await;
+    goal(
+        summary,
+        "1 % change, entity shape: requests ÷ minimum".into(),
+        format!("{ratio:.3}"),
+        "≤ 1.2",
+        ratio <= 1.2,
+    );
+    stop(child);
+    emu.shutdown().await;
+}
+
+fn main() {
+    if let Ok(contacts) = std::env::var(EMULATOR_MODE) {
+        let contacts = contacts.parse().expect("contacts");
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(serve_emulator(contacts));
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
+    let sizes: Vec<u64> = std::env::var("SYNC_BENCH_SIZES")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .map(|s| s.trim().replace('_', "").parse().expect("SYNC_BENCH_SIZES"))
+        .collect();
+    let rounds = env_u64("SYNC_BENCH_ROUNDS", 3).max(1) as usize;
     let kills = env_u64("SYNC_BENCH_KILLS", 100) as u32;
     println!(
-        "syncd subscription benchmark (release build: {})",
-        !cfg!(debug_assertions)
+        "syncd subscription benchmark (release build: {}; {rounds} rounds; python3: {})",
+        !cfg!(debug_assertions),
+        python().is_some()
     );
+    let mut summary = Vec::new();
 
-    if !(skipped("throughput") && skipped("changes") && skipped("entity")) {
-        let emu = emulator(SeedCounts::contacts_only(rows as u32), |c| {
-            c.never_updated_fraction = 0.02;
-        })
+    if !skipped("rows") {
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        for &rows in &sizes {
+            row_shape(rows, rounds, rows == largest, &mut summary).await;
+        }
+    }
+    if !skipped("entity") {
+        entity_shape(
+            env_u64("SYNC_BENCH_ENTITY_ROWS", 20_000),
+            rounds,
+            &mut summary,
+        )
         .await;
-        let dir = workdir();
-        let db = db_path(dir.path());
-        let config = write_config(&emu, dir.path(), &subscription("rows", &columns_toml()));
-
-        // 1. Throughput: fetch-only first (twice; the emulator is warmed the same way).
-        let (fetched, took) = fetch_only(&emu).await;
-        let (fetched2, took2) = fetch_only(&emu).await;
-        let fetch_rate = (fetched + fetched2) as f64 / (took + took2).as_secs_f64();
-        let mut child = spawn(&config, &dir.path().join("rows.log"));
-        wait_runs(&db, "rows", PassKind::Initial, 1, &mut child).await;
-        let rss = peak_rss_kib(child.id());
-        let cpu = cpu_seconds(child.id()).unwrap_or(0.0);
-        let (seconds, loaded, status) = last_run(&db, "rows", PassKind::Initial);
-        assert_eq!(status, RunStatus::Ok);
-        assert_eq!(loaded as u64, rows);
-        let sync_rate = loaded as f64 / seconds;
-        if !skipped("throughput") {
-            println!(
-                "\n1. throughput, {rows} contacts, pages of {PAGE}, row shape ({} columns):",
-                COLUMNS.len() + 3
-            );
-            println!("  fetch only (SDK, pages discarded): {fetch_rate:>9.0} rows/s");
-            println!(
-                "  syncd initial load:                 {sync_rate:>9.0} rows/s ({seconds:.2} s, peak RSS {} MB)",
-                rss.unwrap_or(0) / 1024
-            );
-            println!(
-                "  ratio syncd / fetch-only: {:.3} (goal ≥ 0.8); syncd used {cpu:.2} s CPU, {:.1} µs per row",
-                sync_rate / fetch_rate,
-                cpu * 1e6 / loaded as f64
-            );
-        }
-
-        stop(child);
-
-        // 1b. The same with a server that takes time to answer, like a real tenant: every
-        // archive page is delayed by SYNC_BENCH_LATENCY_MS (default 30) for both readers.
-        let latency = env_u64("SYNC_BENCH_LATENCY_MS", 30);
-        if !skipped("throughput") && latency > 0 {
-            emu.add_fault(emulator::FaultRule::latency(RouteClass::Odata, latency))
-                .unwrap();
-            let (fetched, took) = fetch_only(&emu).await;
-            let fetch_rate = fetched as f64 / took.as_secs_f64();
-            let slow_dir = workdir();
-            let slow_db = db_path(slow_dir.path());
-            let slow_config = write_config(
-                &emu,
-                slow_dir.path(),
-                &subscription("rows", &columns_toml()),
-            );
-            let mut slow = spawn(&slow_config, &slow_dir.path().join("slow.log"));
-            wait_runs(&slow_db, "rows", PassKind::Initial, 1, &mut slow).await;
-            stop(slow);
-            let (seconds, loaded, _) = last_run(&slow_db, "rows", PassKind::Initial);
-            let sync_rate = loaded as f64 / seconds;
-            println!(
-                "  with {latency} ms per page at the server: fetch only {fetch_rate:.0} rows/s, syncd {sync_rate:.0} rows/s, ratio {:.3}",
-                sync_rate / fetch_rate
-            );
-            emu.clear_faults();
-        }
-        let child = spawn(&config, &dir.path().join("rows-again.log"));
-
-        // 2. Requests for a 1 % change, row shape ...
-        if !skipped("changes") {
-            println!("\n2. requests for a 1 % change of {rows} contacts:");
-            changes_part(&emu, &db, "rows", rows, false).await;
-        }
-        stop(child);
-        // ... and entity shape (its initial load GETs every contact once).
-        if !skipped("entity") {
-            let config = write_config(
-                &emu,
-                dir.path(),
-                &subscription("entities", "shape = \"entity\"\nconcurrency = 8"),
-            );
-            let mut child = spawn(&config, &dir.path().join("entities.log"));
-            wait_runs(&db, "entities", PassKind::Initial, 1, &mut child).await;
-            let (seconds, _, status) = last_run(&db, "entities", PassKind::Initial);
-            assert_eq!(status, RunStatus::Ok);
-            println!(
-                "  (entity shape: initial load of {rows} entities in {seconds:.1} s, {:.0}/s)",
-                rows as f64 / seconds
-            );
-            changes_part(&emu, &db, "entities", rows, true).await;
-            stop(child);
-        }
-        emu.shutdown().await;
+    }
+    if !skipped("changes") {
+        change_requests(env_u64("SYNC_BENCH_CHANGE_ROWS", 100_000), &mut summary).await;
     }
 
-    // 3. Peak RSS on a million rows.
-    if !skipped("rss") {
-        let emu = emulator(SeedCounts::contacts_only(rss_rows as u32), |_| {}).await;
-        let dir = workdir();
-        let db = db_path(dir.path());
-        let config = write_config(&emu, dir.path(), &subscription("big", &columns_toml()));
-        let mut child = spawn(&config, &dir.path().join("big.log"));
-        let pid = child.id();
-        let mut peak = 0;
-        let sampler = async {
-            loop {
-                if let Some(kib) = peak_rss_kib(pid) {
-                    peak = peak.max(kib);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        };
-        tokio::select! {
-            _ = wait_runs(&db, "big", PassKind::Initial, 1, &mut child) => {}
-            _ = sampler => {}
-        }
-        let hwm = peak_rss_kib(pid).unwrap_or(peak).max(peak);
-        stop(child);
-        let (seconds, loaded, status) = last_run(&db, "big", PassKind::Initial);
-        assert_eq!(status, RunStatus::Ok);
-        let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-        println!(
-            "\n3. memory, {loaded} contacts in {seconds:.1} s ({:.0} rows/s):",
-            loaded as f64 / seconds
-        );
-        println!(
-            "  syncd peak RSS (VmHWM): {:.1} MB (goal ≤ 100 MB); database {:.0} MB",
-            hwm as f64 / 1024.0,
-            size as f64 / 1_048_576.0
-        );
-        emu.shutdown().await;
-    }
-
-    // 4. SIGKILL runs.
     if kills > 0 && !skipped("kill") {
         let seed = env_u64("SYNCD_KILL_SEED", 7_700_001);
         let started = Instant::now();
         let report = kill::kill_scenario(&binary(), kills, seed).await;
         println!(
-            "\n4. {kills} SIGKILLs at random points (seed {seed}, {:.0} s): local copy = ground truth, change feed consistent; {report:?}",
+            "\n6. {kills} SIGKILLs at random points (seed {seed}, {:.0} s): local copy = ground truth, change feed consistent; {report:?}",
             started.elapsed().as_secs_f64()
+        );
+    }
+
+    println!("\nsummary (median of {rounds} rounds, range in parentheses):");
+    let width = summary
+        .iter()
+        .map(|g| g.what.chars().count())
+        .max()
+        .unwrap_or(0);
+    for g in &summary {
+        println!(
+            "  {:<width$}  {:<28} goal {:<9} {}",
+            g.what,
+            g.value,
+            g.goal,
+            if g.met { "met" } else { "MISSED" }
         );
     }
 }
