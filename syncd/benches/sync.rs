@@ -34,7 +34,8 @@
 //!
 //! A summary of every ratio with its goal (met or missed) ends the output. Set
 //! `SYNC_BENCH_SKIP` to a comma list of `rows,entity,changes,lateday,outbox,kill` to skip
-//! parts; `SYNC_BENCH_PERF=FILE` records the daemon with `perf record -g`; `SYNC_BENCH_LOG`
+//! parts; `SYNC_BENCH_BASELINE=PATH` adds another `syncd` binary's row-shape load to every
+//! round (an A/B of a change); `SYNC_BENCH_PERF=FILE` records the daemon with `perf record -g`; `SYNC_BENCH_LOG`
 //! keeps the daemon's log (and sets its `RUST_LOG`).
 
 use std::io::{BufRead, BufReader, Read};
@@ -192,7 +193,7 @@ async fn serve_emulator(contacts: u32) {
     emu.shutdown().await;
 }
 
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
     // With SYNC_BENCH_LOG set, keep the daemon's log where it can be read afterwards.
     let log = match std::env::var_os("SYNC_BENCH_LOG") {
         Some(_) => std::env::temp_dir().join(format!(
@@ -211,10 +212,10 @@ fn spawn(config: &Path, log: &Path) -> Child {
                 .arg("-o")
                 .arg(out)
                 .arg("--")
-                .arg(binary());
+                .arg(binary);
             perf
         }
-        None => Command::new(binary()),
+        None => Command::new(binary),
     };
     command
         .arg("--config")
@@ -426,11 +427,18 @@ struct Load {
 
 /// syncd's initial load of `subscription` into a fresh database, as its own process; with
 /// `idle_poll`, also the first poll after it.
-async fn syncd_load(remote: &Remote, name: &str, extra: &str, rows: u64, idle_poll: bool) -> Load {
+async fn syncd_load(
+    binary: &Path,
+    remote: &Remote,
+    name: &str,
+    extra: &str,
+    rows: u64,
+    idle_poll: bool,
+) -> Load {
     let dir = workdir();
     let db = db_path(dir.path());
     let config = remote.config(dir.path(), &subscription(name, extra));
-    let mut child = spawn(&config, &dir.path().join(format!("{name}.log")));
+    let mut child = spawn(binary, &config, &dir.path().join(format!("{name}.log")));
     let pid = child.id();
     let mut peak = 0;
     let sampler = async {
@@ -473,6 +481,12 @@ async fn syncd_load(remote: &Remote, name: &str, extra: &str, rows: u64, idle_po
         peak_rss_kib,
         idle_poll,
     }
+}
+
+/// `SYNC_BENCH_BASELINE=PATH`: another `syncd` binary (say, built from the previous commit)
+/// whose row-shape load runs in every round beside this one, for an A/B of a change.
+fn baseline() -> Option<PathBuf> {
+    std::env::var_os("SYNC_BENCH_BASELINE").map(PathBuf::from)
 }
 
 fn python() -> Option<&'static str> {
@@ -528,6 +542,7 @@ async fn row_shape(rows: u64, rounds: usize, largest: bool, summary: &mut Vec<Go
     // Warm-up: the emulator's first pass over its rows is slower for every client.
     fetch_only(&client, &select).await;
     let (mut fetch, mut sync, mut py) = (Rates::default(), Rates::default(), Rates::default());
+    let mut base = Rates::default();
     let mut peak_rss = 0u64;
     let mut idle_poll = None;
     for round in 0..rounds {
@@ -536,6 +551,7 @@ async fn row_shape(rows: u64, rounds: usize, largest: bool, summary: &mut Vec<Go
         fetch.push(n as f64 / took.as_secs_f64());
         let emulator_cpu = remote.cpu();
         let load = syncd_load(
+            &binary(),
             &remote,
             "rows",
             &columns_toml(),
@@ -562,7 +578,23 @@ async fn row_shape(rows: u64, rounds: usize, largest: bool, summary: &mut Vec<Go
             py.push(rate);
             line.push_str(&format!("; python {rate:.0}/s"));
         }
+        if let Some(other) = baseline() {
+            let load = syncd_load(&other, &remote, "rows", &columns_toml(), rows, false).await;
+            line.push_str(&format!(
+                "; baseline syncd {:.0}/s ({:.2} µs CPU per row, peak RSS {:.1} MB)",
+                load.rate,
+                load.cpu * 1e6 / rows as f64,
+                load.peak_rss_kib as f64 / 1024.0
+            ));
+            base.push(load.rate);
+        }
         println!("{line}");
+    }
+    if baseline().is_some() {
+        println!(
+            "  this syncd ÷ baseline syncd: {} (SYNC_BENCH_BASELINE)",
+            sync.ratios(&base).show("")
+        );
     }
     println!(
         "  fetch only (SDK, pages dropped): {}",
@@ -627,6 +659,7 @@ async fn entity_shape(rows: u64, rounds: usize, summary: &mut Vec<Goal>) {
     let (mut sync, mut py) = (Rates::default(), Rates::default());
     for round in 0..rounds {
         let load = syncd_load(
+            &binary(),
             &remote,
             "entities",
             "shape = \"entity\"\nconcurrency = 8",
@@ -776,7 +809,7 @@ async fn change_requests(rows: u64, summary: &mut Vec<Goal>) {
     let dir = workdir();
     let db = db_path(dir.path());
     let config = write_config(&emu, dir.path(), &subscription("rows", &columns_toml()));
-    let mut child = spawn(&config, &dir.path().join("rows.log"));
+    let mut child = spawn(&binary(), &config, &dir.path().join("rows.log"));
     wait_runs(&db, "rows", PassKind::Initial, 1, &mut child).await;
     let ratio = changes_part(&emu, &db, "rows", rows, false).await;
     goal(
@@ -792,7 +825,7 @@ async fn change_requests(rows: u64, summary: &mut Vec<Goal>) {
         dir.path(),
         &subscription("entities", "shape = \"entity\"\nconcurrency = 8"),
     );
-    let mut child = spawn(&config, &dir.path().join("entities.log"));
+    let mut child = spawn(&binary(), &config, &dir.path().join("entities.log"));
     wait_runs(&db, "entities", PassKind::Initial, 1, &mut child).await;
     let ratio = changes_part(&emu, &db, "entities", rows, true).await;
     goal(

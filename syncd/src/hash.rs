@@ -36,7 +36,7 @@ pub const METADATA_KEYS: [&str; 3] = ["_Links", "TableRight", "FieldProperties"]
 
 /// Lower-case hex SHA-256 of the canonical JSON of `value`.
 pub fn record_hash(value: &Value) -> String {
-    hex::encode(Sha256::digest(canonical_json(value)))
+    hex_digest(Sha256::digest(canonical_json(value)))
 }
 
 /// Lower-case hex SHA-256 of the canonical JSON of an entity document without its top-level
@@ -72,7 +72,7 @@ fn strip_metadata_ref(map: &Map<String, Value>) -> Map<String, Value> {
 /// subscriptions store: the stored text is canonical, so its hash is the hash of the text).
 pub fn canonical_text_and_hash(value: &Value) -> (String, String) {
     let buffer = canonical_json(value);
-    let hash = hex::encode(Sha256::digest(&buffer));
+    let hash = hex_digest(Sha256::digest(&buffer));
     // Canonical JSON is serde_json output: valid UTF-8.
     let text = String::from_utf8(buffer).unwrap_or_default();
     (text, hash)
@@ -86,7 +86,17 @@ pub fn canonical(value: &Value) -> String {
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex_digest(Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest, written into one buffer (one allocation per hash: a hash is
+/// computed for every row of every page).
+fn hex_digest(digest: impl AsRef<[u8]>) -> String {
+    let digest = digest.as_ref();
+    let mut out = vec![0u8; digest.len() * 2];
+    // The buffer holds exactly two digits per byte.
+    let _ = hex::encode_to_slice(digest, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The canonical bytes of `value`.

@@ -305,9 +305,11 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
     let mut applied = Applied::default();
     let mut change_rows: Vec<ChangeRow<'_>> = Vec::with_capacity(w.upserts.len() + w.deletes.len());
-    upsert_records(tx, w, &mut applied, &mut change_rows)?;
+    // The page's time as stored, formatted once (it is bound to every record and change row).
+    let now = w.now.text();
+    upsert_records(tx, w, &now, &mut applied, &mut change_rows)?;
     tombstone_records(tx, w, &mut applied, &mut change_rows)?;
-    applied.last_seq = insert_changes(tx, w, &change_rows)?;
+    applied.last_seq = insert_changes(tx, w, &now, &change_rows)?;
     write_cursor(tx, w)?;
     consume_queue(tx, w)?;
     if w.clear_degraded {
@@ -333,6 +335,7 @@ pub fn apply(tx: &Transaction<'_>, w: &PageWrite) -> Result<Applied> {
 fn upsert_records<'w>(
     tx: &Transaction<'_>,
     w: &'w PageWrite,
+    now: &str,
     applied: &mut Applied,
     change_rows: &mut Vec<ChangeRow<'w>>,
 ) -> Result<()> {
@@ -380,7 +383,7 @@ fn upsert_records<'w>(
                     u.json,
                     u.hash,
                     u.modified,
-                    w.now,
+                    now,
                     w.parent
                 ])
                 .map_err(sql)?;
@@ -414,7 +417,7 @@ fn upsert_records<'w>(
             applied.unannounced += 1;
         }
     }
-    insert_records(tx, w, &new_records)
+    insert_records(tx, w, now, &new_records)
 }
 
 /// Tombstones the page's deletes; a record that is not live emits nothing.
@@ -544,7 +547,12 @@ fn values_list(row: &str, rows: usize) -> String {
 }
 
 /// Inserts records that do not exist yet, [`INSERT_CHUNK`] rows per statement.
-fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> Result<()> {
+fn insert_records(
+    tx: &Transaction<'_>,
+    w: &PageWrite,
+    now: &str,
+    records: &[&Upsert],
+) -> Result<()> {
     const HEAD: &str = "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id) VALUES ";
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, NULL, ?)";
     for chunk in records.chunks(INSERT_CHUNK) {
@@ -558,8 +566,8 @@ fn insert_records(tx: &Transaction<'_>, w: &PageWrite, records: &[&Upsert]) -> R
                 &u.json,
                 &u.hash,
                 &u.modified,
-                &w.now,
-                &w.now,
+                &now,
+                &now,
                 &w.parent,
             ]);
         }
@@ -584,6 +592,7 @@ struct ChangeRow<'a> {
 fn insert_changes(
     tx: &Transaction<'_>,
     w: &PageWrite,
+    now: &str,
     rows: &[ChangeRow<'_>],
 ) -> Result<Option<Seq>> {
     let entity = TableName(w.kind);
@@ -599,7 +608,7 @@ fn insert_changes(
                 &entity,
                 &row.id,
                 &row.op,
-                &w.now,
+                &now,
                 &row.hash,
                 &row.previous_hash,
                 &row.record,
