@@ -207,8 +207,11 @@ fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
     let mut command = match std::env::var_os("SYNC_BENCH_PERF") {
         Some(out) => {
             let mut perf = Command::new("perf");
+            // SYNC_BENCH_PERF_CALLGRAPH=dwarf for stacks of a build without frame pointers.
+            let graph = std::env::var("SYNC_BENCH_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into());
             perf.arg("record")
-                .arg("-g")
+                .arg("--call-graph")
+                .arg(graph)
                 .arg("-o")
                 .arg(out)
                 .arg("--")

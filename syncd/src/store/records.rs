@@ -535,41 +535,66 @@ struct Existing {
 /// Rows per multi-row `INSERT` (fewer statement executions; well under SQLite's variable limit).
 const INSERT_CHUNK: usize = 50;
 
-fn values_list(row: &str, rows: usize) -> String {
-    let mut out = String::with_capacity((row.len() + 1) * rows);
+/// `INSERT … VALUES` text for `rows` rows: `row(k)` writes the k-th (0-based) tuple. The
+/// values every row shares are numbered parameters bound once per statement.
+fn multi_row_insert(head: &str, rows: usize, row: impl Fn(usize) -> String) -> String {
+    let mut out = String::with_capacity(head.len() + 48 * rows);
+    out.push_str(head);
     for index in 0..rows {
         if index > 0 {
             out.push(',');
         }
-        out.push_str(row);
+        out.push_str(&row(index));
     }
     out
 }
 
-/// Inserts records that do not exist yet, [`INSERT_CHUNK`] rows per statement.
+/// The statement text for a chunk of `rows`: built once for full chunks (every page but its
+/// last chunk), per call otherwise.
+fn chunk_text(
+    full: &'static std::sync::OnceLock<String>,
+    rows: usize,
+    build: impl Fn(usize) -> String,
+) -> std::borrow::Cow<'static, str> {
+    if rows == INSERT_CHUNK {
+        std::borrow::Cow::Borrowed(full.get_or_init(|| build(rows)).as_str())
+    } else {
+        std::borrow::Cow::Owned(build(rows))
+    }
+}
+
+/// Inserts records that do not exist yet, [`INSERT_CHUNK`] rows per statement; the
+/// subscription, the page time and the parent are bound once per statement.
 fn insert_records(
     tx: &Transaction<'_>,
     w: &PageWrite,
     now: &str,
     records: &[&Upsert],
 ) -> Result<()> {
-    const HEAD: &str = "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, NULL, ?)";
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = |rows: usize| {
+        multi_row_insert(
+            "INSERT INTO records (subscription, id, json, hash, source_modified, first_seen, updated_at, deleted_at, parent_id) VALUES ",
+            rows,
+            |k| {
+                let p = 4 + 4 * k;
+                format!(
+                    "(?1, ?{}, ?{}, ?{}, ?{}, ?2, ?2, NULL, ?3)",
+                    p,
+                    p + 1,
+                    p + 2,
+                    p + 3
+                )
+            },
+        )
+    };
     for chunk in records.chunks(INSERT_CHUNK) {
-        let text = format!("{HEAD}{}", values_list(ROW, chunk.len()));
+        let text = chunk_text(&FULL, chunk.len(), build);
         let mut statement = tx.prepare_cached(&text).map_err(sql)?;
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 + chunk.len() * 4);
+        values.extend([&w.subscription as &dyn rusqlite::ToSql, &now, &w.parent]);
         for u in chunk {
-            values.extend([
-                &w.subscription as &dyn rusqlite::ToSql,
-                &u.id,
-                &u.json,
-                &u.hash,
-                &u.modified,
-                &now,
-                &now,
-                &w.parent,
-            ]);
+            values.extend([&u.id as &dyn rusqlite::ToSql, &u.json, &u.hash, &u.modified]);
         }
         statement
             .execute(rusqlite::params_from_iter(values))
@@ -595,20 +620,34 @@ fn insert_changes(
     now: &str,
     rows: &[ChangeRow<'_>],
 ) -> Result<Option<Seq>> {
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let entity = TableName(w.kind);
-    const HEAD: &str = "INSERT INTO changes (subscription, entity, id, op, at, hash, previous_hash, record) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    let build = |rows: usize| {
+        multi_row_insert(
+            "INSERT INTO changes (subscription, entity, id, op, at, hash, previous_hash, record) VALUES ",
+            rows,
+            |k| {
+                let p = 4 + 5 * k;
+                format!(
+                    "(?1, ?2, ?{}, ?{}, ?3, ?{}, ?{}, ?{})",
+                    p,
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
+            },
+        )
+    };
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let text = format!("{HEAD}{}", values_list(ROW, chunk.len()));
+        let text = chunk_text(&FULL, chunk.len(), build);
         let mut statement = tx.prepare_cached(&text).map_err(sql)?;
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 + chunk.len() * 5);
+        values.extend([&w.subscription as &dyn rusqlite::ToSql, &entity, &now]);
         for row in chunk {
             values.extend([
-                &w.subscription as &dyn rusqlite::ToSql,
-                &entity,
-                &row.id,
+                &row.id as &dyn rusqlite::ToSql,
                 &row.op,
-                &now,
                 &row.hash,
                 &row.previous_hash,
                 &row.record,
