@@ -189,7 +189,7 @@ async fn settle(emu: &Emulator, running: &Running) {
         let delivered = stats.deliveries_ok + stats.events_dropped >= stats.events_queued;
         let queued = running
             .store
-            .read(|c| syncd::store::webhooks::queue(c))
+            .read(syncd::store::webhooks::queue)
             .await
             .expect("read the refetch queue")
             .len();
@@ -377,6 +377,17 @@ pub async fn simulate(opts: DayOptions) -> DayReport {
     let final_interval_seconds = metrics.get(
         "syncd_poll_interval_seconds",
         &[("subscription", SUBSCRIPTION)],
+    );
+    // `syncd status` shows the interval the gauge shows.
+    let status = syncd::status::status_rows(&running.store).expect("read the status");
+    let shown = status
+        .iter()
+        .find(|r| r.subscription == SUBSCRIPTION)
+        .and_then(|r| r.poll_interval_seconds);
+    assert_eq!(
+        shown,
+        Some(final_interval_seconds),
+        "syncd status and syncd_poll_interval_seconds disagree"
     );
     let report = DayReport {
         webhooks: opts.webhooks,
