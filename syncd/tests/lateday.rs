@@ -48,3 +48,19 @@ async fn healthy_webhooks_stretch_the_polls_and_read_at_most_ten_rows_per_change
     assert!(webhooks.ratio() < polling.ratio(), "{polling}\n{webhooks}");
     assert!(webhooks.ratio() <= 10.0, "{webhooks}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_webhook_puts_the_polls_back_to_the_poll_interval_and_loses_nothing() {
+    let noon = Duration::from_secs(12 * 3600);
+    let day = simulate(DayOptions {
+        webhook_stops_at: Some(noon),
+        ..small_day(true)
+    })
+    .await;
+    println!("{day}");
+    // The first poll after noon finds changes no webhook announced; from then on every poll
+    // does, so the afternoon is polled every 5 minutes.
+    assert!(day.unannounced > 0, "{day}");
+    assert_eq!(day.final_interval_seconds, 300.0, "{day}");
+    assert!(day.polls >= 144, "{day}");
+}

@@ -58,6 +58,10 @@ pub struct DayOptions {
     pub seeded: u32,
     /// Whether the daemon registers and receives webhooks.
     pub webhooks: bool,
+    /// The time of day at which SuperOffice stops the webhook (as after too many failed
+    /// deliveries): later changes arrive only by polls, and deletes by the end-of-day
+    /// reconcile (`None`: it keeps delivering).
+    pub webhook_stops_at: Option<Duration>,
     /// What the subscription stores (`row` columns or whole entities).
     pub shape: Shape,
     /// How far both clocks move per step; the day's edits are spread evenly over the steps.
@@ -81,6 +85,7 @@ impl Default for DayOptions {
             edits: 20_000,
             seeded: 20_000,
             webhooks: true,
+            webhook_stops_at: None,
             shape: Shape::Row,
             step: Duration::from_secs(300),
             poll_interval: Duration::from_secs(300),
@@ -111,6 +116,8 @@ pub struct DayReport {
     pub webhook_runs: u64,
     /// Rows read by reconciles (primary keys only; not part of [`DayReport::ratio`]).
     pub reconcile_rows: u64,
+    /// Changes polls found that no webhook announced (`syncd_unannounced_changes_total`).
+    pub unannounced: u64,
     /// The poll interval in force at the end of the day, in seconds.
     pub final_interval_seconds: f64,
     /// Wall-clock time the simulation took.
@@ -128,7 +135,7 @@ impl fmt::Display for DayReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "webhooks {}: {} edits changed {} records; {} polls read {} rows, {} webhook runs read {} rows: {:.2} rows read per row changed (reconcile read {} keys; poll interval at the end {}; {:.1} s)",
+            "webhooks {}: {} edits changed {} records; {} polls read {} rows, {} webhook runs read {} rows: {:.2} rows read per row changed ({} unannounced; reconcile read {} keys; poll interval at the end {}; {:.1} s)",
             if self.webhooks { "on" } else { "off" },
             self.edits,
             self.changed,
@@ -137,6 +144,7 @@ impl fmt::Display for DayReport {
             self.webhook_runs,
             self.webhook_rows,
             self.ratio(),
+            self.unannounced,
             self.reconcile_rows,
             format_duration(Duration::from_secs_f64(self.final_interval_seconds)),
             self.elapsed.as_secs_f64()
@@ -147,7 +155,7 @@ impl fmt::Display for DayReport {
 /// The day's subscription.
 fn subscription(opts: &DayOptions) -> String {
     let mut text = format!(
-        "\n[[subscription]]\nname = {SUBSCRIPTION:?}\nentity = \"contact\"\npoll_interval = {:?}\nwebhooks = {}\n# No reconcile within the day; the end of the day asks for one when webhooks are off.\nreconcile_interval = \"3d\"\n",
+        "\n[[subscription]]\nname = {SUBSCRIPTION:?}\nentity = \"contact\"\npoll_interval = {:?}\nwebhooks = {}\n# No reconcile within the day; the end of the day asks for one when webhooks were not delivering all day.\nreconcile_interval = \"3d\"\n",
         format_duration(opts.poll_interval),
         opts.webhooks
     );
@@ -211,6 +219,26 @@ async fn settle(emu: &Emulator, running: &Running) {
             running.clock.advance(GATHER);
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Stops every webhook of the tenant, as SuperOffice does after nine failed deliveries.
+async fn stop_webhooks(emu: &Emulator) {
+    let api = crate::sync::client(emu);
+    let hooks = syncd::sync::ensure::list(&api, None)
+        .await
+        .expect("list the webhooks");
+    for id in hooks.iter().filter_map(|h| h.webhook_id) {
+        let request =
+            superoffice::RawRequest::new(reqwest::Method::PATCH, format!("/api/v1/Webhook/{id}"))
+                .json(
+                    "application/merge-patch+json",
+                    &serde_json::json!({"State": "TooManyErrors"}),
+                )
+                .expect("a JSON body");
+        api.send_raw("webhook_patch", request)
+            .await
+            .expect("stop the webhook");
     }
 }
 
@@ -293,6 +321,14 @@ pub async fn simulate(opts: DayOptions) -> DayReport {
         )
     };
     let (webhook_rows_before, webhook_runs_before) = webhook_read(metrics);
+    let unannounced = |metrics: &syncd::metrics::Metrics| {
+        metrics.get(
+            "syncd_unannounced_changes_total",
+            &[("subscription", SUBSCRIPTION)],
+        ) as u64
+    };
+    let unannounced_before = unannounced(metrics);
+    let mut webhook_stops_at = opts.webhook_stops_at;
 
     // The day.
     let steps = (86_400 / opts.step.as_secs().max(1)).max(1) as u32;
@@ -301,6 +337,10 @@ pub async fn simulate(opts: DayOptions) -> DayReport {
         let from = (u64::from(opts.edits) * u64::from(k) / u64::from(steps)) as u32;
         let to = (u64::from(opts.edits) * u64::from(k + 1) / u64::from(steps)) as u32;
         let (creates, updates, deletes) = mix(&opts, from, to);
+        if webhook_stops_at.is_some_and(|at| opts.step * k >= at) {
+            webhook_stops_at = None;
+            stop_webhooks(&emu).await;
+        }
         let report = emu.activity(creates, updates, deletes, Some(EntityType::Contact));
         for t in report
             .created
@@ -315,8 +355,8 @@ pub async fn simulate(opts: DayOptions) -> DayReport {
         settle(&emu, &running).await;
     }
 
-    // The end of the day: without webhooks only a reconcile finds the deletes.
-    if !opts.webhooks {
+    // The end of the day: without webhooks (all day) only a reconcile finds the deletes.
+    if !opts.webhooks || opts.webhook_stops_at.is_some() {
         let reconciles = || {
             runs(&db)
                 .iter()
@@ -398,6 +438,7 @@ pub async fn simulate(opts: DayOptions) -> DayReport {
         polls,
         webhook_runs: webhook_runs - webhook_runs_before,
         reconcile_rows,
+        unannounced: unannounced(metrics) - unannounced_before,
         final_interval_seconds,
         elapsed: Duration::ZERO,
     };
