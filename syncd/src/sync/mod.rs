@@ -149,8 +149,8 @@
 //!
 //! Every pass, reconcile and failed webhook batch is a `runs` row (kind, status, counts,
 //! error); rows a killed process left `running` become `aborted` at startup. The loop feeds
-//! `syncd_rows`, `syncd_changes_total`, `syncd_rows_read_total`, `syncd_poll_interval_seconds`,
-//! `syncd_lag_seconds`,
+//! `syncd_rows`, `syncd_changes_total`, `syncd_rows_read_total`,
+//! `syncd_poll_interval_seconds`, `syncd_lag_seconds`,
 //! `syncd_last_success_timestamp_seconds`, `syncd_subscription_degraded`, `syncd_runs_total`,
 //! `syncd_errors_total`, `syncd_webhook_events_total` and `syncd_unannounced_changes_total`,
 //! reports to the systemd watchdog at least every heartbeat (also while sleeping) and honours
