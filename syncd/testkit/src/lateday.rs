@@ -44,6 +44,10 @@ const TENANT: &str = "emu";
 /// (`syncd::sync`'s `WEBHOOK_GATHER`): skipped on its clock rather than waited for.
 const GATHER: Duration = Duration::from_millis(150);
 
+/// The outbox worker's idle wait (`syncd::outbox`'s `IDLE`): a pending wait with at most this
+/// left may be the outbox's, so a wait is taken for the gather only above it.
+const OUTBOX_IDLE: Duration = Duration::from_millis(100);
+
 /// The longest the subscription loop sleeps between looks at its flags
 /// (`syncd::sync`'s `FLAG_CHECK`): a pending wait of more than [`GATHER`] and at most this
 /// is the loop asleep between its work (nothing else of the daemon waits that long).
@@ -221,7 +225,8 @@ async fn settle(emu: &Emulator, running: &Running) {
             started.elapsed() < SETTLE_TIMEOUT,
             "the daemon did not settle within {SETTLE_TIMEOUT:?}: delivered {delivered} ({stats:?}), {queued} refetches queued"
         );
-        if waiting(running, Duration::ZERO..GATHER + Duration::from_millis(1)).await {
+        let gather = OUTBOX_IDLE + Duration::from_millis(1)..GATHER + Duration::from_millis(1);
+        if waiting(running, gather).await {
             running.clock.advance(GATHER);
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
