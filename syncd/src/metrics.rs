@@ -17,6 +17,8 @@
 //! | `syncd_pruned_rows_total` | counter | table (`webhook_events`, `runs`: deleted by `[retention]`) |
 //! | `syncd_retention_errors_total` | counter | (failed prunes) |
 //! | `syncd_unannounced_changes_total` | counter | subscription (found by polling, no webhook said so) |
+//! | `syncd_poll_interval_seconds` | gauge | subscription (the time between polls in force: stretched while webhooks are healthy) |
+//! | `syncd_rows_read_total` | counter | subscription, kind (rows read from archives by passes, reconciles and webhook refetches) |
 //! | `syncd_tasks` | gauge | state (publish ledger) |
 //! | `syncd_publish_total` | counter | entity, action, outcome |
 //! | `syncd_control_refused_total` | counter | reason (`missing_token`, `wrong_token`, `no_token_configured`, `foreign_origin`, `not_json`, `body_too_large`, `timeout`, `header_timeout`) |
@@ -80,6 +82,11 @@ fn describe(name: &str) -> (&'static str, &'static str) {
             "counter",
             "Changes polling found that no webhook announced.",
         ),
+        "syncd_poll_interval_seconds" => (
+            "gauge",
+            "Seconds between polls in force (stretched while webhooks are healthy).",
+        ),
+        "syncd_rows_read_total" => ("counter", "Rows read from archives, by run kind."),
         "syncd_tasks" => ("gauge", "Publish tasks by state."),
         "syncd_publish_total" => ("counter", "Publish attempts by entity, action and outcome."),
         "syncd_control_refused_total" => ("counter", "Control-plane requests refused, by reason."),

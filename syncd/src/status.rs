@@ -53,6 +53,9 @@ pub struct StatusRow {
     pub errors: i64,
     /// Records in quarantine (their transform failed; `syncd quarantine list`).
     pub quarantined: i64,
+    /// The time between polls in force, in seconds: `poll_interval`, or longer while webhooks
+    /// are healthy (up to `poll_interval_max`); `None` until the daemon has recorded one.
+    pub poll_interval_seconds: Option<f64>,
 }
 
 /// Reads the status of every subscription from the store.
@@ -87,6 +90,7 @@ pub fn status_rows(store: &Store) -> Result<Vec<StatusRow>> {
                     last_sync: s.last_success,
                     errors: s.failed_last_day,
                     quarantined: 0,
+                    poll_interval_seconds: s.poll_interval_ms.map(|ms| ms as f64 / 1000.0),
                 }
             })
             .collect();

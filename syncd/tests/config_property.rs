@@ -132,6 +132,7 @@ fn sections() -> Vec<Section> {
                 ("parent", Text(NAMES)),
                 ("transform", Text(TRANSFORMS)),
                 ("poll_interval", Duration),
+                ("poll_interval_max", Duration),
                 ("webhooks", Bool),
                 ("reconcile_interval", Duration),
                 ("mass_delete_percent", Float),
@@ -483,6 +484,15 @@ fn out_of_range_values_are_refused_with_key_and_line() {
         (
             "reconcile_interval = \"0ms\"",
             "subscription[0].reconcile_interval",
+        ),
+        // Shorter than poll_interval (default 5m).
+        (
+            "poll_interval_max = \"1m\"",
+            "subscription[0].poll_interval_max",
+        ),
+        (
+            "poll_interval_max = \"0s\"",
+            "subscription[0].poll_interval_max",
         ),
         (
             "mass_delete_percent = 150.0",

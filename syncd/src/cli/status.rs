@@ -26,13 +26,21 @@ pub async fn status(context: &Context, json: bool) -> Result<()> {
         sinks,
     } = report;
     println!(
-        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11}",
-        "SUBSCRIPTION", "STATE", "ROWS", "LAST SYNC", "LAG", "NEWEST", "ERRORS", "QUARANTINED"
+        "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11} {:>6}",
+        "SUBSCRIPTION",
+        "STATE",
+        "ROWS",
+        "LAST SYNC",
+        "LAG",
+        "NEWEST",
+        "ERRORS",
+        "QUARANTINED",
+        "POLL"
     );
     let human = |seconds: Option<i64>| seconds.map(human_seconds).unwrap_or_else(|| "-".into());
     for row in rows {
         println!(
-            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11}",
+            "{:<20} {:<28} {:>10} {:<22} {:>9} {:>9} {:>6} {:>11} {:>6}",
             row.subscription,
             row.state,
             row.rows,
@@ -40,7 +48,8 @@ pub async fn status(context: &Context, json: bool) -> Result<()> {
             human(row.lag_seconds),
             human(row.newest_change_age_seconds),
             row.errors,
-            row.quarantined
+            row.quarantined,
+            human(row.poll_interval_seconds.map(|s| s.round() as i64))
         );
     }
     for row in &loops {

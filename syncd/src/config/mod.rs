@@ -377,6 +377,35 @@ poll_interval = "30s"
     }
 
     #[test]
+    fn poll_interval_max_defaults_with_webhooks_and_is_at_least_poll_interval() {
+        let sub = parse(MINIMAL).unwrap().subscriptions.remove(0);
+        assert_eq!(sub.poll_interval_max, Duration::from_secs(7200));
+        let off = MINIMAL.replace("poll_interval", "webhooks = false\npoll_interval");
+        let sub = parse(&off).unwrap().subscriptions.remove(0);
+        assert_eq!(sub.poll_interval_max, Duration::from_secs(30));
+        let slow = MINIMAL.replace("\"30s\"", "\"3h\"");
+        let sub = parse(&slow).unwrap().subscriptions.remove(0);
+        assert_eq!(sub.poll_interval_max, Duration::from_secs(3 * 3600));
+        let same = MINIMAL.replace(
+            "poll_interval",
+            "poll_interval_max = \"30s\"\npoll_interval",
+        );
+        let sub = parse(&same).unwrap().subscriptions.remove(0);
+        assert_eq!(sub.poll_interval_max, sub.poll_interval);
+        let short = MINIMAL.replace(
+            "poll_interval",
+            "poll_interval_max = \"10s\"\npoll_interval",
+        );
+        let err = parse(&short).unwrap_err().to_string();
+        assert!(
+            err.contains("syncd.toml:13:")
+                && err.contains("subscription[0].poll_interval_max")
+                && err.contains("shorter than poll_interval (30s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_line() {
         let bad_entity = MINIMAL.replace("entity = \"contact\"", "entity = \"widget\"");
         let err = parse(&bad_entity).unwrap_err().to_string();

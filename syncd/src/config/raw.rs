@@ -94,6 +94,7 @@ pub(super) struct RawSubscription {
     pub(super) parent: Option<Spanned<String>>,
     pub(super) transform: Option<Spanned<String>>,
     pub(super) poll_interval: Option<Spanned<String>>,
+    pub(super) poll_interval_max: Option<Spanned<String>>,
     pub(super) webhooks: Option<bool>,
     pub(super) reconcile_interval: Option<Spanned<String>>,
     pub(super) mass_delete_percent: Option<Spanned<f64>>,

@@ -15,6 +15,9 @@ use crate::Result;
 /// `poll_interval`: zero would be a hot loop.
 const POLL_INTERVAL: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(30 * 86_400);
+/// The default `poll_interval_max` with webhooks on: a change webhooks missed (a lost
+/// delivery, a stopped registration) is found by a poll at most this late.
+const POLL_INTERVAL_MAX: Duration = Duration::from_secs(2 * 3600);
 /// `reconcile_interval`.
 const RECONCILE_INTERVAL: RangeInclusive<Duration> = SECOND..=Duration::from_secs(365 * 86_400);
 
@@ -61,6 +64,10 @@ pub struct Subscription {
     pub transform: Option<String>,
     /// Time between incremental polls.
     pub poll_interval: Duration,
+    /// The longest the time between polls stretches to while webhooks are healthy
+    /// (`poll_interval_max`; default the larger of 2 h and `poll_interval` with webhooks on,
+    /// else `poll_interval`; equal to `poll_interval`: no stretching).
+    pub poll_interval_max: Duration,
     /// Use webhooks (when the tenant has them) for faster change detection.
     pub webhooks: bool,
     /// Time between delete reconciliations.
@@ -172,6 +179,30 @@ fn subscription(
         Duration::from_secs(300),
         POLL_INTERVAL,
     )?;
+    let webhooks = s.webhooks.unwrap_or(true);
+    let poll_interval_max = ctx.duration(
+        s.poll_interval_max.as_ref(),
+        &key("poll_interval_max"),
+        if webhooks {
+            POLL_INTERVAL_MAX.max(poll_interval)
+        } else {
+            poll_interval
+        },
+        POLL_INTERVAL,
+    )?;
+    if let Some(max) = &s.poll_interval_max
+        && poll_interval_max < poll_interval
+    {
+        return Err(ctx.at(
+            max,
+            &key("poll_interval_max"),
+            format!(
+                "{:?} is shorter than poll_interval ({}): give at least poll_interval (equal: the interval never stretches)",
+                max.get_ref(),
+                super::format_duration(poll_interval)
+            ),
+        ));
+    }
     let reconcile_interval = ctx.duration(
         s.reconcile_interval.as_ref(),
         &key("reconcile_interval"),
@@ -202,7 +233,8 @@ fn subscription(
         parent: s.parent.as_ref().map(|p| p.get_ref().clone()),
         transform: s.transform.as_ref().map(|t| t.get_ref().clone()),
         poll_interval,
-        webhooks: s.webhooks.unwrap_or(true),
+        poll_interval_max,
+        webhooks,
         reconcile_interval,
         mass_delete: MassDelete {
             percent: ctx.number(

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_retention.sql"),
     include_str!("migrations/0006_change_content.sql"),
     include_str!("migrations/0007_sinks.sql"),
+    include_str!("migrations/0008_poll_interval.sql"),
 ];
 
 /// The schema version this binary writes.

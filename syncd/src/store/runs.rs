@@ -247,6 +247,21 @@ pub fn set_page_cap(tx: &Transaction<'_>, name: &str, cap: u32) -> Result<()> {
     Ok(())
 }
 
+/// Records the poll interval in force (what `syncd status` shows).
+pub fn set_poll_interval(
+    tx: &Transaction<'_>,
+    name: &str,
+    interval: std::time::Duration,
+) -> Result<()> {
+    let ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    tx.execute(
+        "UPDATE cursors SET poll_interval_ms = ?2 WHERE subscription = ?1",
+        params![name, ms],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
 /// Starts a `runs` row; returns its id.
 pub fn start_run(tx: &Transaction<'_>, name: &str, kind: PassKind, now: UtcTime) -> Result<i64> {
     tx.execute(

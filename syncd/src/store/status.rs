@@ -23,6 +23,8 @@ pub struct SubscriptionRow {
     pub watermark: Option<String>,
     /// Failed runs that started in the last 24 hours.
     pub failed_last_day: i64,
+    /// The poll interval in force, in milliseconds, as the daemon last recorded it.
+    pub poll_interval_ms: Option<i64>,
 }
 
 /// Every registered subscription, by name.
@@ -33,7 +35,8 @@ pub fn subscriptions(conn: &Connection) -> Result<Vec<SubscriptionRow>> {
                     (SELECT count(*) FROM records r WHERE r.subscription = s.name AND r.deleted_at IS NULL),
                     c.last_success, c.watermark,
                     (SELECT count(*) FROM runs u WHERE u.subscription = s.name AND u.status = 'failed'
-                        AND u.started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day'))
+                        AND u.started_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 day')),
+                    c.poll_interval_ms
              FROM subscriptions s LEFT JOIN cursors c ON c.subscription = s.name ORDER BY s.name",
         )
         .map_err(sql)?;
@@ -47,6 +50,7 @@ pub fn subscriptions(conn: &Connection) -> Result<Vec<SubscriptionRow>> {
                 last_success: row.get(4)?,
                 watermark: row.get(5)?,
                 failed_last_day: row.get(6)?,
+                poll_interval_ms: row.get(7)?,
             })
         })
         .map_err(sql)?

@@ -105,6 +105,23 @@
 //! `syncd_unannounced_changes_total` counts changes a poll or reconcile found that no webhook
 //! announced within max(10 min, 3 poll intervals).
 //!
+//! **Stretched polls.** A poll re-reads every row changed since the start of the window's
+//! first day (last-modified filters compare days), so on a busy tenant each poll reads far
+//! more rows than changed since the previous one. While webhooks are healthy the time between
+//! polls doubles after each poll, up to `poll_interval_max` (default 2 h with webhooks on;
+//! equal to `poll_interval`: no stretching). Healthy means: the subscription has webhooks
+//! and its entity has events; this daemon found (or made) the tenant's registration active
+//! at its last check (so only with `control.public_url` set); every queued refetch since
+//! the last failure succeeded; and the poll found no change that no webhook announced. An
+//! unannounced change (found by a poll or a reconcile), a failed refetch batch, a failed
+//! pass or reconcile, a full load or a failed registration check puts the interval back to
+//! `poll_interval` at once. Only the next wait changes: what a poll finds goes into the feed
+//! as always, and reconcile keeps its own interval. The interval in force is the
+//! `syncd_poll_interval_seconds` gauge and `syncd status`'s POLL column, and each change is
+//! logged at info (with the reason when it shrinks). Known limit: a poll that reads a row
+//! between its edit and the webhook's arrival counts it as unannounced, so on a busy tenant
+//! webhook latency alone can reset the interval now and then.
+//!
 //! # Child subscriptions
 //!
 //! `parent = "contacts"` makes a subscription run once per live record of the parent
@@ -130,9 +147,10 @@
 //!
 //! # Runs and metrics
 //!
-//! Every pass, reconcile and webhook batch is a `runs` row (kind, status, counts, error);
-//! rows a killed process left `running` become `aborted` at startup. The loop feeds
-//! `syncd_rows`, `syncd_changes_total`, `syncd_lag_seconds`,
+//! Every pass, reconcile and failed webhook batch is a `runs` row (kind, status, counts,
+//! error); rows a killed process left `running` become `aborted` at startup. The loop feeds
+//! `syncd_rows`, `syncd_changes_total`, `syncd_rows_read_total`,
+//! `syncd_poll_interval_seconds`, `syncd_lag_seconds`,
 //! `syncd_last_success_timestamp_seconds`, `syncd_subscription_degraded`, `syncd_runs_total`,
 //! `syncd_errors_total`, `syncd_webhook_events_total` and `syncd_unannounced_changes_total`,
 //! reports to the systemd watchdog at least every heartbeat (also while sleeping) and honours
@@ -202,6 +220,9 @@ pub struct SyncShared {
     /// Resolved once in [`prepare`]; `Some(None)`: there is no secret.
     webhook_secret: std::sync::OnceLock<Option<secret::WebhookSecret>>,
     no_secret_logged: std::sync::atomic::AtomicBool,
+    /// The tenants whose webhook registration the last [`SyncShared::ensure_webhooks`] found
+    /// (or made) active; empty until one succeeded, cleared when one fails.
+    registered: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SyncShared {
@@ -228,7 +249,25 @@ impl SyncShared {
             control_addr,
             webhook_secret: std::sync::OnceLock::new(),
             no_secret_logged: std::sync::atomic::AtomicBool::new(false),
+            registered: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
+    }
+
+    /// Whether this daemon found (or made) `tenant`'s webhook registration active at its last
+    /// check (see [`SyncShared::ensure_webhooks`]); false without `control.public_url`, where
+    /// the daemon does not manage the registration.
+    pub fn webhooks_registered(&self, tenant: &str) -> bool {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(tenant)
+    }
+
+    /// Remembers which tenants' registrations are active (all of them forgotten on `None`).
+    fn set_registered(&self, tenants: Option<Vec<String>>) {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        registered.clear();
+        registered.extend(tenants.into_iter().flatten());
     }
 
     /// The webhook secret in force (`None`: none was configured or generated, or [`prepare`]
@@ -324,13 +363,15 @@ impl SyncShared {
         *last = Some(Instant::now());
         match ensure::ensure(&runtime.config, &runtime.clients, &target, &secret.secret).await {
             Ok(done) => {
-                for e in done {
+                for e in &done {
                     if e.action != "unchanged" {
                         tracing::info!(tenant = %e.tenant, webhook = %e.name, id = ?e.id, action = e.action, target = %e.target_url, "webhook registration");
                     }
                 }
+                self.set_registered(Some(done.into_iter().map(|e| e.tenant).collect()));
             }
             Err(error) => {
+                self.set_registered(None);
                 tracing::warn!(%error, "registering the webhook failed; polling continues")
             }
         }
@@ -488,6 +529,54 @@ fn backoff(failures: u32, poll: Duration) -> Duration {
     exp.min(poll.max(Duration::from_secs(1)))
 }
 
+/// Why the poll interval is (back) at `poll_interval`: webhooks cannot be trusted to announce
+/// every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unhealthy {
+    /// The subscription does not use webhooks (off, or its entity has no events).
+    Off,
+    /// No webhook registration is known to be active (the daemon does not manage it without
+    /// `control.public_url`, or its last check failed).
+    NotRegistered,
+    /// A batch of webhook refetches failed.
+    RefetchFailed,
+    /// A poll or reconcile found changes no webhook announced.
+    Unannounced,
+    /// A pass or reconcile failed.
+    Failed,
+    /// A full load (initial or resync) ran.
+    Reload,
+}
+
+impl Unhealthy {
+    /// The reason as logged.
+    fn as_str(self) -> &'static str {
+        match self {
+            Unhealthy::Off => "webhooks are off",
+            Unhealthy::NotRegistered => "no active webhook registration",
+            Unhealthy::RefetchFailed => "a webhook refetch failed",
+            Unhealthy::Unannounced => "changes no webhook announced",
+            Unhealthy::Failed => "a pass failed",
+            Unhealthy::Reload => "a full load ran",
+        }
+    }
+}
+
+/// The time between polls after a successful one: doubled (at most `max`) while webhooks are
+/// healthy, else back to `base` (`poll_interval`). Only the next wait changes: what the poll
+/// found is in the feed either way.
+fn next_interval(
+    current: Duration,
+    base: Duration,
+    max: Duration,
+    health: std::result::Result<(), Unhealthy>,
+) -> Duration {
+    match health {
+        Ok(()) => current.saturating_mul(2).min(max).max(base),
+        Err(_) => base,
+    }
+}
+
 fn since_text(text: &str) -> Option<Duration> {
     let at = text.parse::<superoffice::SoDateTime>().ok()?.to_utc();
     (chrono::Utc::now() - at).to_std().ok()
@@ -507,7 +596,8 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
         engine.shared.ensure_webhooks(runtime).await;
     }
     load_page_cap(engine).await?;
-    let mut schedule = Schedule::new(&runtime.clock);
+    let mut schedule = Schedule::new(&runtime.clock, engine.plan.poll_interval);
+    schedule.publish_interval(engine).await?;
     loop {
         if engine.shutdown.is_cancelled() {
             return Ok(());
@@ -520,6 +610,7 @@ async fn run_loop(engine: &Engine<'_>) -> Result<()> {
             continue;
         }
         schedule.drain_queue(engine, &state).await?;
+        schedule.check_registration(engine).await?;
         if schedule.pass_due(&state) && schedule.pass(engine, &state).await?.is_break() {
             return Ok(());
         }
@@ -594,18 +685,101 @@ struct Schedule<'c> {
     next_queue: tokio::time::Instant,
     /// Passes (or reconciles) failed in a row; decides the backoff.
     failures: u32,
+    /// The time between polls in force: `poll_interval`, stretched while webhooks are healthy
+    /// (see [`next_interval`]).
+    interval: Duration,
+    /// A batch of webhook refetches failed and the queue has not been drained since.
+    refetch_failed: bool,
 }
 
 impl<'c> Schedule<'c> {
-    /// Everything due now.
-    fn new(clock: &'c Clock) -> Schedule<'c> {
+    /// Everything due now; polls `poll_interval` apart.
+    fn new(clock: &'c Clock, poll_interval: Duration) -> Schedule<'c> {
         Schedule {
             clock,
             started: clock.now(),
             next_poll: clock.now(),
             next_queue: clock.now(),
             failures: 0,
+            interval: poll_interval,
+            refetch_failed: false,
         }
+    }
+
+    /// Shows the interval in force: the `syncd_poll_interval_seconds` gauge and the cursor
+    /// `syncd status` reads.
+    async fn publish_interval(&self, engine: &Engine<'_>) -> Result<()> {
+        let runtime = engine.runtime;
+        let name = engine.plan.name.clone();
+        runtime.metrics.set(
+            "syncd_poll_interval_seconds",
+            &[("subscription", name.as_str())],
+            self.interval.as_secs_f64(),
+        );
+        let interval = self.interval;
+        runtime
+            .store
+            .write(move |tx| runs::set_poll_interval(tx, &name, interval))
+            .await
+    }
+
+    /// Whether webhooks are keeping up, as far as the loop knows apart from what the last poll
+    /// found: on for the subscription and its entity, registered, and every queued refetch
+    /// done.
+    fn webhooks_health(&self, engine: &Engine<'_>) -> std::result::Result<(), Unhealthy> {
+        let plan = engine.plan;
+        if !plan.webhooks || plan.kind.webhook_entity().is_none() {
+            Err(Unhealthy::Off)
+        } else if !engine.shared.webhooks_registered(&plan.tenant) {
+            Err(Unhealthy::NotRegistered)
+        } else if self.refetch_failed {
+            Err(Unhealthy::RefetchFailed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sets the interval in force (logged, shown); `why` says why it went back to
+    /// `poll_interval`.
+    async fn set_interval(
+        &mut self,
+        engine: &Engine<'_>,
+        interval: Duration,
+        why: Option<Unhealthy>,
+    ) -> Result<()> {
+        if interval == self.interval {
+            return Ok(());
+        }
+        let plan = engine.plan;
+        let shown = crate::config::format_duration(interval);
+        if interval > self.interval {
+            tracing::info!(subscription = %plan.name, interval = %shown, "poll interval stretched: webhooks are healthy");
+        } else {
+            let reason = why.map_or("", Unhealthy::as_str);
+            tracing::info!(subscription = %plan.name, interval = %shown, reason, "poll interval back to poll_interval");
+        }
+        self.interval = interval;
+        self.publish_interval(engine).await
+    }
+
+    /// Goes back to `poll_interval` at once (between passes): the next poll is due at most
+    /// `poll_interval` from now.
+    async fn shrink(&mut self, engine: &Engine<'_>, why: Unhealthy) -> Result<()> {
+        let base = engine.plan.poll_interval;
+        if self.interval > base {
+            self.next_poll = self.next_poll.min(self.clock.now() + base);
+        }
+        self.set_interval(engine, base, Some(why)).await
+    }
+
+    /// Shrinks the interval when the webhook registration is no longer known to be active.
+    async fn check_registration(&mut self, engine: &Engine<'_>) -> Result<()> {
+        if self.interval > engine.plan.poll_interval
+            && let Err(why) = self.webhooks_health(engine)
+        {
+            self.shrink(engine, why).await?;
+        }
+        Ok(())
     }
 
     /// Targeted refetches: queued by webhooks and by `syncd quarantine retry` (so also for
@@ -629,11 +803,16 @@ impl<'c> Schedule<'c> {
                 .await
                 {
                     Some(unknown) => {
+                        self.refetch_failed = false;
                         if unknown {
                             self.next_poll = clock.now();
                         }
                     }
-                    None => self.next_queue = clock.now() + backoff(1, plan.poll_interval),
+                    None => {
+                        self.refetch_failed = true;
+                        self.next_queue = clock.now() + backoff(1, plan.poll_interval);
+                        self.shrink(engine, Unhealthy::RefetchFailed).await?;
+                    }
                 }
             }
         }
@@ -645,8 +824,9 @@ impl<'c> Schedule<'c> {
         self.clock.now() >= self.next_poll || state.resume.is_some()
     }
 
-    /// Runs a pass and schedules the next one: after the poll interval, or after a backoff
-    /// when it failed. `Break` when shutdown stopped it.
+    /// Runs a pass and schedules the next one: after the interval in force (stretched by a
+    /// healthy poll, see [`next_interval`]), or after a backoff when it failed. `Break` when
+    /// shutdown stopped it.
     async fn pass(
         &mut self,
         engine: &Engine<'_>,
@@ -656,20 +836,35 @@ impl<'c> Schedule<'c> {
         let clock = self.clock;
         let kind = pass_kind(state);
         let ran = step(engine, kind, async {
-            Ok((engine.pass(state, kind).await?, false, ()))
+            let outcome = engine.pass(state, kind).await?;
+            Ok((outcome, false, outcome.applied.unannounced))
         })
         .await;
         if engine.shutdown.is_cancelled() {
             return Ok(ControlFlow::Break(()));
         }
         match ran {
-            Some(_) => {
+            Some(unannounced) => {
                 self.failures = 0;
-                self.next_poll = clock.now() + plan.poll_interval;
+                let health = match kind {
+                    PassKind::Poll if unannounced > 0 => Err(Unhealthy::Unannounced),
+                    PassKind::Poll => self.webhooks_health(engine),
+                    _ => Err(Unhealthy::Reload),
+                };
+                let interval = next_interval(
+                    self.interval,
+                    plan.poll_interval,
+                    plan.poll_interval_max,
+                    health,
+                );
+                self.set_interval(engine, interval, health.err()).await?;
+                self.next_poll = clock.now() + self.interval;
                 after_pass(engine).await?;
             }
             None => {
                 self.failures += 1;
+                self.set_interval(engine, plan.poll_interval, Some(Unhealthy::Failed))
+                    .await?;
                 self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
                 continue_after_failure(engine, kind, self.failures).await;
             }
@@ -698,14 +893,24 @@ impl<'c> Schedule<'c> {
             let force = state.reconcile_requested;
             let ran = step(engine, PassKind::Reconcile, async {
                 let (outcome, tripped) = engine.reconcile(&state, force).await?;
-                Ok((outcome, tripped, ()))
+                Ok((outcome, tripped, outcome.applied.unannounced))
             })
             .await;
-            if ran.is_none() {
-                self.failures += 1;
-                self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
-            } else if plan.webhooks {
-                engine.shared.ensure_webhooks(runtime).await;
+            match ran {
+                None => {
+                    self.failures += 1;
+                    self.set_interval(engine, plan.poll_interval, Some(Unhealthy::Failed))
+                        .await?;
+                    self.next_poll = clock.now() + backoff(self.failures, plan.poll_interval);
+                }
+                Some(unannounced) => {
+                    if unannounced > 0 {
+                        self.shrink(engine, Unhealthy::Unannounced).await?;
+                    }
+                    if plan.webhooks {
+                        engine.shared.ensure_webhooks(runtime).await;
+                    }
+                }
             }
         }
         Ok(last_reconcile)
@@ -854,6 +1059,16 @@ where
         ("status", status.as_str()),
     ];
     runtime.metrics.inc("syncd_runs_total", &labels_status, 1);
+    if fetched > 0 {
+        runtime.metrics.inc(
+            "syncd_rows_read_total",
+            &[
+                ("subscription", plan.name.as_str()),
+                ("kind", kind.as_str()),
+            ],
+            fetched,
+        );
+    }
     let end = RunEnd {
         status,
         fetched,
@@ -913,5 +1128,51 @@ where
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_secs(300);
+    const MAX: Duration = Duration::from_secs(7200);
+
+    #[test]
+    fn healthy_polls_double_the_interval_up_to_the_maximum() {
+        let mut interval = BASE;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            interval = next_interval(interval, BASE, MAX, Ok(()));
+            seen.push(interval.as_secs() / 60);
+        }
+        assert_eq!(seen, [10, 20, 40, 80, 120, 120, 120]);
+    }
+
+    #[test]
+    fn anything_unhealthy_goes_back_to_the_poll_interval_at_once() {
+        for why in [
+            Unhealthy::Off,
+            Unhealthy::NotRegistered,
+            Unhealthy::RefetchFailed,
+            Unhealthy::Unannounced,
+            Unhealthy::Failed,
+            Unhealthy::Reload,
+        ] {
+            assert_eq!(next_interval(MAX, BASE, MAX, Err(why)), BASE, "{why:?}");
+            assert_eq!(next_interval(BASE, BASE, MAX, Err(why)), BASE, "{why:?}");
+            assert!(!why.as_str().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_maximum_equal_to_the_poll_interval_never_stretches() {
+        assert_eq!(next_interval(BASE, BASE, BASE, Ok(())), BASE);
+        // A maximum that is not a power-of-two multiple is reached exactly.
+        let max = Duration::from_secs(1000);
+        assert_eq!(
+            next_interval(Duration::from_secs(600), BASE, max, Ok(())),
+            max
+        );
     }
 }

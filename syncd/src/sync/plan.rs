@@ -52,6 +52,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Poll interval.
     pub poll_interval: std::time::Duration,
+    /// The longest the poll interval stretches to while webhooks are healthy.
+    pub poll_interval_max: std::time::Duration,
     /// Reconcile interval.
     pub reconcile_interval: std::time::Duration,
     /// Mass-delete breaker.
@@ -351,6 +353,7 @@ impl Plan {
             overlap_days: sub.overlap_days,
             concurrency: sub.concurrency.max(1),
             poll_interval: sub.poll_interval,
+            poll_interval_max: sub.poll_interval_max,
             reconcile_interval: sub.reconcile_interval,
             mass_delete: sub.mass_delete,
             webhooks: sub.webhooks && kind.webhook_entity().is_some(),

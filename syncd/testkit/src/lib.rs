@@ -4,10 +4,12 @@
 //! - [`sync`]: an emulator and a daemon against it, checks of the local copy and the change feed
 //!   against the emulator's ground truth; [`sync::kill`] the SIGKILL scenario;
 //! - [`outbox`]: the same for the outbox and publish tests (the ledger, ForeignApp keys);
+//! - [`lateday`]: one simulated day of edits, measuring the rows read per row changed;
 //! - [`process`]: the `syncd` binary as a child process that is killed on drop;
 //! - [`nats`]: a real `nats-server` with JetStream;
 //! - [`notify`]: a fake systemd `NOTIFY_SOCKET`.
 
+pub mod lateday;
 pub mod nats;
 pub mod notify;
 pub mod outbox;
