@@ -869,6 +869,36 @@ async fn change_requests(rows: u64, summary: &mut Vec<Goal>) {
     emu.shutdown().await;
 }
 
+/// Part 4: a simulated day of `edits` edits with polls every 5 minutes (in-process daemon and
+/// emulator on controlled clocks), without and with webhooks.
+async fn late_day(edits: u32, summary: &mut Vec<Goal>) {
+    use syncd_testkit::lateday::{DayOptions, simulate};
+    println!(
+        "\n4. late-day incremental passes: a simulated day of {edits} edits on {edits} contacts, polls every 5 minutes:"
+    );
+    for webhooks in [false, true] {
+        let report = simulate(DayOptions {
+            edits,
+            seeded: edits,
+            webhooks,
+            ..DayOptions::default()
+        })
+        .await;
+        println!("  {report}");
+        assert_eq!(report.failed_runs, 0, "no run of the simulated day failed");
+        let what = format!(
+            "late day, {edits} edits, webhooks {}: rows read ÷ changed",
+            if webhooks { "on" } else { "off" }
+        );
+        let value = format!("{:.2} ({} polls)", report.ratio(), report.polls);
+        if webhooks {
+            goal(summary, what, value, "≤ 10", report.ratio() <= 10.0);
+        } else {
+            context(summary, what, value);
+        }
+    }
+}
+
 fn main() {
     if let Ok(contacts) = std::env::var(EMULATOR_MODE) {
         let contacts = contacts.parse().expect("contacts");
@@ -918,6 +948,10 @@ async fn bench() {
     }
     if !skipped("changes") {
         change_requests(env_u64("SYNC_BENCH_CHANGE_ROWS", 100_000), &mut summary).await;
+    }
+
+    if !skipped("lateday") {
+        late_day(env_u64("SYNC_BENCH_DAY_EDITS", 20_000) as u32, &mut summary).await;
     }
 
     if kills > 0 && !skipped("kill") {
