@@ -5,9 +5,11 @@
 //!   against the emulator's ground truth; [`sync::kill`] the SIGKILL scenario;
 //! - [`outbox`]: the same for the outbox and publish tests (the ledger, ForeignApp keys);
 //! - [`process`]: the `syncd` binary as a child process that is killed on drop;
+//! - [`bench`]: the measurement cores of the benchmarks ([`bench::outbox::measure`]);
 //! - [`nats`]: a real `nats-server` with JetStream;
 //! - [`notify`]: a fake systemd `NOTIFY_SOCKET`.
 
+pub mod bench;
 pub mod nats;
 pub mod notify;
 pub mod outbox;
