@@ -17,6 +17,14 @@
 //! exactly one per outbox task. With `latency_ms > 0` every data call waits that long at the
 //! server: against a real tenant the slots, not the CPU, decide. CPU per create is this
 //! process's user + system time (client and emulator together).
+//!
+//! What is known (release build, 10 000 creates, a busy 2-core machine): the drain is not CPU-
+//! or fsync-bound (the process uses under one core; an fsync of the WAL takes about 0.12 ms,
+//! 0.18 s in all for 3 000 creates). Timing each step showed a create's POST taking about
+//! 2 ms while the commit of its id and the commit of its outcome each waited about 9 ms in
+//! the ledger's group commit, so a slot held across the id commit spent most of its time
+//! waiting: the worker gives the slot back when the POST answers. With 30 ms of server
+//! latency the outbox keeps up with the protocol (about 1.0–1.08).
 
 use std::collections::BTreeMap;
 use std::fmt;
