@@ -130,6 +130,49 @@ pub(crate) struct Delivery<'a> {
     pub shared: &'a OutboxShared,
     pub shutdown: &'a CancellationToken,
     pub committer: &'a Committer,
+    /// The worker's delivery slot this attempt holds, given back as soon as a create's POST
+    /// has answered (`None`: the attempt holds no slot).
+    pub slot: Option<&'a Slot>,
+}
+
+/// A delivery slot of the worker, given back once: by the delivery when its entity write has
+/// answered (the id commit and the key are then no longer counted against the tenant's
+/// concurrency), or by the worker when the delivery ends, whichever comes first.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    tenant: String,
+    given_back: std::sync::atomic::AtomicBool,
+    freed: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Slot {
+    /// A slot of `tenant`; `freed` tells the worker when the delivery gives it back early.
+    pub(crate) fn new(tenant: String, freed: tokio::sync::mpsc::UnboundedSender<String>) -> Slot {
+        Slot {
+            tenant,
+            given_back: std::sync::atomic::AtomicBool::new(false),
+            freed,
+        }
+    }
+
+    /// The tenant whose slot it is.
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Marks the slot given back; true for the first call only.
+    pub(crate) fn take_back(&self) -> bool {
+        !self
+            .given_back
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// The delivery gives the slot back before it ends.
+    fn give_back(&self) {
+        if self.take_back() {
+            let _ = self.freed.send(self.tenant.clone());
+        }
+    }
 }
 
 /// One attempt's task with its entity and its tenant's client, resolved once.
@@ -359,6 +402,11 @@ impl Delivery<'_> {
             .map_err(Failure::sent)?
             .unwrap_or(Value::Null);
         failpoint("outbox.after_post");
+        // The entity write has answered: the slot goes to the next task while this one
+        // commits its id (the entity lock stays held until then) and stores its key.
+        if let Some(slot) = self.slot {
+            slot.give_back();
+        }
         let Some(record) = record_id_of(kind, &answer) else {
             return Err(Failure::Permanent(format!(
                 "the POST answered without {}; the record may exist (check the tenant, then skip or retry)",

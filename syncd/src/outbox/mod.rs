@@ -38,7 +38,10 @@
 //! One worker claims due tasks that head their *lane* (entity plus record id, or entity plus
 //! record key): a task waits while any earlier task of its lane is not `done` or `skipped`, so
 //! a later update never overtakes an earlier create or update of the same record, and a failing
-//! one blocks the ones behind it. At most `outbox.concurrency` deliveries run per tenant.
+//! one blocks the ones behind it. At most `outbox.concurrency` deliveries hold a slot per
+//! tenant; a create gives its slot back as soon as its POST answers, and commits its id and
+//! stores its key beside the next task's calls (the HTTP client's per-tenant limit still caps
+//! the requests in flight).
 //! Creates among a claimed batch have their keys looked up in one `ForeignKeys` archive call.
 //! See [`deliver`] for the exactly-once create steps and the conflict policies, and
 //! [`recover`] for creates whose outcome is unknown.

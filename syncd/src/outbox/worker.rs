@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::OutboxShared;
-use super::deliver::{Delivery, Outcome, Prefetch};
+use super::deliver::{Delivery, Outcome, Prefetch, Slot};
 use super::ledger::{self, Finish};
 use super::task::{Task, TaskId, TaskState};
 use crate::store::commit::Committer;
@@ -65,7 +65,11 @@ pub(crate) struct Worker {
     /// Running deliveries per tenant.
     running: HashMap<String, usize>,
     deliveries: JoinSet<(Task, Outcome)>,
-    delivery_tenant: HashMap<tokio::task::Id, String>,
+    /// The slot each running delivery holds (or held, if it gave it back early).
+    delivery_slot: HashMap<tokio::task::Id, Arc<Slot>>,
+    /// Tenants whose deliveries gave their slot back before ending (a create's POST answered).
+    slots_freed: tokio::sync::mpsc::UnboundedReceiver<String>,
+    slot_sender: tokio::sync::mpsc::UnboundedSender<String>,
     /// Outcomes being recorded, and keys of committed creates being stored: a delivery slot
     /// is free again once its entity write is done; its task stays `in_flight`, blocking its
     /// lane, until the outcome is committed.
@@ -85,6 +89,7 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Worker {
         let config = Arc::new(runtime.config.clone());
+        let (slot_sender, slots_freed) = tokio::sync::mpsc::unbounded_channel();
         Worker {
             committer: Committer::start(runtime.store.clone()),
             runtime,
@@ -94,7 +99,9 @@ impl Worker {
             queue: VecDeque::new(),
             running: HashMap::new(),
             deliveries: JoinSet::new(),
-            delivery_tenant: HashMap::new(),
+            delivery_slot: HashMap::new(),
+            slots_freed,
+            slot_sender,
             recording: JoinSet::new(),
             refills: JoinSet::new(),
             refilling: HashSet::new(),
@@ -134,6 +141,7 @@ impl Worker {
                 Some(joined) = self.deliveries.join_next_with_id(), if !self.deliveries.is_empty() => {
                     self.joined(joined);
                 }
+                Some(tenant) = self.slots_freed.recv() => self.slot_freed(&tenant),
                 Some(recorded) = self.recording.join_next(), if !self.recording.is_empty() => {
                     if let Err(error) = recorded {
                         tracing::error!(%error, "outbox: recording an outcome panicked");
@@ -169,6 +177,7 @@ impl Worker {
                                 shared: &shared,
                                 shutdown: &shutdown,
                                 committer: &committer,
+                                slot: None,
                             }
                             .store_key(&task, record, *answer)
                             .await
@@ -184,12 +193,19 @@ impl Worker {
                 error.id()
             }
         };
-        if let Some(tenant) = self.delivery_tenant.remove(&id) {
-            if let Some(n) = self.running.get_mut(&tenant) {
-                *n = n.saturating_sub(1);
+        if let Some(slot) = self.delivery_slot.remove(&id) {
+            if slot.take_back() {
+                self.slot_freed(slot.tenant());
             }
             // A finished task may unblock the next one of its lane.
-            self.quiet_until.remove(&tenant);
+            self.quiet_until.remove(slot.tenant());
+        }
+    }
+
+    /// A delivery of `tenant` gave its slot back.
+    fn slot_freed(&mut self, tenant: &str) {
+        if let Some(n) = self.running.get_mut(tenant) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -251,9 +267,12 @@ impl Worker {
                 .filter(|(t, _)| t.tenant == tenant)
                 .count();
             let running = self.running.get(&tenant).copied().unwrap_or(0);
+            // Tasks past their slot (committing their id, storing their key, recording their
+            // outcome) still count against the claim, so claimed work stays bounded.
+            let settling = (self.deliveries.len() + self.recording.len()).saturating_sub(running);
             // Refill when fewer than two slots' worth wait, up to six slots' worth, so one key
             // lookup covers many creates and the slots never run dry while it runs.
-            let room = (limit * 6).saturating_sub(queued + running);
+            let room = (limit * 6).saturating_sub(queued + running + settling);
             if queued >= limit * 2 || room == 0 {
                 continue;
             }
@@ -284,19 +303,21 @@ impl Worker {
             let shared = self.shared.clone();
             let shutdown = self.shutdown.clone();
             let committer = self.committer.clone();
-            let tenant = task.tenant.clone();
+            let slot = Arc::new(Slot::new(task.tenant.clone(), self.slot_sender.clone()));
+            let held = slot.clone();
             let handle = self.deliveries.spawn(async move {
                 let outcome = Delivery {
                     runtime: &runtime,
                     shared: &shared,
                     shutdown: &shutdown,
                     committer: &committer,
+                    slot: Some(&held),
                 }
                 .attempt(&task, prefetch)
                 .await;
                 (task, outcome)
             });
-            self.delivery_tenant.insert(handle.id(), tenant);
+            self.delivery_slot.insert(handle.id(), slot);
         }
         self.queue = rest;
     }

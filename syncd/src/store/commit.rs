@@ -1,8 +1,8 @@
-//! Group commit (used by the outbox's task ledger): the state changes of concurrent deliveries that arrive while a
-//! transaction is being written are applied together in the next one, each inside its own
-//! savepoint (one failing change does not undo the others). A delivery still waits for its own
-//! change to be committed before it makes its next API call; only the number of transactions
-//! (and writer-lock hand-offs) goes down.
+//! Group commit (used by the outbox's task ledger): the state changes of concurrent deliveries
+//! that arrive while a transaction is being written are applied together in the next one,
+//! each inside its own savepoint (one failing change does not undo the others). A delivery
+//! still waits for its own change to be committed before it makes its next API call; only the
+//! number of transactions (and writer-lock hand-offs) goes down.
 
 use std::sync::Arc;
 
@@ -29,7 +29,64 @@ fn savepoint(tx: &Transaction<'_>, statement: &str) -> Result<()> {
         .map_err(sql)
 }
 
-/// A handle to the committer task; cheap to clone. The task ends when every handle is gone.
+/// The committer thread: takes what has queued up (at most [`MAX_BATCH`] changes), applies it
+/// in one transaction on the store's writer connection, answers every change, and waits for
+/// the next. It runs on its own thread rather than as a task that hands each transaction to
+/// the blocking pool: a change then waits for one thread wake-up on each side of its commit
+/// instead of three, which on a busy machine is most of a commit's latency.
+fn run(store: &Store, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (changes, replies): (Vec<Change>, Vec<oneshot::Sender<Result<()>>>) =
+            batch.into_iter().map(|j| (j.change, j.done)).unzip();
+        let results = store.write_blocking(move |tx| {
+            let mut results = Vec::with_capacity(changes.len());
+            let alone = changes.len() == 1;
+            for change in changes {
+                if alone {
+                    // Its own transaction: a failure rolls it back.
+                    change(tx)?;
+                    results.push(Ok(()));
+                    continue;
+                }
+                savepoint(tx, "SAVEPOINT outbox_change")?;
+                let result = change(tx);
+                if result.is_err() {
+                    savepoint(tx, "ROLLBACK TO outbox_change")?;
+                }
+                savepoint(tx, "RELEASE outbox_change")?;
+                results.push(result);
+            }
+            Ok(results)
+        });
+        match results {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) if replies.len() == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(Error::GroupCommit(error.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// A handle to the committer thread; cheap to clone. The thread ends when every handle is gone.
 #[derive(Clone, Debug)]
 pub struct Committer {
     jobs: mpsc::UnboundedSender<Job>,
@@ -42,62 +99,16 @@ impl std::fmt::Debug for Job {
 }
 
 impl Committer {
-    /// Starts the committer task for `store`.
+    /// Starts the committer thread for `store`. If the thread cannot be started, every
+    /// [`Committer::write`] fails with [`Error::CommitterStopped`].
     pub fn start(store: Store) -> Committer {
-        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
-        tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match queue.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let (changes, replies): (Vec<Change>, Vec<oneshot::Sender<Result<()>>>) =
-                    batch.into_iter().map(|j| (j.change, j.done)).unzip();
-                let results = store
-                    .write(move |tx| {
-                        let mut results = Vec::with_capacity(changes.len());
-                        let alone = changes.len() == 1;
-                        for change in changes {
-                            if alone {
-                                // Its own transaction: a failure rolls it back.
-                                change(tx)?;
-                                results.push(Ok(()));
-                                continue;
-                            }
-                            savepoint(tx, "SAVEPOINT outbox_change")?;
-                            let result = change(tx);
-                            if result.is_err() {
-                                savepoint(tx, "ROLLBACK TO outbox_change")?;
-                            }
-                            savepoint(tx, "RELEASE outbox_change")?;
-                            results.push(result);
-                        }
-                        Ok(results)
-                    })
-                    .await;
-                match results {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Err(error) if replies.len() == 1 => {
-                        if let Some(reply) = replies.into_iter().next() {
-                            let _ = reply.send(Err(error));
-                        }
-                    }
-                    Err(error) => {
-                        let error = Arc::new(error);
-                        for reply in replies {
-                            let _ = reply.send(Err(Error::GroupCommit(error.clone())));
-                        }
-                    }
-                }
-            }
-        });
+        let (jobs, queue) = mpsc::unbounded_channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("syncd-commit".into())
+            .spawn(move || run(&store, queue));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "starting the ledger's committer thread failed");
+        }
         Committer { jobs }
     }
 

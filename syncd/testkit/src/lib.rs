@@ -6,9 +6,11 @@
 //! - [`outbox`]: the same for the outbox and publish tests (the ledger, ForeignApp keys);
 //! - [`lateday`]: one simulated day of edits, measuring the rows read per row changed;
 //! - [`process`]: the `syncd` binary as a child process that is killed on drop;
+//! - [`bench`]: the measurement cores of the benchmarks ([`bench::outbox::measure`]);
 //! - [`nats`]: a real `nats-server` with JetStream;
 //! - [`notify`]: a fake systemd `NOTIFY_SOCKET`.
 
+pub mod bench;
 pub mod lateday;
 pub mod nats;
 pub mod notify;
