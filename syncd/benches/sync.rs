@@ -28,14 +28,17 @@
 //!    20 000) with polls every 5 minutes (`syncd_testkit::lateday`): rows read ÷ rows changed,
 //!    without and with webhooks (goal ≤ 10 with healthy webhooks).
 //! 5. **Outbox drain** ÷ the emulator's rate for the two calls an exactly-once create needs (POST
-//!    and foreign-key write) at the same concurrency (`syncd_testkit::bench::outbox`), goal ≥ 0.8.
+//!    and foreign-key write) at the same concurrency (`syncd_testkit::bench::outbox`), goal ≥ 0.8:
+//!    `SYNC_BENCH_OUTBOX_CREATES` creates (default 10 000), then a fifth of them with
+//!    `OUTBOX_BENCH_LATENCY_MS` (default 30; 0 skips) of server time per data call.
 //! 6. **SIGKILL runs**: the crash scenario of `tests/sync_kill.rs` with `SYNC_BENCH_KILLS` kills
 //!    (default 100; 0 skips it).
 //!
 //! A summary of every ratio with its goal (met or missed) ends the output. Set
 //! `SYNC_BENCH_SKIP` to a comma list of `rows,entity,changes,lateday,outbox,kill` to skip
 //! parts; `SYNC_BENCH_BASELINE=PATH` adds another `syncd` binary's row-shape load to every
-//! round (an A/B of a change); `SYNC_BENCH_PERF=FILE` records the daemon with `perf record -g`; `SYNC_BENCH_LOG`
+//! round (an A/B of a change; it must use this build's database schema);
+//! `SYNC_BENCH_PERF=FILE` records the daemon with `perf record -g`; `SYNC_BENCH_LOG`
 //! keeps the daemon's log (and sets its `RUST_LOG`).
 
 use std::io::{BufRead, BufReader, Read};
@@ -297,6 +300,7 @@ fn write_config(emu: &Emulator, dir: &Path, subscriptions: &str) -> PathBuf {
 
 /// Waits for `count` finished runs of `kind` for `subscription`.
 async fn wait_runs(db: &Path, subscription: &str, kind: PassKind, count: usize, child: &mut Child) {
+    let started = Instant::now();
     loop {
         let ended = try_runs_after(db, 0).map(|runs| {
             runs.iter()
@@ -306,6 +310,14 @@ async fn wait_runs(db: &Path, subscription: &str, kind: PassKind, count: usize, 
         });
         if ended.is_some_and(|n| n >= count) {
             return;
+        }
+        // The store refuses a database of another schema version (a SYNC_BENCH_BASELINE
+        // binary must have this build's schema).
+        if ended.is_none() && started.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "{}: not readable by this build's store after 60 s",
+                db.display()
+            );
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("syncd exited ({status}) while waiting for {kind} of {subscription}");
@@ -899,6 +911,38 @@ async fn late_day(edits: u32, summary: &mut Vec<Goal>) {
     }
 }
 
+/// Part 5: the outbox drain ÷ the two calls an exactly-once create needs, at the same
+/// concurrency (`syncd_testkit::bench::outbox`; `cargo bench -p syncd --bench outbox_drain`
+/// prints the details).
+async fn outbox_part(count: usize, latency: u64, summary: &mut Vec<Goal>) {
+    use syncd_testkit::bench::outbox::{CONCURRENCY, measure};
+    println!(
+        "\n5. outbox drain, {count} creates of Contact, {CONCURRENCY} in flight (emulator in this process):"
+    );
+    let report = measure(count, 0).await;
+    println!("{report}");
+    goal(
+        summary,
+        format!("outbox ÷ two-call protocol, {count} creates"),
+        format!("{:.2}", report.ratio()),
+        "≥ 0.8",
+        report.met(),
+    );
+    if latency > 0 {
+        let slow_count = (count / 5).max(CONCURRENCY * 10);
+        let slow = measure(slow_count, latency).await;
+        println!("  with {latency} ms per data call at the server, {slow_count} creates:");
+        println!("{slow}");
+        goal(
+            summary,
+            format!("outbox ÷ protocol, {latency} ms per call"),
+            format!("{:.2}", slow.ratio()),
+            "≥ 0.8",
+            slow.met(),
+        );
+    }
+}
+
 fn main() {
     if let Ok(contacts) = std::env::var(EMULATOR_MODE) {
         let contacts = contacts.parse().expect("contacts");
@@ -952,6 +996,11 @@ async fn bench() {
 
     if !skipped("lateday") {
         late_day(env_u64("SYNC_BENCH_DAY_EDITS", 20_000) as u32, &mut summary).await;
+    }
+
+    if !skipped("outbox") {
+        let count = env_u64("SYNC_BENCH_OUTBOX_CREATES", 10_000) as usize;
+        outbox_part(count, env_u64("OUTBOX_BENCH_LATENCY_MS", 30), &mut summary).await;
     }
 
     if kills > 0 && !skipped("kill") {
