@@ -143,19 +143,21 @@ fn main() {
         };
         // The same request the SDK sends (bearer token, JSON accepted), decoded into the same
         // generated type its operation returns.
+        let raw_get = || async {
+            raw.get(&url)
+                .bearer_auth("token")
+                .header(http::header::ACCEPT, "application/json")
+                .send()
+                .await
+                .expect("raw get")
+                .bytes()
+                .await
+                .expect("body")
+        };
         let raw_typed_batch = || async {
             let started = Instant::now();
             for _ in 0..BATCH {
-                let bytes = raw
-                    .get(&url)
-                    .bearer_auth("token")
-                    .header(http::header::ACCEPT, "application/json")
-                    .send()
-                    .await
-                    .expect("raw get")
-                    .bytes()
-                    .await
-                    .expect("body");
+                let bytes = raw_get().await;
                 let contact: types::ContactEntityWithLinks = serde_json::from_slice(&bytes).expect("json");
                 assert_eq!(contact.contact_id, Some(123));
             }
@@ -164,16 +166,7 @@ fn main() {
         let raw_value_batch = || async {
             let started = Instant::now();
             for _ in 0..BATCH {
-                let bytes = raw
-                    .get(&url)
-                    .bearer_auth("token")
-                    .header(http::header::ACCEPT, "application/json")
-                    .send()
-                    .await
-                    .expect("raw get")
-                    .bytes()
-                    .await
-                    .expect("body");
+                let bytes = raw_get().await;
                 let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
                 assert_eq!(value["ContactId"], 123);
             }

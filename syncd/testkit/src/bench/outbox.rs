@@ -103,6 +103,11 @@ pub async fn fresh_emulator(latency_ms: u64) -> Emulator {
     emu
 }
 
+/// The daemon's config against `emu`, storing in `dir`.
+fn config(emu: &Emulator, dir: &std::path::Path) -> Config {
+    Config::parse(&config_text(emu, dir), "bench.toml", &BTreeMap::new()).expect("config")
+}
+
 fn config_text(emu: &Emulator, dir: &std::path::Path) -> String {
     format!(
         r#"store = {store:?}
@@ -176,12 +181,7 @@ pub async fn reference(count: usize, latency_ms: u64) -> Phase {
 pub async fn protocol(count: usize, latency_ms: u64) -> Phase {
     let emu = fresh_emulator(latency_ms).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::parse(
-        &config_text(&emu, dir.path()),
-        "bench.toml",
-        &BTreeMap::new(),
-    )
-    .expect("config");
+    let config = config(&emu, dir.path());
     let keys = ForeignKeys::new(&config.outbox);
     let client = client(&emu);
     warm_up(&client).await;
@@ -242,12 +242,7 @@ pub async fn protocol(count: usize, latency_ms: u64) -> Phase {
 pub async fn outbox(count: usize, latency_ms: u64) -> Phase {
     let emu = fresh_emulator(latency_ms).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::parse(
-        &config_text(&emu, dir.path()),
-        "bench.toml",
-        &BTreeMap::new(),
-    )
-    .expect("config");
+    let config = config(&emu, dir.path());
     let shutdown = CancellationToken::new();
     let (daemon, store) = Daemon::start_embedded(config.clone(), shutdown.clone())
         .await
