@@ -850,34 +850,24 @@ async fn change_requests(rows: u64, summary: &mut Vec<Goal>) {
     .await;
     let dir = workdir();
     let db = db_path(dir.path());
-    let config = write_config(&emu, dir.path(), &subscription("rows", &columns_toml()));
-    let mut child = spawn(&binary(), &config, &dir.path().join("rows.log"));
-    wait_runs(&db, "rows", PassKind::Initial, 1, &mut child).await;
-    let ratio = changes_part(&emu, &db, "rows", rows, false).await;
-    goal(
-        summary,
-        "1 % change, row shape: requests ÷ minimum".into(),
-        format!("{ratio:.3}"),
-        "≤ 1.2",
-        ratio <= 1.2,
-    );
-    stop(child);
-    let config = write_config(
-        &emu,
-        dir.path(),
-        &subscription("entities", "shape = \"entity\"\nconcurrency = 8"),
-    );
-    let mut child = spawn(&binary(), &config, &dir.path().join("entities.log"));
-    wait_runs(&db, "entities", PassKind::Initial, 1, &mut child).await;
-    let ratio = changes_part(&emu, &db, "entities", rows, true).await;
-    goal(
-        summary,
-        "1 % change, entity shape: requests ÷ minimum".into(),
-        format!("{ratio:.3}"),
-        "≤ 1.2",
-        ratio <= 1.2,
-    );
-    stop(child);
+    let entity = "shape = \"entity\"\nconcurrency = 8".to_string();
+    for (name, shape, extra, per_get) in [
+        ("rows", "row", columns_toml(), false),
+        ("entities", "entity", entity, true),
+    ] {
+        let config = write_config(&emu, dir.path(), &subscription(name, &extra));
+        let mut child = spawn(&binary(), &config, &dir.path().join(format!("{name}.log")));
+        wait_runs(&db, name, PassKind::Initial, 1, &mut child).await;
+        let ratio = changes_part(&emu, &db, name, rows, per_get).await;
+        goal(
+            summary,
+            format!("1 % change, {shape} shape: requests ÷ minimum"),
+            format!("{ratio:.3}"),
+            "≤ 1.2",
+            ratio <= 1.2,
+        );
+        stop(child);
+    }
     emu.shutdown().await;
 }
 
