@@ -139,18 +139,8 @@ impl Remote {
     /// A config for syncd against this emulator (system-user auth, the emulator's defaults).
     fn config(&self, dir: &Path, subscriptions: &str) -> PathBuf {
         let defaults = emulator::Config::default();
-        let key_file = dir.join("system-user.pem");
-        std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM).unwrap();
-        let text = format!(
-            "store = {store:?}\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n[[tenant]]\nname = \"emu\"\nenvironment = {env:?}\ncustomer_id = {ctx:?}\nclient_id = {id:?}\nclient_secret = {{ value = {secret:?} }}\nauth = \"system-user\"\nsystem_token = {token:?}\nprivate_key = {key:?}\n{subscriptions}",
-            store = db_path(dir).display().to_string(),
-            env = self.base_url,
-            ctx = self.context,
-            id = defaults.auth.client_id,
-            secret = defaults.auth.client_secret,
-            token = defaults.auth.system_token,
-            key = key_file.display().to_string(),
-        );
+        let mut text = tenant_config(&self.base_url, &self.context, &defaults.auth, dir, "");
+        text.push_str(subscriptions);
         let path = dir.join("syncd.toml");
         std::fs::write(&path, text).unwrap();
         path

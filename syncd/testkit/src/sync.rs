@@ -43,6 +43,24 @@ pub fn workdir() -> tempfile::TempDir {
 /// The `[control]` + `[[tenant]]` part of a config against `emu` (system-user auth, so token
 /// expiry is survivable), storing in `dir/syncd.db`.
 pub fn base_config(emu: &Emulator, dir: &Path, control_extra: &str) -> String {
+    tenant_config(
+        &emu.base_url(),
+        emu.context_identifier(),
+        &emu.config().auth,
+        dir,
+        control_extra,
+    )
+}
+
+/// [`base_config`] for an emulator known only by its address (one running as its own
+/// process): `environment`, its context identifier and its auth settings.
+pub fn tenant_config(
+    environment: &str,
+    context: &str,
+    auth: &emulator::config::AuthConfig,
+    dir: &Path,
+    control_extra: &str,
+) -> String {
     let key_file = dir.join("system-user.pem");
     std::fs::write(&key_file, emulator::test_keys::SYSTEM_USER_PRIVATE_KEY_PEM).unwrap();
     format!(
@@ -63,11 +81,11 @@ system_token = {token:?}
 private_key = {key:?}
 "#,
         store = dir.join("syncd.db").display().to_string(),
-        env = emu.base_url(),
-        ctx = emu.context_identifier(),
-        client_id = emu.config().auth.client_id,
-        secret = emu.config().auth.client_secret,
-        token = emu.config().auth.system_token,
+        env = environment,
+        ctx = context,
+        client_id = auth.client_id,
+        secret = auth.client_secret,
+        token = auth.system_token,
         key = key_file.display().to_string(),
     )
 }
